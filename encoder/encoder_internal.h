@@ -1,0 +1,174 @@
+/* encoder_internal.h — private to encoder/: the pieces behind raddino_encoder.h.
+ *
+ *   status.c        raddino_status helpers
+ *   safetensors.c   memory-mapped safetensors reader, header validated before any data is touched
+ *   config.c        config.json + preprocessor_config.json (cJSON)
+ *   image.c         decoding: libjpeg-turbo for JPEG, stb_image for the rest, Pillow's RGB rules
+ *   preprocess.c    Pillow-exact bicubic resize, centre crop, rescale + normalise
+ *   weights.c       maps tensor names of both layouts onto vit_weights (F16/BF16 converted)
+ *   vit.c           the forward pass
+ *   encoder.c       the public API
+ *
+ * Tests include this header too: they check the pieces one by one.
+ */
+#ifndef RADDINO_ENCODER_INTERNAL_H
+#define RADDINO_ENCODER_INTERNAL_H
+
+#include "raddino_encoder.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* ---- status.c ---- */
+raddino_status status_ok(void);
+raddino_status status_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- safetensors.c ---- */
+
+typedef enum {
+    ST_F32, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL, ST_OTHER
+} safetensors_dtype;
+
+#define SAFETENSORS_MAX_DIMS 8
+#define SAFETENSORS_MAX_NAME 256
+/* A header larger than this is refused (the real RAD-DINO header is about 20 KB). */
+#define SAFETENSORS_MAX_HEADER (100u << 20)
+
+typedef struct {
+    char name[SAFETENSORS_MAX_NAME];
+    safetensors_dtype dtype;
+    int n_dims;
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    uint64_t n_elements;
+    uint64_t begin, end;        /* byte offsets relative to the data section */
+    const uint8_t *data;        /* into the mapping: data_section + begin */
+} safetensors_tensor;
+
+typedef struct {
+    char path[1024];
+    void *map;                  /* whole file, read-only mapping */
+    size_t map_size;
+    const uint8_t *data_section;
+    uint64_t data_size;
+    int n_tensors;
+    safetensors_tensor *tensors;    /* sorted by name */
+} safetensors_file;
+
+/* Maps and validates the file: header length within the file, JSON object, every entry with a
+ * known dtype string, shape of non-negative ints whose byte size matches data_offsets, offsets
+ * inside the data section, no two tensors overlapping. Errors name the file and the tensor. */
+raddino_status safetensors_open(const char *path, safetensors_file *out);
+void safetensors_close(safetensors_file *f);
+const safetensors_tensor *safetensors_find(const safetensors_file *f, const char *name);
+const char *safetensors_dtype_name(safetensors_dtype dtype);
+
+/* ---- config.c ---- */
+
+typedef struct {
+    int hidden, layers, heads, mlp, patch, channels, image_size;
+    float layer_norm_eps;
+    bool qkv_bias;
+    double layerscale_value;
+} vit_config;
+
+typedef struct {
+    bool do_convert_rgb, do_resize, do_center_crop, do_rescale, do_normalize;
+    int resize_shortest_edge;        /* > 0 when size = {"shortest_edge": N} */
+    int resize_height, resize_width; /* when size = {"height": H, "width": W} */
+    int resample;
+    int crop_height, crop_width;
+    double rescale_factor;
+    float mean[3], std[3];
+} preprocess_config;
+
+/* Reads MODEL_DIR/config.json. Missing keys take transformers' Dinov2Config defaults
+ * (layer_norm_eps 1e-12!). Refuses use_swiglu_ffn, register tokens, hidden_act other than
+ * gelu, num_channels other than 3, sizes that do not divide. */
+raddino_status config_load_model(const char *path, vit_config *out);
+raddino_status config_parse_model(const char *json, size_t len, const char *name, vit_config *out);
+/* Reads preprocessor_config.json. Missing keys take BitImageProcessor defaults. */
+raddino_status config_load_preprocess(const char *path, preprocess_config *out);
+raddino_status config_parse_preprocess(const char *json, size_t len, const char *name,
+                                       preprocess_config *out);
+
+/* ---- image.c ---- (raddino_image_load / _memory / _free are public) */
+
+/* The 16-bit rule: u8 = floor((v - min) * 255 / (max - min) + 0.5) in double, all 0 when flat. */
+void image_scale_16_to_8(const uint16_t *src, size_t n, uint8_t *dst);
+
+/* ---- preprocess.c ---- */
+
+/* Output size of the network input for an image of w x h under cfg. */
+void preprocess_output_size(const preprocess_config *cfg, int w, int h, int *out_w, int *out_h);
+
+/* Resize (Pillow bicubic, fixed point) + centre crop (floor; zero padding where the image is
+ * smaller, as transformers). crop: out_w * out_h * 3 bytes. Only the part of the resized image
+ * that survives the crop is computed, so a 1 x 100000 image costs no more than a 518 x 518 one. */
+raddino_status preprocess_crop(const preprocess_config *cfg, const raddino_image *img,
+                               uint8_t *crop, int out_w, int out_h);
+
+/* Rescale + normalise an RGB crop into a [3, h, w] float tensor, through a 256-entry table per
+ * channel (float32(v * rescale_factor) in double, then (x - mean) / std in float32). */
+void preprocess_normalize(const preprocess_config *cfg, const uint8_t *crop, int w, int h,
+                          float *pixels);
+
+/* ---- weights.c ---- */
+
+typedef struct {
+    const float *norm1_w, *norm1_b;
+    const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* [D, D] / [D] each (row blocks of qkv) */
+    const float *proj_w, *proj_b;
+    const float *ls1;
+    const float *norm2_w, *norm2_b;
+    const float *fc1_w, *fc1_b;     /* [M, D] / [M] */
+    const float *fc2_w, *fc2_b;     /* [D, M] / [D] */
+    const float *ls2;
+} vit_layer_weights;
+
+typedef struct {
+    const float *cls_token;         /* [D] */
+    const float *pos_embed;         /* [1 + table_h * table_w, D] */
+    int table_h, table_w;           /* grid of the position table */
+    const float *patch_w;           /* [D, C * patch * patch] */
+    const float *patch_b;           /* [D] */
+    const float *norm_w, *norm_b;   /* final LayerNorm */
+    vit_layer_weights *layers;      /* [layers] */
+    raddino_weights_layout layout;
+    uint64_t n_parameters;
+    /* Buffers we own: converted F16/BF16 tensors and F32 tensors that were not 4-byte aligned. */
+    void **owned;
+    int n_owned, cap_owned;
+} vit_weights;
+
+/* Detects the layout (embeddings.cls_token -> Hugging Face, cls_token -> backbone), checks
+ * every tensor's presence, dtype (F32/F16/BF16) and shape against cfg, and fills w. F32 data
+ * is used in place. The safetensors file must stay open while w is used. */
+raddino_status weights_load(const safetensors_file *f, const vit_config *cfg, vit_weights *w);
+void weights_free(vit_weights *w);
+
+/* ---- vit.c ---- */
+
+/* Scratch buffers for one forward pass at one grid size. */
+typedef struct vit_run_state vit_run_state;
+
+raddino_status vit_state_create(const vit_config *cfg, int grid_h, int grid_w,
+                                vit_run_state **out);
+void vit_state_free(vit_run_state *s);
+
+/* Position table for a grid_h x grid_w input: the stored table when the grid matches,
+ * else transformers' bicubic interpolation (a = -0.75, align_corners false) of the patch rows.
+ * out: [1 + grid_h * grid_w, D]. */
+void vit_position_embeddings(const vit_config *cfg, const vit_weights *w, int grid_h, int grid_w,
+                             float *out);
+
+/* One image: pixels [C, grid_h*patch, grid_w*patch] -> tokens [1 + grid_h*grid_w, D]. */
+raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
+                           const float *pixels, float *tokens);
+
+/* Optional hook to observe intermediate activations (tests compare them with the golden
+ * stages). name is e.g. "embeddings.patch", "layer0.norm1", "layer0.qkv" (q|k|v side by side). */
+typedef void (*vit_stage_hook)(void *user, const char *name, const float *data, int rows,
+                               int cols);
+void vit_state_set_hook(vit_run_state *s, vit_stage_hook hook, void *user);
+
+#endif

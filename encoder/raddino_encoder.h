@@ -1,0 +1,164 @@
+/* raddino_encoder.h — the RAD-DINO image encoder (DINOv2 ViT) as a C library.
+ *
+ * What it does: image file -> RGB pixels -> Hugging Face BitImageProcessor preprocessing
+ * (Pillow-exact) -> DINOv2 ViT forward pass in float32 -> all output tokens
+ * (row 0 = CLS, rows 1.. = the patch grid, row-major).
+ *
+ * Usage:
+ *
+ *     raddino_encoder_params params = raddino_encoder_default_params();
+ *     params.n_threads = 2;
+ *     raddino_encoder *enc;
+ *     raddino_status st = raddino_encoder_open("path/to/rad-dino", &params, &enc);
+ *     if (st.code) { fprintf(stderr, "%s\n", st.message); return 1; }
+ *     raddino_model_info info;
+ *     raddino_encoder_info(enc, &info);
+ *     float *cls = malloc(info.hidden * sizeof *cls);
+ *     st = raddino_embed_file(enc, "chest.png", cls, NULL);
+ *     ...
+ *     raddino_encoder_close(enc);
+ *
+ * Every call returns a raddino_status: code 0 means success; otherwise `message` is one line
+ * ("FILE: reason") that can be shown to a user as it is. The library keeps no global mutable
+ * state: several encoders may be open at once. One encoder must not be used by two threads at
+ * the same time (it owns its scratch buffers); open one per thread or serialise the calls.
+ *
+ * Threads: the forward pass uses OpenMP and OpenBLAS (OpenMP build), one thread pool.
+ * params.n_threads = 0 means $RADDINO_THREADS when set, else all cores.
+ */
+#ifndef RADDINO_ENCODER_H
+#define RADDINO_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    RADDINO_OK = 0,
+    RADDINO_ERR_ARGUMENT,    /* a caller mistake: NULL pointer, bad size, bad parameter */
+    RADDINO_ERR_IO,          /* a file could not be opened, read, mapped or written */
+    RADDINO_ERR_FORMAT,      /* a file's bytes are malformed (image, JSON, safetensors) */
+    RADDINO_ERR_UNSUPPORTED, /* well-formed but not something we handle (SwiGLU, registers...) */
+    RADDINO_ERR_TOO_LARGE,   /* over a limit: pixel cap, tensor size, header length */
+    RADDINO_ERR_MODEL,       /* weights do not fit the config: missing tensor, shape, dtype */
+    RADDINO_ERR_NOMEM        /* an allocation failed */
+} raddino_status_code;
+
+#define RADDINO_MESSAGE_MAX 512
+
+typedef struct {
+    int code;                           /* raddino_status_code */
+    char message[RADDINO_MESSAGE_MAX];  /* one line, empty when code == RADDINO_OK */
+} raddino_status;
+
+/* Default pixel cap: 200 megapixels, checked from the file header before any pixel is decoded. */
+#define RADDINO_DEFAULT_MAX_PIXELS 200000000ull
+
+typedef struct {
+    int n_threads;          /* 0: $RADDINO_THREADS, else all cores */
+    uint64_t max_pixels;    /* images larger than this (width*height) are refused; 0 = default */
+    const char *weights;    /* weights file; NULL = model.safetensors, else
+                               backbone_compatible.safetensors, in the model folder */
+} raddino_encoder_params;
+
+raddino_encoder_params raddino_encoder_default_params(void);
+
+typedef struct raddino_encoder raddino_encoder;
+
+/* Opens a model folder holding config.json, preprocessor_config.json and a weights file.
+ * On failure *out is NULL and the status says which file and why. */
+raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder_params *params,
+                                    raddino_encoder **out);
+void raddino_encoder_close(raddino_encoder *enc);
+
+typedef enum { RADDINO_LAYOUT_HF = 0, RADDINO_LAYOUT_BACKBONE = 1 } raddino_weights_layout;
+
+typedef struct {
+    int hidden;             /* D: 768 for ViT-B */
+    int layers;
+    int heads;
+    int mlp;                /* MLP width: mlp_ratio * hidden */
+    int patch;              /* 14 */
+    int channels;           /* 3 */
+    int image_size;         /* config.image_size: the position table is (image_size/patch)^2 + 1 */
+    float layer_norm_eps;
+    int input_height;       /* network input size after preprocessing (518x518 for RAD-DINO) */
+    int input_width;
+    int grid_height;        /* input_height / patch */
+    int grid_width;
+    int tokens;             /* 1 + grid_height * grid_width */
+    int layout;             /* raddino_weights_layout of the file that was loaded */
+    uint64_t n_tensors;     /* tensors in the weights file */
+    uint64_t n_parameters;  /* parameters the encoder uses (mask_token excluded) */
+    const char *weights_path;
+    /* Preprocessing, from preprocessor_config.json (defaults as transformers). */
+    int do_convert_rgb, do_resize, do_center_crop, do_rescale, do_normalize;
+    int resize_shortest_edge;   /* > 0: shortest edge; else resize_height x resize_width */
+    int resize_height, resize_width;
+    int resample;               /* PIL resample code; only 3 (bicubic) is supported */
+    int crop_height, crop_width;
+    double rescale_factor;
+    float image_mean[3], image_std[3];
+} raddino_model_info;
+
+raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_info *out);
+
+/* ---- Images ------------------------------------------------------------------------------ */
+
+/* A decoded image converted to 8-bit RGB, interleaved, row-major (Pillow's convert("RGB")
+ * rules; images with more than 8 bits are min-max scaled to 0..255 first). */
+typedef struct {
+    int width, height;
+    uint8_t *rgb;           /* width * height * 3 bytes, owned: free with raddino_image_free */
+    int source_bits;        /* 8 or 16: bit depth of the file */
+    int source_channels;    /* channels in the file: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA */
+    const char *format;     /* "png", "jpeg", "bmp", "pnm", "tga", "gif", "psd", "hdr"... */
+} raddino_image;
+
+/* Decodes PNG (8/16-bit grey, grey+alpha, RGB, RGBA, palette), JPEG (baseline, progressive;
+ * libjpeg-turbo, as Pillow), BMP, PNM, TGA. max_pixels 0 = RADDINO_DEFAULT_MAX_PIXELS.
+ * `name` is used in error messages only (NULL: "<memory>"). */
+raddino_status raddino_image_load(const char *path, uint64_t max_pixels, raddino_image *out);
+raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,
+                                         uint64_t max_pixels, raddino_image *out);
+void raddino_image_free(raddino_image *img);
+
+/* Preprocesses as the model's preprocessor_config.json says. Either output may be NULL.
+ * crop: input_height * input_width * 3 bytes (the resized, cropped 8-bit RGB image).
+ * pixels: 3 * input_height * input_width floats, channel-major [3, H, W] (the network input). */
+raddino_status raddino_preprocess(const raddino_encoder *enc, const raddino_image *img,
+                                  uint8_t *crop, float *pixels);
+
+/* ---- Encoding ------------------------------------------------------------------------------ */
+
+/* Runs the network on n preprocessed inputs, each [3, input_height, input_width] floats,
+ * consecutive. tokens: n * info.tokens * info.hidden floats; image i's tokens start at
+ * tokens + i * tokens_per_image * hidden, row 0 = CLS, after the final LayerNorm.
+ * Batched and one-at-a-time calls give identical numbers. */
+raddino_status raddino_encode_pixels(raddino_encoder *enc, int n, const float *pixels,
+                                     float *tokens);
+
+/* Decodes, preprocesses and encodes one file. cls: hidden floats (may be NULL); tokens:
+ * info.tokens * info.hidden floats (may be NULL). */
+raddino_status raddino_embed_file(raddino_encoder *enc, const char *path, float *cls,
+                                  float *tokens);
+
+/* Same for an image already decoded. */
+raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *img, float *cls,
+                                   float *tokens);
+
+/* Rearranges the patch rows of one image's tokens [1 + gh*gw, D] into the rad-dino package's
+ * channel-major map [D, gh, gw]. */
+void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_height,
+                                 int grid_width, float *map);
+
+/* Number of threads the encoder runs with. */
+int raddino_encoder_threads(const raddino_encoder *enc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

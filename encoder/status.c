@@ -1,0 +1,26 @@
+#include "encoder_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+raddino_status status_ok(void)
+{
+    raddino_status st;
+    st.code = RADDINO_OK;
+    st.message[0] = 0;
+    return st;
+}
+
+raddino_status status_error(int code, const char *fmt, ...)
+{
+    raddino_status st;
+    st.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st.message, sizeof st.message, fmt, ap);
+    va_end(ap);
+    /* One line: a newline inside a file name or a library message must not break it. */
+    for (char *p = st.message; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    return st;
+}
