@@ -1,0 +1,2 @@
+#include "encoder_internal.h"
+/* stub: to be written */
