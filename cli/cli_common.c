@@ -1,1 +1,125 @@
-/* stub */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("raddino: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_status_error(const raddino_status *st)
+{
+    cli_error("%s", st->message);
+}
+
+bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || end == arg || *end || arg[0] == '-' || v == 0 || v > max) {
+        cli_error("%s: expected a whole number from 1 to %llu, got '%s'", option,
+                  (unsigned long long)max, arg);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_code)
+{
+    uint64_t v;
+    switch (opt) {
+    case 'm': o->model = arg; return true;
+    case 'W': o->weights = arg; return true;
+    case 't':
+        if (!cli_parse_u64("--threads", arg, 1024, &v)) *exit_code = EXIT_USAGE;
+        else o->threads = (int)v;
+        return true;
+    case 'P':
+        if (!cli_parse_u64("--max-pixels", arg, UINT64_MAX, &v)) *exit_code = EXIT_USAGE;
+        else o->max_pixels = v;
+        return true;
+    default: return false;
+    }
+}
+
+raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
+{
+    const char *dir = o->model;
+    if (!dir || !*dir) dir = getenv("RADDINO_MODEL");
+    if (!dir || !*dir) {
+        cli_error("no model: pass --model DIR or set RADDINO_MODEL to a folder holding "
+                  "config.json, preprocessor_config.json and model.safetensors "
+                  "(for RAD-DINO, the files of https://huggingface.co/microsoft/rad-dino)");
+        *exit_code = EXIT_USAGE;
+        return NULL;
+    }
+    raddino_encoder_params params = raddino_encoder_default_params();
+    params.n_threads = o->threads;
+    if (o->max_pixels) params.max_pixels = o->max_pixels;
+    params.weights = o->weights;
+    raddino_encoder *enc;
+    raddino_status st = raddino_encoder_open(dir, &params, &enc);
+    if (st.code) {
+        cli_status_error(&st);
+        *exit_code = EXIT_INPUT_FAILED;
+        return NULL;
+    }
+    return enc;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+raddino_status cli_file_sha256(const char *path, char hex[65])
+{
+    raddino_status st = {RADDINO_OK, ""};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        st.code = RADDINO_ERR_IO;
+        snprintf(st.message, sizeof st.message, "%s: %s", path, strerror(errno));
+        return st;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char buffer[1 << 16], digest[32];
+    unsigned int digest_len = 0;
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    size_t n;
+    while (ok && (n = fread(buffer, 1, sizeof buffer, f)) > 0) ok = EVP_DigestUpdate(ctx, buffer, n);
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &digest_len) && digest_len == 32;
+    EVP_MD_CTX_free(ctx);
+    fclose(f);
+    if (!ok) {
+        st.code = RADDINO_ERR_IO;
+        snprintf(st.message, sizeof st.message, "%s: cannot read to hash it", path);
+        return st;
+    }
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return st;
+}

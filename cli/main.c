@@ -1,2 +1,39 @@
-/* stub */
-int main(void){return 0;}
+/* main.c — the raddino command: dispatches to the subcommands. */
+#include "cli.h"
+
+#include <string.h>
+
+static const char usage[] =
+    "usage: raddino COMMAND [OPTIONS] ...\n"
+    "\n"
+    "RAD-DINO chest X-ray embeddings (DINOv2 ViT-B/14), exact to the reference model.\n"
+    "\n"
+    "commands:\n"
+    "  embed        embed images: CLS vectors, patch maps, all tokens\n"
+    "  preprocess   write the 518x518 network input crop of an image (and its tensor)\n"
+    "  model info   describe a model folder: config, tensors, parameters, sha256\n"
+    "\n"
+    "Run 'raddino COMMAND --help' for a command's options.\n"
+    "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (!strcmp(command, "--help") || !strcmp(command, "-h") || !strcmp(command, "help")) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(command, "--version")) {
+        puts("raddino 0.1.0");
+        return EXIT_OK;
+    }
+    if (!strcmp(command, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try 'raddino --help')", command);
+    return EXIT_USAGE;
+}

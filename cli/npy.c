@@ -1,1 +1,154 @@
+/* npy.c — NumPy .npy format version 1.0 for float32 arrays.
+ *
+ * Layout: "\x93NUMPY", major 1, minor 0, a little-endian uint16 header length, then an ASCII
+ * Python dict literal padded with spaces and ended by '\n' so that the data starts on a
+ * 64-byte boundary, then the raw little-endian float32 data in C order. */
 #include "npy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NPY_MAGIC "\x93NUMPY"
+#define NPY_MAX_DIMS 8
+
+static raddino_status npy_error(int code, const char *path, const char *reason)
+{
+    raddino_status st;
+    st.code = code;
+    snprintf(st.message, sizeof st.message, "%s: %s", path, reason);
+    return st;
+}
+
+static raddino_status npy_ok(void)
+{
+    raddino_status st = {RADDINO_OK, ""};
+    return st;
+}
+
+/* The header dict, padded to a multiple of 64 bytes including the 10-byte preamble. */
+static size_t npy_header(char *out, size_t cap, int n_dims, const int64_t *shape)
+{
+    char dims[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < n_dims; i++)
+        used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld,%s",
+                                 (long long)shape[i], i + 1 < n_dims ? " " : "");
+    if (n_dims > 1) dims[used - 1] = 0;   /* (N,) needs the comma, (N, D) does not */
+    int n = snprintf(out, cap, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
+                     dims);
+    size_t len = (size_t)n;
+    size_t total = (10 + len + 1 + 63) / 64 * 64;
+    while (10 + len + 1 < total) out[len++] = ' ';
+    out[len++] = '\n';
+    return len;
+}
+
+raddino_status npy_write_f32(const char *path, const float *data, int n_dims,
+                             const int64_t *shape)
+{
+    if (n_dims < 1 || n_dims > NPY_MAX_DIMS)
+        return npy_error(RADDINO_ERR_ARGUMENT, path, "bad number of dimensions");
+    uint64_t count = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 0) return npy_error(RADDINO_ERR_ARGUMENT, path, "negative dimension");
+        count *= (uint64_t)shape[i];
+    }
+    char header[512];
+    size_t header_len = npy_header(header, sizeof header, n_dims, shape);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return npy_error(RADDINO_ERR_ARGUMENT, path, "path too long");
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
+    unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                  (unsigned char)(header_len & 0xff),
+                                  (unsigned char)(header_len >> 8)};
+    /* Data is written as stored: every platform we build for is little-endian. */
+    bool ok = fwrite(preamble, 1, 10, f) == 10 &&
+              fwrite(header, 1, header_len, f) == header_len &&
+              (count == 0 || fwrite(data, sizeof(float), count, f) == count);
+    int saved = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) saved = errno;
+        unlink(tmp);
+        return npy_error(RADDINO_ERR_IO, path, strerror(saved));
+    }
+    return npy_ok();
+}
+
+/* Parses "(a, b, c)" after 'shape': in the header dict. */
+static bool parse_shape(const char *header, int *n_dims, int64_t *shape)
+{
+    const char *p = strstr(header, "'shape':");
+    if (!p) return false;
+    p = strchr(p, '(');
+    if (!p) return false;
+    p++;
+    *n_dims = 0;
+    for (;;) {
+        while (*p == ' ') p++;
+        if (*p == ')') return true;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 0 || *n_dims == NPY_MAX_DIMS) return false;
+        shape[(*n_dims)++] = v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p != ')') return false;
+    }
+}
+
+raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t *shape)
+{
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
+    unsigned char preamble[10];
+    char header[65536];
+    raddino_status st = npy_ok();
+    if (fread(preamble, 1, 10, f) != 10 || memcmp(preamble, NPY_MAGIC, 6) != 0 ||
+        preamble[6] != 1) {
+        st = npy_error(RADDINO_ERR_FORMAT, path, "not a .npy version 1 file");
+        goto done;
+    }
+    size_t header_len = preamble[8] | (size_t)preamble[9] << 8;
+    if (fread(header, 1, header_len, f) != header_len) {
+        st = npy_error(RADDINO_ERR_FORMAT, path, "truncated header");
+        goto done;
+    }
+    header[header_len] = 0;
+    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False") ||
+        !parse_shape(header, n_dims, shape)) {
+        st = npy_error(RADDINO_ERR_UNSUPPORTED, path, "only C-order '<f4' arrays are read");
+        goto done;
+    }
+    uint64_t count = 1;
+    for (int i = 0; i < *n_dims; i++) {
+        if (shape[i] > 0 && count > (UINT64_MAX / 4) / (uint64_t)shape[i]) {
+            st = npy_error(RADDINO_ERR_TOO_LARGE, path, "array too large");
+            goto done;
+        }
+        count *= (uint64_t)shape[i];
+    }
+    *data = malloc(count ? count * sizeof(float) : 1);
+    if (!*data) {
+        st = npy_error(RADDINO_ERR_NOMEM, path, "out of memory");
+        goto done;
+    }
+    if (fread(*data, sizeof(float), count, f) != count) {
+        free(*data);
+        *data = NULL;
+        st = npy_error(RADDINO_ERR_FORMAT, path, "truncated data");
+    }
+done:
+    fclose(f);
+    return st;
+}

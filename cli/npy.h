@@ -3,6 +3,8 @@
 #define RADDINO_NPY_H
 #include "raddino_encoder.h"
 
+#include <stdbool.h>
+
 /* Writes data (n_dims dims given by shape) to path atomically (temporary file + rename). */
 raddino_status npy_write_f32(const char *path, const float *data, int n_dims,
                              const int64_t *shape);

@@ -1,2 +1,321 @@
+/* encoder.c — the public API of raddino_encoder.h on top of the private modules. */
 #include "encoder_internal.h"
-/* stub: to be written */
+
+#include <errno.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct raddino_encoder {
+    char weights_path[PATH_MAX];
+    vit_config cfg;
+    preprocess_config pre;
+    safetensors_file file;
+    vit_weights weights;
+    vit_run_state *state;       /* for state_h x state_w inputs; remade when the size changes */
+    int state_h, state_w;
+    int n_threads;
+    uint64_t max_pixels;
+    /* Scratch for embedding one image: grown on demand. */
+    uint8_t *crop;
+    float *pixels, *tokens;
+    size_t crop_cap, pixels_cap, tokens_cap;
+};
+
+raddino_encoder_params raddino_encoder_default_params(void)
+{
+    raddino_encoder_params p;
+    memset(&p, 0, sizeof p);
+    p.n_threads = 0;
+    p.max_pixels = RADDINO_DEFAULT_MAX_PIXELS;
+    p.weights = NULL;
+    return p;
+}
+
+static int threads_from_environment(void)
+{
+    const char *env = getenv("RADDINO_THREADS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end == 0 && n > 0 && n <= 1024) return (int)n;
+    }
+    return omp_get_num_procs();
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static raddino_status join_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: path too long", dir);
+    return status_ok();
+}
+
+static raddino_status find_weights(const char *dir, const raddino_encoder_params *params,
+                                   char *out, size_t cap)
+{
+    if (params->weights) {
+        if (strlen(params->weights) >= cap)
+            return status_error(RADDINO_ERR_ARGUMENT, "%s: path too long", params->weights);
+        strcpy(out, params->weights);
+        return status_ok();
+    }
+    static const char *const names[] = {"model.safetensors", "backbone_compatible.safetensors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        raddino_status st = join_path(out, cap, dir, names[i]);
+        if (st.code) return st;
+        if (file_exists(out)) return status_ok();
+    }
+    return status_error(RADDINO_ERR_IO,
+                        "%s: no model.safetensors or backbone_compatible.safetensors in the "
+                        "model folder", dir);
+}
+
+static raddino_status load_configs(raddino_encoder *enc, const char *dir)
+{
+    char path[PATH_MAX];
+    raddino_status st = join_path(path, sizeof path, dir, "config.json");
+    if (!st.code) st = config_load_model(path, &enc->cfg);
+    if (!st.code) st = join_path(path, sizeof path, dir, "preprocessor_config.json");
+    if (!st.code) st = config_load_preprocess(path, &enc->pre);
+    return st;
+}
+
+raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder_params *params,
+                                    raddino_encoder **out)
+{
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_open: out is NULL");
+    *out = NULL;
+    if (!model_dir || !*model_dir)
+        return status_error(RADDINO_ERR_ARGUMENT, "no model folder given");
+    raddino_encoder_params defaults = raddino_encoder_default_params();
+    if (!params) params = &defaults;
+    struct stat sb;
+    if (stat(model_dir, &sb) != 0)
+        return status_error(RADDINO_ERR_IO, "%s: %s", model_dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return status_error(RADDINO_ERR_IO, "%s: not a folder", model_dir);
+
+    raddino_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc) return status_error(RADDINO_ERR_NOMEM, "out of memory");
+    enc->n_threads = params->n_threads > 0 ? params->n_threads : threads_from_environment();
+    enc->max_pixels = params->max_pixels ? params->max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+
+    raddino_status st = load_configs(enc, model_dir);
+    if (!st.code) st = find_weights(model_dir, params, enc->weights_path, sizeof enc->weights_path);
+    if (!st.code) st = safetensors_open(enc->weights_path, &enc->file);
+    if (st.code) {
+        free(enc);
+        return st;
+    }
+    st = weights_load(&enc->file, &enc->cfg, &enc->weights);
+    if (st.code) {
+        safetensors_close(&enc->file);
+        free(enc);
+        return st;
+    }
+    *out = enc;
+    return status_ok();
+}
+
+void raddino_encoder_close(raddino_encoder *enc)
+{
+    if (!enc) return;
+    vit_state_free(enc->state);
+    weights_free(&enc->weights);
+    safetensors_close(&enc->file);
+    free(enc->crop);
+    free(enc->pixels);
+    free(enc->tokens);
+    free(enc);
+}
+
+int raddino_encoder_threads(const raddino_encoder *enc)
+{
+    return enc ? enc->n_threads : 0;
+}
+
+/* The network input size when it does not depend on the image (centre crop or a fixed resize);
+ * 0 x 0 otherwise. */
+static void fixed_input_size(const preprocess_config *pre, int *h, int *w)
+{
+    *h = *w = 0;
+    if (pre->do_center_crop) {
+        *h = pre->crop_height;
+        *w = pre->crop_width;
+    } else if (pre->do_resize && pre->resize_shortest_edge <= 0) {
+        *h = pre->resize_height;
+        *w = pre->resize_width;
+    }
+}
+
+raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_info *out)
+{
+    if (!enc || !out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_info: NULL");
+    memset(out, 0, sizeof *out);
+    const vit_config *c = &enc->cfg;
+    const preprocess_config *p = &enc->pre;
+    out->hidden = c->hidden;
+    out->layers = c->layers;
+    out->heads = c->heads;
+    out->mlp = c->mlp;
+    out->patch = c->patch;
+    out->channels = c->channels;
+    out->image_size = c->image_size;
+    out->layer_norm_eps = c->layer_norm_eps;
+    fixed_input_size(p, &out->input_height, &out->input_width);
+    out->grid_height = out->input_height / c->patch;
+    out->grid_width = out->input_width / c->patch;
+    out->tokens = out->input_height ? 1 + out->grid_height * out->grid_width : 0;
+    out->layout = enc->weights.layout;
+    out->n_tensors = (uint64_t)enc->file.n_tensors;
+    out->n_parameters = enc->weights.n_parameters;
+    out->weights_path = enc->weights_path;
+    out->do_convert_rgb = p->do_convert_rgb;
+    out->do_resize = p->do_resize;
+    out->do_center_crop = p->do_center_crop;
+    out->do_rescale = p->do_rescale;
+    out->do_normalize = p->do_normalize;
+    out->resize_shortest_edge = p->resize_shortest_edge;
+    out->resize_height = p->resize_height;
+    out->resize_width = p->resize_width;
+    out->resample = p->resample;
+    out->crop_height = p->crop_height;
+    out->crop_width = p->crop_width;
+    out->rescale_factor = p->rescale_factor;
+    for (int i = 0; i < 3; i++) {
+        out->image_mean[i] = p->mean[i];
+        out->image_std[i] = p->std[i];
+    }
+    return status_ok();
+}
+
+static raddino_status ensure_state(raddino_encoder *enc, int h, int w)
+{
+    if (enc->state && enc->state_h == h && enc->state_w == w) return status_ok();
+    vit_state_free(enc->state);
+    enc->state = NULL;
+    raddino_status st = vit_state_create(&enc->cfg, h, w, &enc->state);
+    if (st.code) return st;
+    enc->state_h = h;
+    enc->state_w = w;
+    return status_ok();
+}
+
+static int tokens_for(const raddino_encoder *enc, int h, int w)
+{
+    return 1 + (h / enc->cfg.patch) * (w / enc->cfg.patch);
+}
+
+raddino_status raddino_encode_pixels(raddino_encoder *enc, int n, const float *pixels,
+                                     float *tokens)
+{
+    if (!enc || !pixels || !tokens || n < 0)
+        return status_error(RADDINO_ERR_ARGUMENT, "raddino_encode_pixels: bad argument");
+    int h, w;
+    fixed_input_size(&enc->pre, &h, &w);
+    if (h <= 0 || w <= 0)
+        return status_error(RADDINO_ERR_ARGUMENT,
+                            "this model's input size depends on the image: use "
+                            "raddino_embed_image");
+    raddino_status st = ensure_state(enc, h, w);
+    if (st.code) return st;
+    omp_set_num_threads(enc->n_threads);
+    size_t in_size = (size_t)enc->cfg.channels * h * w;
+    size_t out_size = (size_t)tokens_for(enc, h, w) * enc->cfg.hidden;
+    /* One image at a time: the GEMMs of a ViT are large already at batch 1, and this keeps a
+     * batch bit-identical to single calls. */
+    for (int i = 0; i < n; i++) {
+        st = vit_forward(&enc->cfg, &enc->weights, enc->state, pixels + i * in_size,
+                         tokens + i * out_size);
+        if (st.code) return st;
+    }
+    return status_ok();
+}
+
+static raddino_status grow(void **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need) return status_ok();
+    void *p = realloc(*buf, need);
+    if (!p) return status_error(RADDINO_ERR_NOMEM, "out of memory (%zu bytes)", need);
+    *buf = p;
+    *cap = need;
+    return status_ok();
+}
+
+raddino_status raddino_preprocess(const raddino_encoder *enc, const raddino_image *img,
+                                  uint8_t *crop, float *pixels)
+{
+    if (!enc || !img || !img->rgb || img->width <= 0 || img->height <= 0)
+        return status_error(RADDINO_ERR_ARGUMENT, "raddino_preprocess: bad argument");
+    int w, h;
+    preprocess_output_size(&enc->pre, img->width, img->height, &w, &h);
+    uint8_t *buffer = crop ? crop : malloc((size_t)w * h * 3);
+    if (!buffer) return status_error(RADDINO_ERR_NOMEM, "out of memory");
+    raddino_status st = preprocess_crop(&enc->pre, img, buffer, w, h);
+    if (!st.code && pixels) preprocess_normalize(&enc->pre, buffer, w, h, pixels);
+    if (!crop) free(buffer);
+    return st;
+}
+
+raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *img, float *cls,
+                                   float *tokens)
+{
+    if (!enc || !img || !img->rgb)
+        return status_error(RADDINO_ERR_ARGUMENT, "raddino_embed_image: bad argument");
+    int w, h;
+    preprocess_output_size(&enc->pre, img->width, img->height, &w, &h);
+    if (w < enc->cfg.patch || h < enc->cfg.patch)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "input %dx%d is smaller than one patch", w,
+                            h);
+    size_t n_tokens = (size_t)tokens_for(enc, h, w);
+    raddino_status st = grow((void **)&enc->crop, &enc->crop_cap, (size_t)w * h * 3);
+    if (!st.code) st = grow((void **)&enc->pixels, &enc->pixels_cap, (size_t)3 * w * h * 4);
+    if (!st.code && !tokens)
+        st = grow((void **)&enc->tokens, &enc->tokens_cap, n_tokens * enc->cfg.hidden * 4);
+    if (!st.code) st = ensure_state(enc, h, w);
+    if (st.code) return st;
+    omp_set_num_threads(enc->n_threads);
+    st = preprocess_crop(&enc->pre, img, enc->crop, w, h);
+    if (st.code) return st;
+    preprocess_normalize(&enc->pre, enc->crop, w, h, enc->pixels);
+    float *out = tokens ? tokens : enc->tokens;
+    st = vit_forward(&enc->cfg, &enc->weights, enc->state, enc->pixels, out);
+    if (!st.code && cls) memcpy(cls, out, (size_t)enc->cfg.hidden * sizeof(float));
+    return st;
+}
+
+raddino_status raddino_embed_file(raddino_encoder *enc, const char *path, float *cls,
+                                  float *tokens)
+{
+    if (!enc || !path) return status_error(RADDINO_ERR_ARGUMENT, "raddino_embed_file: NULL");
+    raddino_image img;
+    raddino_status st = raddino_image_load(path, enc->max_pixels, &img);
+    if (st.code) return st;
+    st = raddino_embed_image(enc, &img, cls, tokens);
+    raddino_image_free(&img);
+    if (st.code && !strstr(st.message, path)) {
+        raddino_status named = status_error(st.code, "%s: %s", path, st.message);
+        return named;
+    }
+    return st;
+}
+
+void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_height,
+                                 int grid_width, float *map)
+{
+    size_t n = (size_t)grid_height * grid_width;
+    for (size_t t = 0; t < n; t++) {
+        const float *row = tokens + (1 + t) * (size_t)hidden;
+        for (int d = 0; d < hidden; d++) map[(size_t)d * n + t] = row[d];
+    }
+}

@@ -151,7 +151,9 @@ void weights_free(vit_weights *w);
 /* Scratch buffers for one forward pass at one grid size. */
 typedef struct vit_run_state vit_run_state;
 
-raddino_status vit_state_create(const vit_config *cfg, int grid_h, int grid_w,
+/* For inputs of input_h x input_w pixels; the grid is input / patch (a remainder is dropped, as
+ * the stride-patch convolution does). */
+raddino_status vit_state_create(const vit_config *cfg, int input_h, int input_w,
                                 vit_run_state **out);
 void vit_state_free(vit_run_state *s);
 
@@ -161,7 +163,7 @@ void vit_state_free(vit_run_state *s);
 void vit_position_embeddings(const vit_config *cfg, const vit_weights *w, int grid_h, int grid_w,
                              float *out);
 
-/* One image: pixels [C, grid_h*patch, grid_w*patch] -> tokens [1 + grid_h*grid_w, D]. */
+/* One image: pixels [C, input_h, input_w] -> tokens [1 + grid_h*grid_w, D]. */
 raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
                            const float *pixels, float *tokens);
 

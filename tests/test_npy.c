@@ -1,5 +1,106 @@
-#include <check.h>
-#include <stdlib.h>
+/* test_npy.c — .npy files written by raddino read back with the same shape and values, with
+ * the header numpy expects; bad files are refused. */
+#include "npy.h"
 #include "test_util.h"
-START_TEST(placeholder) { ck_assert(1); } END_TEST
-int main(void){ Suite *s = suite_create("npy"); TCase *tc = tcase_create("core"); tcase_add_test(tc, placeholder); suite_add_tcase(s, tc); SRunner *sr = srunner_create(s); srunner_run_all(sr, CK_NORMAL); int nf = srunner_ntests_failed(sr); srunner_free(sr); return nf ? EXIT_FAILURE : EXIT_SUCCESS; }
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(round_trip_2d)
+{
+    const char *dir = test_temp_dir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/a.npy", dir);
+    float data[6] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-8f, -7.0f};
+    int64_t shape[2] = {2, 3};
+    raddino_status st = npy_write_f32(path, data, 2, shape);
+    ck_assert_msg(!st.code, "%s", st.message);
+    size_t size;
+    unsigned char *bytes = test_read_file(path, &size);
+    ck_assert_mem_eq(bytes, "\x93NUMPY\x01\x00", 8);
+    size_t header_len = bytes[8] | (size_t)bytes[9] << 8;
+    ck_assert_uint_eq((10 + header_len) % 64, 0);          /* data aligned as numpy does */
+    ck_assert_int_eq(bytes[10 + header_len - 1], '\n');
+    ck_assert_uint_eq(size, 10 + header_len + sizeof data);
+    ck_assert_ptr_nonnull(strstr((char *)bytes + 10, "'shape': (2, 3)"));
+    free(bytes);
+
+    float *back;
+    int n_dims;
+    int64_t back_shape[8];
+    st = npy_read_f32(path, &back, &n_dims, back_shape);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert_int_eq(n_dims, 2);
+    ck_assert_int_eq(back_shape[0], 2);
+    ck_assert_int_eq(back_shape[1], 3);
+    ck_assert_mem_eq(back, data, sizeof data);
+    free(back);
+}
+END_TEST
+
+START_TEST(one_and_three_dims)
+{
+    const char *dir = test_temp_dir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/v.npy", dir);
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape1[1] = {4};
+    ck_assert(!npy_write_f32(path, v, 1, shape1).code);
+    size_t size;
+    char *bytes = test_read_file(path, &size);
+    ck_assert_ptr_nonnull(strstr(bytes + 10, "'shape': (4,)"));   /* a Python 1-tuple */
+    free(bytes);
+    int64_t shape3[3] = {1, 2, 2};
+    ck_assert(!npy_write_f32(path, v, 3, shape3).code);
+    float *back;
+    int n_dims;
+    int64_t s[8];
+    ck_assert(!npy_read_f32(path, &back, &n_dims, s).code);
+    ck_assert_int_eq(n_dims, 3);
+    ck_assert_int_eq(s[2], 2);
+    free(back);
+}
+END_TEST
+
+START_TEST(bad_files)
+{
+    float *data;
+    int n_dims;
+    int64_t shape[8];
+    raddino_status st = npy_read_f32("/nonexistent/x.npy", &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_IO);
+    const char *junk = test_write_temp("hello world, not numpy", 22, ".npy");
+    st = npy_read_f32(junk, &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, junk), "%s", st.message);
+    /* Claims 2x3 floats but holds none. */
+    const char head[] = "\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, "
+                        "'shape': (2, 3), }\n";
+    const char *truncated = test_write_temp(head, sizeof head - 1, ".npy");
+    st = npy_read_f32(truncated, &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_ptr_null(data);
+    /* Writing into a folder that does not exist fails cleanly. */
+    int64_t one = 1;
+    float x = 0;
+    st = npy_write_f32("/nonexistent/dir/x.npy", &x, 1, &one);
+    ck_assert_int_eq(st.code, RADDINO_ERR_IO);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("npy");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, round_trip_2d);
+    tcase_add_test(tc, one_and_three_dims);
+    tcase_add_test(tc, bad_files);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
