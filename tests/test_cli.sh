@@ -58,7 +58,7 @@ expect 0 "embed two images" -- "$RADDINO" embed --model "$TINY" --out "$TMP/cls.
     --patches "$TMP/patches" --tokens "$TMP/tokens" "$X1" "$X2"
 [ "$(wc -l <"$TMP/out")" -eq 2 ] && ok || fail "embed prints one line per image"
 stdout_has "$X1" "embed line names the image"
-RADDINO_MODEL=$TINY expect 0 "embed --json via RADDINO_MODEL" -- "$RADDINO" embed --json "$X1"
+expect 0 "embed --json via RADDINO_MODEL" -- env RADDINO_MODEL="$TINY" "$RADDINO" embed --json "$X1"
 cp "$TMP/out" "$TMP/json"
 $PY - "$TMP" "$DATA" <<'PYEOF' && ok || fail "npy outputs match the golden tokens"
 import json, sys, numpy as np
