@@ -1,1 +1,229 @@
-int main(void){return 0;}
+/* bench_encoder.c — how fast is the encoder, and how close to what its GEMMs alone allow?
+ *
+ *   raddino_bench --model DIR [--threads N] [--batch 1,8] [--repeats R]
+ *                 [--pixels FILE.f32 --out TOKENS.f32]
+ *
+ * Prints, for each batch size: median seconds per image over R timed runs after one warm-up,
+ * the GFLOP/s that makes, and the peak RSS; then the time the same sequence of matrix products
+ * (every sgemm of the forward pass at its exact shapes, nothing else) takes on the same threads:
+ * the bound the encoder can approach. With --pixels, encodes that raw [3, H, W] float32 tensor
+ * and writes all its tokens as raw float32 to --out, for comparison with
+ * ../shared/bench/torch_vit.py --pixels.
+ */
+#include "raddino_encoder.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct {
+    const char *model, *pixels, *out;
+    int threads, repeats;
+    int batches[8], n_batches;
+} bench_options;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Multiply-adds x 2 of one forward pass: the GEMMs (patch embedding, q/k/v, attention scores
+ * and context, output projection, MLP). Element-wise work is not counted. */
+static double forward_flops(const raddino_model_info *m)
+{
+    double T = m->tokens, P = T - 1, D = m->hidden, M = m->mlp;
+    double patch_len = (double)m->channels * m->patch * m->patch;
+    double per_layer = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M;
+    return 2 * P * patch_len * D + m->layers * per_layer;
+}
+
+/* The forward pass's matrix products alone, at the same shapes and in the same order. */
+static double gemm_only_seconds(const raddino_model_info *m)
+{
+    int T = m->tokens, P = T - 1, D = m->hidden, M = m->mlp, hd = D / m->heads;
+    int patch_len = m->channels * m->patch * m->patch;
+    size_t big = (size_t)T * (M > T ? M : T);
+    float *a = calloc(big, sizeof(float)), *b = calloc(big, sizeof(float));
+    float *c = calloc(big, sizeof(float)), *w = calloc((size_t)D * M, sizeof(float));
+    if (!a || !b || !c || !w) {
+        fprintf(stderr, "raddino_bench: out of memory for the GEMM bound\n");
+        exit(1);
+    }
+    double start = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, D, patch_len, 1, a, patch_len, w,
+                patch_len, 0, c, D);
+    for (int l = 0; l < m->layers; l++) {
+        for (int i = 0; i < 3; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, D, D, 1, a, D, w, D, 0, c, D);
+        for (int h = 0; h < m->heads; h++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, a + h * hd, D,
+                        b + h * hd, D, 0, c, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, c, T, b + h * hd,
+                        D, 0, a + h * hd, D);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, D, D, 1, a, D, w, D, 0, c, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, M, D, 1, a, D, w, D, 0, c, M);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, D, M, 1, c, M, w, M, 0, b, D);
+    }
+    double seconds = now() - start;
+    free(a), free(b), free(c), free(w);
+    return seconds;
+}
+
+static void fill_pixels(float *p, size_t n)
+{
+    uint64_t state = 0x9e3779b97f4a7c15ull;   /* fixed: every run encodes the same input */
+    for (size_t i = 0; i < n; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = (float)((double)(state >> 40) / (double)(1 << 24) * 4.0 - 2.0);
+    }
+}
+
+static int encode_to_file(raddino_encoder *enc, const raddino_model_info *m,
+                          const bench_options *o)
+{
+    size_t in_n = (size_t)3 * m->input_height * m->input_width;
+    size_t out_n = (size_t)m->tokens * m->hidden;
+    float *pixels = malloc(in_n * sizeof(float)), *tokens = malloc(out_n * sizeof(float));
+    FILE *f = fopen(o->pixels, "rb");
+    if (!pixels || !tokens || !f || fread(pixels, sizeof(float), in_n, f) != in_n) {
+        fprintf(stderr, "raddino_bench: %s: cannot read %zu floats\n", o->pixels, in_n);
+        return 1;
+    }
+    fclose(f);
+    raddino_status st = raddino_encode_pixels(enc, 1, pixels, tokens);
+    if (st.code) {
+        fprintf(stderr, "raddino_bench: %s\n", st.message);
+        return 1;
+    }
+    f = fopen(o->out, "wb");
+    if (!f || fwrite(tokens, sizeof(float), out_n, f) != out_n || fclose(f) != 0) {
+        fprintf(stderr, "raddino_bench: %s: cannot write\n", o->out);
+        return 1;
+    }
+    printf("wrote %zu tokens x %d to %s\n", (size_t)m->tokens, m->hidden, o->out);
+    free(pixels), free(tokens);
+    return 0;
+}
+
+static int run_timings(raddino_encoder *enc, const raddino_model_info *m, const bench_options *o)
+{
+    double flops = forward_flops(m);
+    printf("model: hidden %d, layers %d, heads %d, mlp %d, input %dx%d, %d tokens\n", m->hidden,
+           m->layers, m->heads, m->mlp, m->input_width, m->input_height, m->tokens);
+    printf("threads: %d, GEMM work per image: %.1f GFLOP\n", raddino_encoder_threads(enc),
+           flops * 1e-9);
+    size_t in_n = (size_t)3 * m->input_height * m->input_width;
+    size_t out_n = (size_t)m->tokens * m->hidden;
+    for (int b = 0; b < o->n_batches; b++) {
+        int batch = o->batches[b];
+        float *pixels = malloc(batch * in_n * sizeof(float));
+        float *tokens = malloc(batch * out_n * sizeof(float));
+        if (!pixels || !tokens) return 1;
+        fill_pixels(pixels, batch * in_n);
+        raddino_encode_pixels(enc, 1, pixels, tokens);   /* warm-up */
+        double *t = malloc((size_t)o->repeats * sizeof *t);
+        for (int r = 0; r < o->repeats; r++) {
+            double start = now();
+            raddino_status st = raddino_encode_pixels(enc, batch, pixels, tokens);
+            if (st.code) {
+                fprintf(stderr, "raddino_bench: %s\n", st.message);
+                return 1;
+            }
+            t[r] = (now() - start) / batch;
+        }
+        double s = median(t, o->repeats);
+        printf("raddino fp32  batch %d: %.3f s/image  %.1f GFLOP/s  peak RSS %.0f MB\n", batch,
+               s, flops / s * 1e-9, peak_rss_mb());
+        free(t), free(pixels), free(tokens);
+    }
+    omp_set_num_threads(raddino_encoder_threads(enc));
+    gemm_only_seconds(m);   /* warm-up */
+    double *t = malloc((size_t)o->repeats * sizeof *t);
+    for (int r = 0; r < o->repeats; r++) t[r] = gemm_only_seconds(m);
+    double s = median(t, o->repeats);
+    printf("GEMMs alone (OpenBLAS sgemm, same shapes): %.3f s/image  %.1f GFLOP/s\n", s,
+           flops / s * 1e-9);
+    free(t);
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, bench_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->repeats = 3;
+    o->batches[0] = 1;
+    o->n_batches = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return -1;
+        if (!value) return -1;
+        i++;
+        if (!strcmp(arg, "--model")) o->model = value;
+        else if (!strcmp(arg, "--threads")) o->threads = atoi(value);
+        else if (!strcmp(arg, "--repeats")) o->repeats = atoi(value);
+        else if (!strcmp(arg, "--pixels")) o->pixels = value;
+        else if (!strcmp(arg, "--out")) o->out = value;
+        else if (!strcmp(arg, "--batch")) {
+            o->n_batches = 0;
+            for (const char *p = value; *p && o->n_batches < 8;) {
+                int v = atoi(p);
+                if (v <= 0 || v > 64) return -1;
+                o->batches[o->n_batches++] = v;
+                p = strchr(p, ',');
+                if (!p) break;
+                p++;
+            }
+        } else return -1;
+    }
+    if (!o->model || o->repeats < 1 || o->threads < 0 || (!o->pixels != !o->out)) return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_options o;
+    if (parse_options(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: raddino_bench --model DIR [--threads N] [--batch 1,8] "
+                        "[--repeats R] [--pixels FILE.f32 --out TOKENS.f32]\n");
+        return 2;
+    }
+    raddino_encoder_params params = raddino_encoder_default_params();
+    params.n_threads = o.threads;
+    raddino_encoder *enc;
+    raddino_status st = raddino_encoder_open(o.model, &params, &enc);
+    if (st.code) {
+        fprintf(stderr, "raddino_bench: %s\n", st.message);
+        return 1;
+    }
+    raddino_model_info m;
+    raddino_encoder_info(enc, &m);
+    int rc = o.pixels ? encode_to_file(enc, &m, &o) : run_timings(enc, &m, &o);
+    raddino_encoder_close(enc);
+    return rc;
+}
