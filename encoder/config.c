@@ -153,14 +153,17 @@ static raddino_status get_string(const cJSON *obj, const char *key, const char *
 
 /* ---- config.json ---- */
 
+#define DEFAULT_MLP_RATIO 4.0
+#define DEFAULT_LAYER_NORM_EPS 1e-12  /* transformers' default; RAD-DINO's file says 1e-6 */
+
 static vit_config model_defaults(void)
 {
-    /* transformers' Dinov2Config() */
+    /* transformers' Dinov2Config(); mlp and layer_norm_eps are set by check_model from
+     * DEFAULT_MLP_RATIO and DEFAULT_LAYER_NORM_EPS when the file has no value. */
     vit_config c = {
         .hidden = 768, .layers = 12, .heads = 12, .patch = 14, .channels = 3,
-        .image_size = 224, .layer_norm_eps = 1e-12f, .qkv_bias = true, .layerscale_value = 1.0,
+        .image_size = 224, .qkv_bias = true, .layerscale_value = 1.0,
     };
-    c.mlp = 4 * c.hidden;
     return c;
 }
 
@@ -268,7 +271,7 @@ raddino_status config_parse_model(const char *json, size_t len, const char *name
     raddino_status st = parse_object(json, len, name, &root);
     if (st.code) return st;
     vit_config c = model_defaults();
-    double mlp_ratio = 4.0, eps = 1e-12;
+    double mlp_ratio = DEFAULT_MLP_RATIO, eps = DEFAULT_LAYER_NORM_EPS;
     st = check_architecture(root, name);
     if (!st.code) st = read_model_numbers(root, name, &c, &mlp_ratio, &eps);
     if (!st.code) st = check_model(name, &c, mlp_ratio, eps);
