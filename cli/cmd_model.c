@@ -23,7 +23,8 @@ static void print_text(const raddino_model_info *i, const char *sha256)
                                        : "DINOv2 backbone (backbone_compatible names)");
     printf("sha256:         %s\n", sha256);
     printf("tensors:        %llu\n", (unsigned long long)i->n_tensors);
-    printf("parameters:     %llu\n", (unsigned long long)i->n_parameters);
+    printf("parameters:     %llu (%llu used by the encoder; the rest is mask_token)\n",
+           (unsigned long long)i->n_file_parameters, (unsigned long long)i->n_parameters);
     printf("hidden:         %d\n", i->hidden);
     printf("layers:         %d\n", i->layers);
     printf("heads:          %d (head dim %d)\n", i->heads, i->hidden / i->heads);
@@ -53,9 +54,11 @@ static void print_json(const raddino_model_info *i, const char *sha256)
 {
     fputs("{\"weights\": ", stdout);
     cli_json_string(stdout, i->weights_path);
-    printf(", \"layout\": \"%s\", \"sha256\": \"%s\", \"tensors\": %llu, \"parameters\": %llu",
+    printf(", \"layout\": \"%s\", \"sha256\": \"%s\", \"tensors\": %llu, \"parameters\": %llu"
+           ", \"encoder_parameters\": %llu",
            i->layout == RADDINO_LAYOUT_HF ? "hf" : "backbone", sha256,
-           (unsigned long long)i->n_tensors, (unsigned long long)i->n_parameters);
+           (unsigned long long)i->n_tensors, (unsigned long long)i->n_file_parameters,
+           (unsigned long long)i->n_parameters);
     printf(", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d"
            ", \"mlp_size\": %d, \"patch_size\": %d, \"image_size\": %d, \"layer_norm_eps\": %g",
            i->hidden, i->layers, i->heads, i->mlp, i->patch, i->image_size, i->layer_norm_eps);

@@ -179,6 +179,8 @@ raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_in
     out->layout = enc->weights.layout;
     out->n_tensors = (uint64_t)enc->file.n_tensors;
     out->n_parameters = enc->weights.n_parameters;
+    for (int i = 0; i < enc->file.n_tensors; i++)
+        out->n_file_parameters += enc->file.tensors[i].n_elements;
     out->weights_path = enc->weights_path;
     out->do_convert_rgb = p->do_convert_rgb;
     out->do_resize = p->do_resize;

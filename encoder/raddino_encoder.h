@@ -93,6 +93,7 @@ typedef struct {
     int layout;             /* raddino_weights_layout of the file that was loaded */
     uint64_t n_tensors;     /* tensors in the weights file */
     uint64_t n_parameters;  /* parameters the encoder uses (mask_token excluded) */
+    uint64_t n_file_parameters; /* all values in the weights file (the model card's count) */
     const char *weights_path;
     /* Preprocessing, from preprocessor_config.json (defaults as transformers). */
     int do_convert_rgb, do_resize, do_center_crop, do_rescale, do_normalize;
