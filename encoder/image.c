@@ -43,6 +43,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wtype-limits"
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wstringop-overflow" /* false positives at -O2 */
 #include <stb_image.h>
 #pragma GCC diagnostic pop
 
