@@ -1,2 +1,468 @@
+/* image.c — image decoding to 8-bit RGB with Pillow's convert("RGB") rules.
+ *
+ * JPEG goes through libjpeg-turbo with its default settings (accurate integer IDCT, fancy
+ * upsampling): that is what Pillow uses, so the pixels match it exactly. stb_image's own JPEG
+ * decoder differs by a few levels, which is why it is compiled out below. PNG, BMP, PNM and TGA
+ * go through stb_image, which matches Pillow's pixels for those formats.
+ *
+ * Every size is checked from the header before pixels are decoded, and library errors become
+ * statuses: hostile bytes must give an error, never a crash or an exit. */
 #include "encoder_internal.h"
-/* stub: to be written */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+/* stb_image: static, so it cannot clash with another copy linked into the same program (the CLI
+ * or a test may include it too); only the formats we document. */
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#define STBI_FAILURE_USERMSG   /* "Corrupt PNG" rather than "outofdata" */
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_PNM
+#define STBI_ONLY_TGA
+/* stb_image declares static functions for the formats compiled out (GIF loader, ...); GCC reports
+ * those at the end of the file, outside any push/pop, so this one stays off for the file. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wstringop-overflow" /* false positives at -O2 */
+#include <stb_image.h>
+#pragma GCC diagnostic pop
+
+/* Files larger than this are not read (no image we accept needs more). */
+#define IMAGE_MAX_FILE_BYTES ((size_t)2 << 30)
+/* A progressive JPEG with more scans than this is hostile (decoding cost grows per scan). */
+#define JPEG_MAX_SCANS 1000
+
+static const char *display_name(const char *name) { return name ? name : "<memory>"; }
+
+static uint64_t pixel_limit(uint64_t max_pixels)
+{
+    return max_pixels ? max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+}
+
+/* Refuses zero and oversized images, from the header, before any pixel buffer exists. */
+static raddino_status check_size(const char *name, uint64_t w, uint64_t h, uint64_t max_pixels)
+{
+    uint64_t limit = pixel_limit(max_pixels);
+    if (w == 0 || h == 0)
+        return status_error(RADDINO_ERR_FORMAT, "%s: image has a zero size (%llux%llu)", name,
+                            (unsigned long long)w, (unsigned long long)h);
+    if (w > INT_MAX || h > INT_MAX || w * h > limit)
+        return status_error(RADDINO_ERR_TOO_LARGE,
+                            "%s: image is %llux%llu = %llu pixels, over the limit of %llu "
+                            "(--max-pixels)",
+                            name, (unsigned long long)w, (unsigned long long)h,
+                            (unsigned long long)(w * h), (unsigned long long)limit);
+    return status_ok();
+}
+
+/* ---- 16-bit -> 8-bit -------------------------------------------------------------------- */
+
+/* min and max over `n_use` of every `stride` channels (alpha, when present, excluded). */
+static void minmax_16(const uint16_t *src, size_t n_pixels, int stride, int n_use, uint16_t *mn,
+                      uint16_t *mx)
+{
+    uint16_t lo = 65535, hi = 0;
+    for (size_t i = 0; i < n_pixels; i++)
+        for (int c = 0; c < n_use; c++) {
+            uint16_t v = src[i * (size_t)stride + (size_t)c];
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+    *mn = lo;
+    *mx = hi;
+}
+
+/* Table of the 16-bit rule for every value in [mn, mx]: the formula is evaluated once per
+ * distinct value instead of once per pixel. lut must hold mx - mn + 1 entries. */
+static void scale_table_16(uint16_t mn, uint16_t mx, uint8_t *lut)
+{
+    if (mx == mn) {
+        lut[0] = 0;
+        return;
+    }
+    double range = (double)(mx - mn);
+    for (int v = mn; v <= mx; v++)
+        lut[v - mn] = (uint8_t)floor((double)(v - mn) * 255.0 / range + 0.5);
+}
+
+void image_scale_16_to_8(const uint16_t *src, size_t n, uint8_t *dst)
+{
+    if (n == 0) return;
+    uint16_t mn, mx;
+    minmax_16(src, n, 1, 1, &mn, &mx);
+    uint8_t lut[65536];
+    scale_table_16(mn, mx, lut);
+    for (size_t i = 0; i < n; i++) dst[i] = lut[src[i] - mn];
+}
+
+/* ---- Pillow's convert("RGB") ------------------------------------------------------------- */
+
+/* 8-bit pixels with n channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) -> RGB. Alpha is dropped,
+ * not composited, as Pillow does. */
+static void to_rgb_8(const uint8_t *src, size_t n_pixels, int n, uint8_t *rgb)
+{
+    for (size_t i = 0; i < n_pixels; i++, src += n, rgb += 3) {
+        if (n < 3) {
+            rgb[0] = rgb[1] = rgb[2] = src[0];
+        } else {
+            rgb[0] = src[0];
+            rgb[1] = src[1];
+            rgb[2] = src[2];
+        }
+    }
+}
+
+/* 16-bit pixels -> RGB with the 16-bit rule. For colour images (rare) one min and max is taken
+ * jointly over R, G and B (alpha excluded), so that the colour balance is kept; a per-channel
+ * stretch would tint the image. */
+static void to_rgb_16(const uint16_t *src, size_t n_pixels, int n, uint8_t *rgb, uint8_t *lut)
+{
+    int n_colour = n < 3 ? 1 : 3;
+    uint16_t mn, mx;
+    minmax_16(src, n_pixels, n, n_colour, &mn, &mx);
+    scale_table_16(mn, mx, lut);
+    for (size_t i = 0; i < n_pixels; i++, src += n, rgb += 3) {
+        if (n < 3) {
+            rgb[0] = rgb[1] = rgb[2] = lut[src[0] - mn];
+        } else {
+            rgb[0] = lut[src[0] - mn];
+            rgb[1] = lut[src[1] - mn];
+            rgb[2] = lut[src[2] - mn];
+        }
+    }
+}
+
+/* Pillow: an Adobe CMYK JPEG is read as "CMYK;I" (inverted), then Convert.c cmyk2rgb. libjpeg
+ * hands us the stored (inverted) values, so the un-inverted ink is 255 - stored. */
+static void cmyk_to_rgb(const uint8_t *src, size_t n_pixels, uint8_t *rgb)
+{
+    for (size_t i = 0; i < n_pixels; i++, src += 4, rgb += 3) {
+        int nk = src[3];    /* 255 - (255 - stored k) */
+        for (int c = 0; c < 3; c++) {
+            int ink = 255 - src[c];
+            int t = ink * nk + 128;
+            int v = nk - (((t >> 8) + t) >> 8);     /* nk - MULDIV255(ink, nk) */
+            rgb[c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+}
+
+/* ---- stb_image: PNG, BMP, PNM, TGA ------------------------------------------------------- */
+
+static const char *stb_format_name(const uint8_t *d, size_t size)
+{
+    if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return "png";
+    if (size >= 2 && d[0] == 'B' && d[1] == 'M') return "bmp";
+    if (size >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return "pnm";
+    return "tga";   /* TGA has no magic number: stb_image recognises it from its header fields */
+}
+
+/* stb_image refuses a PNG whose IHDR is over its own internal limits with a generic "too large"
+ * before we can see the size: read IHDR ourselves so that the pixel cap speaks first. */
+static raddino_status check_png_header(const uint8_t *d, size_t size, const char *name,
+                                       uint64_t max_pixels)
+{
+    if (size < 24 || memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0 || memcmp(d + 12, "IHDR", 4) != 0)
+        return status_ok();     /* stb_image reports the malformed header */
+    uint64_t w = (uint64_t)d[16] << 24 | (uint64_t)d[17] << 16 | (uint64_t)d[18] << 8 | d[19];
+    uint64_t h = (uint64_t)d[20] << 24 | (uint64_t)d[21] << 16 | (uint64_t)d[22] << 8 | d[23];
+    return check_size(name, w, h, max_pixels);
+}
+
+static raddino_status decode_stb(const uint8_t *data, size_t size, const char *name,
+                                 uint64_t max_pixels, raddino_image *out)
+{
+    if (size > INT_MAX)
+        return status_error(RADDINO_ERR_TOO_LARGE, "%s: file of %zu bytes is too large", name,
+                            size);
+    int len = (int)size, w, h, n;
+    const char *format = stb_format_name(data, size);
+    raddino_status st = check_png_header(data, size, name, max_pixels);
+    if (st.code) return st;
+    if (!stbi_info_from_memory(data, len, &w, &h, &n)) {
+        if (strcmp(format, "tga") == 0)
+            return status_error(RADDINO_ERR_FORMAT,
+                                "%s: not a supported image (PNG, JPEG, BMP, PNM, TGA)", name);
+        const char *why = stbi_failure_reason();
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode %s: %s", name, format,
+                            why ? why : "bad header");
+    }
+    st = check_size(name, (uint64_t)(w < 0 ? 0 : w), (uint64_t)(h < 0 ? 0 : h),
+                                   max_pixels);
+    if (st.code) return st;
+    int bits = stbi_is_16_bit_from_memory(data, len) ? 16 : 8;
+    size_t n_pixels = (size_t)w * (size_t)h;
+
+    uint8_t *lut = NULL;
+    void *pixels;
+    int got_w, got_h, got_n;
+    if (bits == 16) {
+        lut = malloc(65536);
+        if (!lut) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+        pixels = stbi_load_16_from_memory(data, len, &got_w, &got_h, &got_n, 0);
+    } else {
+        pixels = stbi_load_from_memory(data, len, &got_w, &got_h, &got_n, 0);
+    }
+    if (!pixels) {
+        free(lut);
+        const char *why = stbi_failure_reason();
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode %s: %s", name,
+                            format, why ? why : "unknown error");
+    }
+    if (got_w != w || got_h != h || got_n < 1 || got_n > 4) {
+        stbi_image_free(pixels);
+        free(lut);
+        return status_error(RADDINO_ERR_FORMAT, "%s: inconsistent image header", name);
+    }
+    out->rgb = malloc(n_pixels * 3);
+    if (!out->rgb) {
+        stbi_image_free(pixels);
+        free(lut);
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
+    }
+    if (bits == 16)
+        to_rgb_16(pixels, n_pixels, got_n, out->rgb, lut);
+    else
+        to_rgb_8(pixels, n_pixels, got_n, out->rgb);
+    stbi_image_free(pixels);
+    free(lut);
+    out->width = w;
+    out->height = h;
+    out->source_bits = bits;
+    out->source_channels = n;   /* stb reports a palette image as its colour channels */
+    out->format = format;
+    return status_ok();
+}
+
+/* ---- libjpeg-turbo ----------------------------------------------------------------------- */
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+} jpeg_error;
+
+typedef struct {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_error err;
+    struct jpeg_progress_mgr progress;
+    uint8_t *row;       /* one decoded scanline */
+    uint8_t *rgb;       /* the result */
+} jpeg_job;
+
+/* libjpeg's default error_exit prints and calls exit(): jump back to jpeg_run instead. */
+static void jpeg_on_error(j_common_ptr cinfo)
+{
+    jpeg_error *err = (jpeg_error *)cinfo->err;
+    err->pub.format_message(cinfo, err->message);
+    longjmp(err->jump, 1);
+}
+
+/* Warnings are silent, except a premature end of data: Pillow refuses truncated files ("image
+ * file is truncated"), while libjpeg would pad them with grey and go on. */
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    jpeg_error *err = (jpeg_error *)cinfo->err;
+    if (level < 0 && err->pub.msg_code == JWRN_JPEG_EOF) {
+        snprintf(err->message, sizeof err->message, "premature end of data (file is truncated)");
+        longjmp(err->jump, 1);
+    }
+}
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (cinfo->is_decompressor && d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_error *err = (jpeg_error *)cinfo->err;
+        snprintf(err->message, sizeof err->message, "more than %d scans", JPEG_MAX_SCANS);
+        longjmp(err->jump, 1);
+    }
+}
+
+/* Decodes into job->rgb. The setjmp lives here and every value it needs after a longjmp is in
+ * *job, owned by the caller, so no local variable of this function is read after the jump. */
+static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, const char *name,
+                               uint64_t max_pixels, raddino_image *out)
+{
+    struct jpeg_decompress_struct *cinfo = &job->cinfo;
+    if (setjmp(job->err.jump))
+        return status_error(RADDINO_ERR_FORMAT, "%s: JPEG: %s", name, job->err.message);
+    jpeg_create_decompress(cinfo);
+    cinfo->progress = &job->progress;
+    jpeg_mem_src(cinfo, data, (unsigned long)size);
+    jpeg_read_header(cinfo, TRUE);
+    raddino_status st = check_size(name, cinfo->image_width, cinfo->image_height, max_pixels);
+    if (st.code) return st;
+
+    int channels;
+    switch (cinfo->jpeg_color_space) {
+    case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; channels = 1; break;
+    case JCS_CMYK:
+    case JCS_YCCK: cinfo->out_color_space = JCS_CMYK; channels = 4; break;
+    default: cinfo->out_color_space = JCS_RGB; channels = 3; break;
+    }
+    jpeg_start_decompress(cinfo);
+    if (cinfo->output_components != channels)
+        return status_error(RADDINO_ERR_FORMAT, "%s: JPEG: unexpected %d output components",
+                            name, cinfo->output_components);
+    size_t w = cinfo->output_width, h = cinfo->output_height;
+    job->row = malloc(w * (size_t)channels);
+    job->rgb = malloc(w * h * 3);
+    if (!job->row || !job->rgb)
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %zux%zu pixels", name, w,
+                            h);
+    while (cinfo->output_scanline < cinfo->output_height) {
+        uint8_t *dst = job->rgb + (size_t)cinfo->output_scanline * w * 3;
+        JSAMPROW rows[1] = {job->row};
+        if (jpeg_read_scanlines(cinfo, rows, 1) != 1)
+            return status_error(RADDINO_ERR_FORMAT, "%s: JPEG: no scanline decoded", name);
+        if (channels == 4)
+            cmyk_to_rgb(job->row, w, dst);
+        else
+            to_rgb_8(job->row, w, channels, dst);
+    }
+    jpeg_finish_decompress(cinfo);
+    out->width = (int)w;
+    out->height = (int)h;
+    out->source_bits = 8;
+    out->source_channels = cinfo->num_components;
+    out->format = "jpeg";
+    return status_ok();
+}
+
+static raddino_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
+                                  uint64_t max_pixels, raddino_image *out)
+{
+    jpeg_job *job = calloc(1, sizeof *job);
+    if (!job) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    job->cinfo.err = jpeg_std_error(&job->err.pub);
+    job->err.pub.error_exit = jpeg_on_error;
+    job->err.pub.emit_message = jpeg_on_message;
+    job->progress.progress_monitor = jpeg_on_progress;
+    raddino_status st = jpeg_run(job, data, size, name, max_pixels, out);
+    jpeg_destroy_decompress(&job->cinfo);
+    free(job->row);
+    if (st.code == RADDINO_OK)
+        out->rgb = job->rgb;
+    else
+        free(job->rgb);
+    free(job);
+    return st;
+}
+
+/* ---- public ------------------------------------------------------------------------------ */
+
+raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,
+                                         uint64_t max_pixels, raddino_image *out)
+{
+    name = display_name(name);
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "%s: no output image", name);
+    memset(out, 0, sizeof *out);
+    if (!data && size) return status_error(RADDINO_ERR_ARGUMENT, "%s: no data", name);
+    if (size == 0) return status_error(RADDINO_ERR_FORMAT, "%s: empty file, not an image", name);
+    if (size > IMAGE_MAX_FILE_BYTES)
+        return status_error(RADDINO_ERR_TOO_LARGE, "%s: %zu bytes, over the limit of %zu", name,
+                            size, IMAGE_MAX_FILE_BYTES);
+    const uint8_t *d = data;
+    /* By content, not by extension: JPEG's SOI marker and the first byte of a marker. */
+    if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+        return decode_jpeg(d, size, name, max_pixels, out);
+    return decode_stb(d, size, name, max_pixels, out);
+}
+
+/* Reads a whole file (regular file or pipe), at most IMAGE_MAX_FILE_BYTES. */
+static raddino_status read_file(const char *path, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    int e = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
+    if (e) {
+        close(fd);
+        return status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > IMAGE_MAX_FILE_BYTES) {
+        close(fd);
+        return status_error(RADDINO_ERR_TOO_LARGE, "%s: file of %lld bytes, over the limit of %zu",
+                            path, (long long)sb.st_size, IMAGE_MAX_FILE_BYTES);
+    }
+    size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : 65536, used = 0;
+    uint8_t *buf = malloc(cap);
+    raddino_status st = status_ok();
+    while (buf) {
+        if (used == cap) {
+            if (cap > IMAGE_MAX_FILE_BYTES) {
+                st = status_error(RADDINO_ERR_TOO_LARGE, "%s: over the limit of %zu bytes", path,
+                                  IMAGE_MAX_FILE_BYTES);
+                break;
+            }
+            uint8_t *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + used, cap - used);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            st = status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (got == 0) break;
+        used += (size_t)got;
+    }
+    close(fd);
+    if (!buf) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
+    if (st.code) {
+        free(buf);
+        return st;
+    }
+    *data = buf;
+    *size = used;
+    return st;
+}
+
+raddino_status raddino_image_load(const char *path, uint64_t max_pixels, raddino_image *out)
+{
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "image: no output image");
+    memset(out, 0, sizeof *out);
+    if (!path) return status_error(RADDINO_ERR_ARGUMENT, "image: no path");
+    uint8_t *data;
+    size_t size;
+    raddino_status st = read_file(path, &data, &size);
+    if (st.code) return st;
+    st = raddino_image_load_memory(data, size, path, max_pixels, out);
+    free(data);
+    return st;
+}
+
+void raddino_image_free(raddino_image *img)
+{
+    if (!img) return;
+    free(img->rgb);
+    memset(img, 0, sizeof *img);
+}
