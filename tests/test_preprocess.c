@@ -83,8 +83,8 @@ static void assert_same_crop(const uint8_t *got, const uint8_t *want, int w, int
             int d = abs(got[i] - want[i]);
             if (d > worst) worst = d;
         }
-    ck_assert_msg(bad == 0, "%s: %zu of %zu bytes differ (max %d), first at y %zu x %zu c %zu", what,
-                  bad, n, worst, first / 3 / (size_t)w, first / 3 % (size_t)w, first % 3);
+    ck_assert_msg(bad == 0, "%s: %zu of %zu bytes differ (max %d), first at y %zu x %zu c %zu",
+                  what, bad, n, worst, first / 3 / (size_t)w, first / 3 % (size_t)w, first % 3);
 }
 
 START_TEST(golden_crop)
@@ -221,7 +221,8 @@ static raddino_image make_image(int w, int h, uint8_t (*fill)(int x, int y, int 
     img.rgb = malloc((size_t)w * (size_t)h * 3);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
-            for (int c = 0; c < 3; c++) img.rgb[((size_t)y * (size_t)w + (size_t)x) * 3 + (size_t)c] = fill(x, y, c);
+            for (int c = 0; c < 3; c++)
+                img.rgb[((size_t)y * (size_t)w + (size_t)x) * 3 + (size_t)c] = fill(x, y, c);
     return img;
 }
 
@@ -239,7 +240,8 @@ START_TEST(one_pixel)
         raddino_status st = preprocess_crop(&cfg, &img, crop, SIDE, SIDE);
         ck_assert_msg(st.code == RADDINO_OK, "%s", st.message);
         for (size_t i = 0; i < (size_t)SIDE * SIDE * 3; i++)
-            if (crop[i] != 200) ck_abort_msg("%dx%d: byte %zu is %d", img.width, img.height, i, crop[i]);
+            if (crop[i] != 200)
+                ck_abort_msg("%dx%d: byte %zu is %d", img.width, img.height, i, crop[i]);
         free(crop);
         free(img.rgb);
     }
