@@ -1,14 +1,17 @@
 /* bench_encoder.c — how fast is the encoder, and how close to what its GEMMs alone allow?
  *
  *   raddino_bench --model DIR [--threads N] [--batch 1,8] [--repeats R]
- *                 [--pixels FILE.f32 --out TOKENS.f32]
+ *                 [--kernels openblas,fp32,bf16] [--pixels FILE.f32 --out TOKENS.f32]
  *
- * Prints, for each batch size: median seconds per image over R timed runs after one warm-up,
- * the GFLOP/s that makes, and the peak RSS; then the time the same sequence of matrix products
- * (every sgemm of the forward pass at its exact shapes, nothing else) takes on the same threads:
- * the bound the encoder can approach. With --pixels, encodes that raw [3, H, W] float32 tensor
- * and writes all its tokens as raw float32 to --out, for comparison with
- * ../shared/bench/torch_vit.py --pixels.
+ * For each kernel (OpenBLAS fp32, our AVX-512 fp32, our AVX-512 bf16; those the CPU lacks are
+ * skipped with a note) and each batch size: median seconds per image over R timed runs after
+ * one warm-up, the GFLOP/s that makes, and the peak RSS of a fresh process state (each kernel is
+ * timed in a child process so that one's memory does not count against the next). Then the
+ * time the same sequence of matrix products (every sgemm of the forward pass at its exact
+ * shapes through OpenBLAS, nothing else) takes on the same threads: the bound set by the GEMMs
+ * alone. bf16 is also compared with fp32 on the benchmark input (CLS cosine, max abs).
+ * With --pixels, encodes that raw [3, H, W] float32 tensor and writes all its tokens as raw
+ * float32 to --out, for comparison with ../shared/bench/torch_vit.py --pixels.
  */
 #include "raddino_encoder.h"
 
@@ -17,14 +20,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include <stdbool.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 typedef struct {
     const char *model, *pixels, *out;
+    const char *kernels;
     int threads, repeats;
     int batches[8], n_batches;
 } bench_options;
+
+typedef struct {
+    const char *name;
+    int precision, gemm;
+} bench_kernel;
+
+static const bench_kernel all_kernels[] = {
+    {"openblas", RADDINO_PRECISION_FP32, RADDINO_GEMM_BLAS},
+    {"fp32", RADDINO_PRECISION_FP32, RADDINO_GEMM_AVX512},
+    {"bf16", RADDINO_PRECISION_BF16, RADDINO_GEMM_AUTO},
+};
 
 static double now(void)
 {
@@ -131,23 +150,47 @@ static int encode_to_file(raddino_encoder *enc, const raddino_model_info *m,
     return 0;
 }
 
-static int run_timings(raddino_encoder *enc, const raddino_model_info *m, const bench_options *o)
+static raddino_encoder *open_encoder(const bench_options *o, const bench_kernel *k)
 {
-    double flops = forward_flops(m);
-    printf("model: hidden %d, layers %d, heads %d, mlp %d, input %dx%d, %d tokens\n", m->hidden,
-           m->layers, m->heads, m->mlp, m->input_width, m->input_height, m->tokens);
-    printf("threads: %d, GEMM work per image: %.1f GFLOP\n", raddino_encoder_threads(enc),
-           flops * 1e-9);
-    size_t in_n = (size_t)3 * m->input_height * m->input_width;
-    size_t out_n = (size_t)m->tokens * m->hidden;
+    raddino_encoder_params params = raddino_encoder_default_params();
+    params.n_threads = o->threads;
+    params.precision = k->precision;
+    params.gemm = k->gemm;
+    raddino_encoder *enc;
+    raddino_status st = raddino_encoder_open(o->model, &params, &enc);
+    if (st.code) {
+        printf("%-8s skipped: %s\n", k->name, st.message);
+        return NULL;
+    }
+    raddino_model_info m;
+    raddino_encoder_info(enc, &m);
+    if (k->precision == RADDINO_PRECISION_BF16 && m.precision != RADDINO_PRECISION_BF16) {
+        printf("%-8s skipped: this CPU has no AVX512_BF16\n", k->name);
+        raddino_encoder_close(enc);
+        return NULL;
+    }
+    return enc;
+}
+
+/* Times one kernel at every batch size; writes image 0's CLS to cls_out. Runs in a child. */
+static int time_kernel(const bench_options *o, const bench_kernel *k, float *cls_out)
+{
+    raddino_encoder *enc = open_encoder(o, k);
+    if (!enc) return 0;
+    raddino_model_info m;
+    raddino_encoder_info(enc, &m);
+    double flops = forward_flops(&m);
+    size_t in_n = (size_t)3 * m.input_height * m.input_width;
+    size_t out_n = (size_t)m.tokens * m.hidden;
     for (int b = 0; b < o->n_batches; b++) {
         int batch = o->batches[b];
         float *pixels = malloc(batch * in_n * sizeof(float));
         float *tokens = malloc(batch * out_n * sizeof(float));
-        if (!pixels || !tokens) return 1;
+        double *t = malloc((size_t)o->repeats * sizeof *t);
+        if (!pixels || !tokens || !t) return 1;
         fill_pixels(pixels, batch * in_n);
         raddino_encode_pixels(enc, 1, pixels, tokens);   /* warm-up */
-        double *t = malloc((size_t)o->repeats * sizeof *t);
+        memcpy(cls_out, tokens, (size_t)m.hidden * sizeof(float));
         for (int r = 0; r < o->repeats; r++) {
             double start = now();
             raddino_status st = raddino_encode_pixels(enc, batch, pixels, tokens);
@@ -158,14 +201,86 @@ static int run_timings(raddino_encoder *enc, const raddino_model_info *m, const 
             t[r] = (now() - start) / batch;
         }
         double s = median(t, o->repeats);
-        printf("raddino fp32  batch %d: %.3f s/image  %.1f GFLOP/s  peak RSS %.0f MB\n", batch,
-               s, flops / s * 1e-9, peak_rss_mb());
+        printf("%-8s batch %d: %.3f s/image  %6.1f GFLOP/s  peak RSS %4.0f MB  (%s)\n", k->name,
+               batch, s, flops / s * 1e-9, peak_rss_mb(), m.kernel);
+        fflush(stdout);
         free(t), free(pixels), free(tokens);
     }
-    omp_set_num_threads(raddino_encoder_threads(enc));
-    gemm_only_seconds(m);   /* warm-up */
+    raddino_encoder_close(enc);
+    return 0;
+}
+
+/* Each kernel in its own child process: peak RSS is then that kernel's alone. The child hands
+ * image 0's CLS back through a pipe for the bf16-vs-fp32 comparison. */
+static int time_kernel_in_child(const bench_options *o, const bench_kernel *k, float *cls,
+                                int hidden, bool *have_cls)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return 1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+        close(fds[0]);
+        float *mine = calloc((size_t)hidden, sizeof(float));
+        int rc = mine ? time_kernel(o, k, mine) : 1;
+        ssize_t bytes = (ssize_t)((size_t)hidden * sizeof(float));
+        if (mine && write(fds[1], mine, (size_t)bytes) != bytes) rc = 1;
+        fflush(stdout);
+        _exit(rc);
+    }
+    close(fds[1]);
+    size_t want = (size_t)hidden * sizeof(float), got = 0;
+    ssize_t n;
+    while (got < want && (n = read(fds[0], (char *)cls + got, want - got)) > 0) got += (size_t)n;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    *have_cls = got == want;
+    for (int i = 0; *have_cls && i < hidden; i++) *have_cls = cls[i] != 0.0f || i > 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static void compare_cls(const float *a, const float *b, int n)
+{
+    double dot = 0, na = 0, nb = 0, max_abs = 0;
+    for (int i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+        max_abs = fmax(max_abs, fabs((double)a[i] - b[i]));
+    }
+    printf("bf16 vs fp32 on this input: CLS cosine %.7f, max abs %.3g\n", dot / sqrt(na * nb),
+           max_abs);
+}
+
+static int run_timings(const bench_options *o)
+{
+    raddino_encoder *enc = open_encoder(o, &all_kernels[0]);
+    if (!enc) return 1;
+    raddino_model_info m;
+    raddino_encoder_info(enc, &m);
+    raddino_encoder_close(enc);
+    double flops = forward_flops(&m);
+    printf("model: hidden %d, layers %d, heads %d, mlp %d, input %dx%d, %d tokens\n", m.hidden,
+           m.layers, m.heads, m.mlp, m.input_width, m.input_height, m.tokens);
+    printf("threads: %d, GEMM work per image: %.1f GFLOP\n",
+           o->threads ? o->threads : omp_get_num_procs(), flops * 1e-9);
+    float *cls[3];
+    bool have[3] = {false, false, false};
+    for (int i = 0; i < 3; i++) {
+        cls[i] = calloc((size_t)m.hidden, sizeof(float));
+        if (!strstr(o->kernels, all_kernels[i].name)) continue;
+        if (time_kernel_in_child(o, &all_kernels[i], cls[i], m.hidden, &have[i]) != 0) return 1;
+    }
+    if (have[1] && have[2]) compare_cls(cls[2], cls[1], m.hidden);
+    else if (have[0] && have[2]) compare_cls(cls[2], cls[0], m.hidden);
+    for (int i = 0; i < 3; i++) free(cls[i]);
+
+    omp_set_num_threads(o->threads ? o->threads : omp_get_num_procs());
+    gemm_only_seconds(&m);   /* warm-up */
     double *t = malloc((size_t)o->repeats * sizeof *t);
-    for (int r = 0; r < o->repeats; r++) t[r] = gemm_only_seconds(m);
+    for (int r = 0; r < o->repeats; r++) t[r] = gemm_only_seconds(&m);
     double s = median(t, o->repeats);
     printf("GEMMs alone (OpenBLAS sgemm, same shapes): %.3f s/image  %.1f GFLOP/s\n", s,
            flops / s * 1e-9);
@@ -177,6 +292,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
 {
     memset(o, 0, sizeof *o);
     o->repeats = 3;
+    o->kernels = "openblas,fp32,bf16";
     o->batches[0] = 1;
     o->n_batches = 1;
     for (int i = 1; i < argc; i++) {
@@ -189,6 +305,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         else if (!strcmp(arg, "--repeats")) o->repeats = atoi(value);
         else if (!strcmp(arg, "--pixels")) o->pixels = value;
         else if (!strcmp(arg, "--out")) o->out = value;
+        else if (!strcmp(arg, "--kernels")) o->kernels = value;
         else if (!strcmp(arg, "--batch")) {
             o->n_batches = 0;
             for (const char *p = value; *p && o->n_batches < 8;) {
@@ -210,20 +327,19 @@ int main(int argc, char **argv)
     bench_options o;
     if (parse_options(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: raddino_bench --model DIR [--threads N] [--batch 1,8] "
-                        "[--repeats R] [--pixels FILE.f32 --out TOKENS.f32]\n");
+                        "[--repeats R] [--kernels openblas,fp32,bf16] "
+                        "[--pixels FILE.f32 --out TOKENS.f32]\n");
         return 2;
     }
-    raddino_encoder_params params = raddino_encoder_default_params();
-    params.n_threads = o.threads;
-    raddino_encoder *enc;
-    raddino_status st = raddino_encoder_open(o.model, &params, &enc);
-    if (st.code) {
-        fprintf(stderr, "raddino_bench: %s\n", st.message);
-        return 1;
-    }
+    if (!o.pixels) return run_timings(&o);
+    const bench_kernel *k = &all_kernels[1];
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(o.kernels, all_kernels[i].name)) k = &all_kernels[i];
+    raddino_encoder *enc = open_encoder(&o, k);
+    if (!enc) return 1;
     raddino_model_info m;
     raddino_encoder_info(enc, &m);
-    int rc = o.pixels ? encode_to_file(enc, &m, &o) : run_timings(enc, &m, &o);
+    int rc = encode_to_file(enc, &m, &o);
     raddino_encoder_close(enc);
     return rc;
 }

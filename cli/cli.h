@@ -15,6 +15,7 @@ typedef struct {
     const char *weights;    /* --weights FILE (a weights file other than the default) */
     int threads;            /* --threads, 0 = $RADDINO_THREADS or all cores */
     uint64_t max_pixels;    /* --max-pixels */
+    int precision;          /* --precision fp32|bf16 (raddino_precision) */
 } cli_model_options;
 
 /* Prints "raddino: MESSAGE" on stderr (MESSAGE already names the file). */
@@ -26,14 +27,17 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
 #define CLI_MODEL_LONG_OPTIONS                                                           \
     {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'W'},  \
         {"threads", required_argument, NULL, 't'},                                       \
-        {"max-pixels", required_argument, NULL, 'P'}
+        {"max-pixels", required_argument, NULL, 'P'},                                    \
+        {"precision", required_argument, NULL, 'R'}
 #define CLI_MODEL_HELP                                                                   \
     "  --model DIR        model folder (config.json, preprocessor_config.json and\n"       \
     "                     model.safetensors or backbone_compatible.safetensors);\n"        \
     "                     default $RADDINO_MODEL\n"                                        \
     "  --weights FILE     use this weights file instead of the folder's\n"                 \
     "  --threads N        threads (default $RADDINO_THREADS, else all cores)\n"            \
-    "  --max-pixels N     refuse images with more pixels (default 200000000)\n"
+    "  --max-pixels N     refuse images with more pixels (default 200000000)\n"             \
+    "  --precision P      fp32 (default, exact) or bf16 (faster matrix products on CPUs\n"   \
+    "                     with AVX512_BF16; CLS within cosine 0.9999 of fp32)\n"
 
 /* Opens the encoder named by the options; prints the error and returns NULL on failure, with
  * *exit_code set (usage error when no model was named at all). */

@@ -46,6 +46,14 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
         if (!cli_parse_u64("--threads", arg, 1024, &v)) *exit_code = EXIT_USAGE;
         else o->threads = (int)v;
         return true;
+    case 'R':
+        if (!strcmp(arg, "fp32")) o->precision = RADDINO_PRECISION_FP32;
+        else if (!strcmp(arg, "bf16")) o->precision = RADDINO_PRECISION_BF16;
+        else {
+            cli_error("--precision: expected fp32 or bf16, got '%s'", arg);
+            *exit_code = EXIT_USAGE;
+        }
+        return true;
     case 'P':
         if (!cli_parse_u64("--max-pixels", arg, UINT64_MAX, &v)) *exit_code = EXIT_USAGE;
         else o->max_pixels = v;
@@ -69,6 +77,7 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
     params.n_threads = o->threads;
     if (o->max_pixels) params.max_pixels = o->max_pixels;
     params.weights = o->weights;
+    params.precision = o->precision;
     raddino_encoder *enc;
     raddino_status st = raddino_encoder_open(dir, &params, &enc);
     if (st.code) {
@@ -76,6 +85,10 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
         *exit_code = EXIT_INPUT_FAILED;
         return NULL;
     }
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    if (o->precision == RADDINO_PRECISION_BF16 && info.precision != RADDINO_PRECISION_BF16)
+        cli_error("note: this CPU has no AVX512_BF16 instructions; computing in fp32");
     return enc;
 }
 

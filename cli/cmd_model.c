@@ -22,6 +22,7 @@ static void print_text(const raddino_model_info *i, const char *sha256)
                                        ? "Hugging Face (model.safetensors names)"
                                        : "DINOv2 backbone (backbone_compatible names)");
     printf("sha256:         %s\n", sha256);
+    printf("kernel:         %s\n", i->kernel);
     printf("tensors:        %llu\n", (unsigned long long)i->n_tensors);
     printf("parameters:     %llu (%llu used by the encoder; the rest is mask_token)\n",
            (unsigned long long)i->n_file_parameters, (unsigned long long)i->n_parameters);

@@ -15,6 +15,7 @@ struct raddino_encoder {
     preprocess_config pre;
     safetensors_file file;
     vit_weights weights;
+    vit_kernels kernels;
     vit_run_state *state;       /* for state_h x state_w inputs; remade when the size changes */
     int state_h, state_w;
     int n_threads;
@@ -30,6 +31,8 @@ raddino_encoder_params raddino_encoder_default_params(void)
     raddino_encoder_params p;
     memset(&p, 0, sizeof p);
     p.n_threads = 0;
+    p.precision = RADDINO_PRECISION_FP32;
+    p.gemm = RADDINO_GEMM_AUTO;
     p.max_pixels = RADDINO_DEFAULT_MAX_PIXELS;
     p.weights = NULL;
     return p;
@@ -90,6 +93,36 @@ static raddino_status load_configs(raddino_encoder *enc, const char *dir)
     return st;
 }
 
+static raddino_status choose_kernel(const raddino_encoder_params *params, gemm_kernel *out)
+{
+    if (params->precision == RADDINO_PRECISION_BF16 && gemm_cpu_has_avx512_bf16()) {
+        *out = GEMM_AVX512_BF16;
+        return status_ok();
+    }
+    if (params->precision != RADDINO_PRECISION_FP32 && params->precision != RADDINO_PRECISION_BF16)
+        return status_error(RADDINO_ERR_ARGUMENT, "unknown precision %d", params->precision);
+    switch (params->gemm) {
+    case RADDINO_GEMM_AUTO:
+        *out = gemm_cpu_has_avx512() ? GEMM_AVX512_F32 : GEMM_BLAS;
+        return status_ok();
+    case RADDINO_GEMM_BLAS: *out = GEMM_BLAS; return status_ok();
+    case RADDINO_GEMM_AVX512:
+        if (!gemm_cpu_has_avx512())
+            return status_error(RADDINO_ERR_UNSUPPORTED, "this CPU has no AVX-512");
+        *out = GEMM_AVX512_F32;
+        return status_ok();
+    default: return status_error(RADDINO_ERR_ARGUMENT, "unknown gemm choice %d", params->gemm);
+    }
+}
+
+/* Packs the weights for our kernels. */
+static raddino_status prepare_kernels(raddino_encoder *enc, gemm_kernel kernel)
+{
+    /* Converted or copied tensors (F16/BF16, unaligned F32) are not mapped file pages. */
+    bool release = enc->weights.n_owned == 0;
+    return vit_kernels_create(&enc->cfg, &enc->weights, kernel, release, &enc->kernels);
+}
+
 raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder_params *params,
                                     raddino_encoder **out)
 {
@@ -110,7 +143,9 @@ raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder
     enc->n_threads = params->n_threads > 0 ? params->n_threads : threads_from_environment();
     enc->max_pixels = params->max_pixels ? params->max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
 
-    raddino_status st = load_configs(enc, model_dir);
+    gemm_kernel kernel = GEMM_BLAS;
+    raddino_status st = choose_kernel(params, &kernel);
+    if (!st.code) st = load_configs(enc, model_dir);
     if (!st.code) st = find_weights(model_dir, params, enc->weights_path, sizeof enc->weights_path);
     if (!st.code) st = safetensors_open(enc->weights_path, &enc->file);
     if (st.code) {
@@ -118,6 +153,11 @@ raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder
         return st;
     }
     st = weights_load(&enc->file, &enc->cfg, &enc->weights);
+    if (!st.code) {
+        omp_set_num_threads(enc->n_threads);
+        st = prepare_kernels(enc, kernel);
+        if (st.code) weights_free(&enc->weights);
+    }
     if (st.code) {
         safetensors_close(&enc->file);
         free(enc);
@@ -131,6 +171,7 @@ void raddino_encoder_close(raddino_encoder *enc)
 {
     if (!enc) return;
     vit_state_free(enc->state);
+    vit_kernels_free(&enc->kernels);
     weights_free(&enc->weights);
     safetensors_close(&enc->file);
     free(enc->crop);
@@ -182,6 +223,11 @@ raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_in
     for (int i = 0; i < enc->file.n_tensors; i++)
         out->n_file_parameters += enc->file.tensors[i].n_elements;
     out->weights_path = enc->weights_path;
+    gemm_kernel kernel = enc->kernels.kernel;
+    out->precision = kernel == GEMM_AVX512_BF16 ? RADDINO_PRECISION_BF16 : RADDINO_PRECISION_FP32;
+    out->kernel = kernel == GEMM_AVX512_BF16   ? "avx512-bf16"
+                  : kernel == GEMM_AVX512_F32 ? "avx512-fp32"
+                                              : "openblas-fp32";
     out->do_convert_rgb = p->do_convert_rgb;
     out->do_resize = p->do_resize;
     out->do_center_crop = p->do_center_crop;
@@ -206,7 +252,8 @@ static raddino_status ensure_state(raddino_encoder *enc, int h, int w)
     if (enc->state && enc->state_h == h && enc->state_w == w) return status_ok();
     vit_state_free(enc->state);
     enc->state = NULL;
-    raddino_status st = vit_state_create(&enc->cfg, h, w, &enc->state);
+    raddino_status st =
+        vit_state_create(&enc->cfg, enc->kernels.kernel, enc->n_threads, h, w, &enc->state);
     if (st.code) return st;
     enc->state_h = h;
     enc->state_w = w;
@@ -237,8 +284,8 @@ raddino_status raddino_encode_pixels(raddino_encoder *enc, int n, const float *p
     /* One image at a time: the GEMMs of a ViT are large already at batch 1, and this keeps a
      * batch bit-identical to single calls. */
     for (int i = 0; i < n; i++) {
-        st = vit_forward(&enc->cfg, &enc->weights, enc->state, pixels + i * in_size,
-                         tokens + i * out_size);
+        st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state,
+                         pixels + i * in_size, tokens + i * out_size);
         if (st.code) return st;
     }
     return status_ok();
@@ -291,7 +338,7 @@ raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *im
     if (st.code) return st;
     preprocess_normalize(&enc->pre, enc->crop, w, h, enc->pixels);
     float *out = tokens ? tokens : enc->tokens;
-    st = vit_forward(&enc->cfg, &enc->weights, enc->state, enc->pixels, out);
+    st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state, enc->pixels, out);
     if (!st.code && cls) memcpy(cls, out, (size_t)enc->cfg.hidden * sizeof(float));
     return st;
 }

@@ -146,15 +146,70 @@ typedef struct {
 raddino_status weights_load(const safetensors_file *f, const vit_config *cfg, vit_weights *w);
 void weights_free(vit_weights *w);
 
+/* ---- gemm.c ---- */
+
+typedef enum {
+    GEMM_BLAS = 0,          /* OpenBLAS sgemm on the weights in place */
+    GEMM_AVX512_F32 = 1,    /* our AVX-512 kernel, weights packed once */
+    GEMM_AVX512_BF16 = 2    /* our AVX-512 BF16 kernel: bf16 inputs, float32 sums */
+} gemm_kernel;
+
+/* A weight W [n, k] ready for y = x W^T: packed panels for our kernels, the plain matrix for
+ * GEMM_BLAS. */
+typedef struct {
+    gemm_kernel kernel;
+    int n, k;
+    void *panels;           /* owned, 64-byte aligned (our kernels) */
+    const float *plain;     /* GEMM_BLAS: not owned */
+    size_t ld;              /* GEMM_BLAS: row stride of plain */
+} gemm_matrix;
+
+bool gemm_cpu_has_avx512(void);
+bool gemm_cpu_has_avx512_bf16(void);
+uint16_t gemm_float_to_bf16(float f);
+raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k, size_t ldw,
+                                gemm_matrix *out);
+void gemm_matrix_free(gemm_matrix *m);
+/* Drops the resident pages of a packed weight's source in a read-only file mapping. */
+void gemm_release_source(const float *w, size_t bytes);
+/* y[m, n] = x[m, k] W^T + bias (bias may be NULL). bf16_scratch: m * (k + 1) uint16 for
+ * GEMM_AVX512_BF16, else unused. Parallel (OpenMP) inside. */
+void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
+                 float *y, size_t ldy, uint16_t *bf16_scratch);
+/* Our kernels' attention, in float32 for both precisions: ctx[T, D] = per head
+ * softmax(q k^T * scale) v; q, k, v rows have stride ld_qkv; scratch:
+ * gemm_attention_scratch_bytes(...) bytes for `threads` threads. */
+size_t gemm_attention_scratch_bytes(int tokens, int hidden, int heads, int threads);
+void gemm_attention(const float *q, const float *k, const float *v, size_t ld_qkv, int T, int D,
+                    int heads, float scale, float *ctx, void *scratch, int threads);
+
 /* ---- vit.c ---- */
 
-/* Scratch buffers for one forward pass at one grid size. */
+/* The weights as the chosen GEMM kernel wants them (packed once at load for our kernels). */
+typedef struct {
+    gemm_matrix q, k, v, proj, fc1, fc2;
+} vit_layer_kernels;
+
+typedef struct {
+    gemm_kernel kernel;
+    gemm_matrix patch;
+    vit_layer_kernels *layers;
+    int n_layers;
+} vit_kernels;
+
+/* release_mapped: the weights are F32 tensors of a read-only file mapping whose pages may be
+ * dropped once packed (see gemm_release_source). */
+raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
+                                  bool release_mapped, vit_kernels *out);
+void vit_kernels_free(vit_kernels *k);
+
+/* Scratch buffers for one forward pass at one input size. */
 typedef struct vit_run_state vit_run_state;
 
 /* For inputs of input_h x input_w pixels; the grid is input / patch (a remainder is dropped, as
- * the stride-patch convolution does). */
-raddino_status vit_state_create(const vit_config *cfg, int input_h, int input_w,
-                                vit_run_state **out);
+ * the stride-patch convolution does). threads: the OpenMP threads the pass will run on. */
+raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int threads,
+                                int input_h, int input_w, vit_run_state **out);
 void vit_state_free(vit_run_state *s);
 
 /* Position table for a grid_h x grid_w input: the stored table when the grid matches,
@@ -164,8 +219,8 @@ void vit_position_embeddings(const vit_config *cfg, const vit_weights *w, int gr
                              float *out);
 
 /* One image: pixels [C, input_h, input_w] -> tokens [1 + grid_h*grid_w, D]. */
-raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
-                           const float *pixels, float *tokens);
+raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, const vit_kernels *kern,
+                           vit_run_state *s, const float *pixels, float *tokens);
 
 /* Optional hook to observe intermediate activations (tests compare them with the golden
  * stages). name is e.g. "embeddings.patch", "layer0.norm1", "layer0.qkv" (q|k|v side by side). */

@@ -10,9 +10,10 @@
  *     h = LN2(x);  x += ls2 * (gelu(h W1^T + b1) W2^T + b2)
  *   tokens = LN(x)
  *
- * Matrix products go to OpenBLAS (the OpenMP build, so its threads and ours are one pool);
- * element-wise loops are parallelised with OpenMP over rows. Every buffer lives in the run
- * state, allocated once per grid size: a forward pass allocates nothing.
+ * Matrix products go through gemm.c: our AVX-512 kernels (float32 or bf16) on weights packed
+ * once at load, or OpenBLAS (the OpenMP build, so its threads and ours are one pool) on other
+ * CPUs. Element-wise loops are parallelised with OpenMP over rows. Every buffer lives in the
+ * run state, allocated once per input size: a forward pass allocates nothing.
  */
 #include "encoder_internal.h"
 
@@ -36,11 +37,15 @@ struct vit_run_state {
     float *patches;         /* [P, C*p*p] */
     float *x;               /* [T, D] residual stream */
     float *h;               /* [T, D] LayerNorm output */
-    float *q, *k, *v;       /* [T, D] each */
+    float *qkv;             /* [T, 3D]: q | k | v side by side */
     float *ctx;             /* [T, D] attention context, heads side by side */
     float *branch;          /* [T, D] output of the attention or MLP branch */
     float *mlp;             /* [T, M] */
-    float *scores;          /* [T, T] one head's attention matrix */
+    gemm_kernel kernel;
+    int threads;
+    float *scores;          /* GEMM_BLAS: [T, T] one head's attention matrix */
+    void *attention_scratch;    /* our kernels: packed keys/values, per-thread score blocks */
+    uint16_t *bf16_scratch;     /* GEMM_AVX512_BF16: activations converted to bf16 */
     vit_stage_hook hook;
     void *hook_user;
 };
@@ -50,8 +55,8 @@ static float *alloc_floats(size_t n)
     return malloc(n * sizeof(float));
 }
 
-raddino_status vit_state_create(const vit_config *cfg, int input_h, int input_w,
-                                vit_run_state **out)
+raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int threads,
+                                int input_h, int input_w, vit_run_state **out)
 {
     *out = NULL;
     int grid_h = input_h / cfg->patch, grid_w = input_w / cfg->patch;
@@ -61,6 +66,8 @@ raddino_status vit_state_create(const vit_config *cfg, int input_h, int input_w,
     vit_run_state *s = calloc(1, sizeof *s);
     if (!s) return status_error(RADDINO_ERR_NOMEM, "out of memory for the run state");
     s->cfg = *cfg;
+    s->kernel = kernel;
+    s->threads = threads > 0 ? threads : 1;
     s->input_h = input_h;
     s->input_w = input_w;
     s->grid_h = grid_h;
@@ -73,15 +80,26 @@ raddino_status vit_state_create(const vit_config *cfg, int input_h, int input_w,
     s->patches = alloc_floats((size_t)s->n_patches * patch_len);
     s->x = alloc_floats(T * D);
     s->h = alloc_floats(T * D);
-    s->q = alloc_floats(T * D);
-    s->k = alloc_floats(T * D);
-    s->v = alloc_floats(T * D);
+    s->qkv = alloc_floats(T * 3 * D);
     s->ctx = alloc_floats(T * D);
     s->branch = alloc_floats(T * D);
     s->mlp = alloc_floats(T * M);
-    s->scores = alloc_floats(T * T);
-    if (!s->pos || !s->patches || !s->x || !s->h || !s->q || !s->k || !s->v || !s->ctx ||
-        !s->branch || !s->mlp || !s->scores) {
+    bool ok = s->pos && s->patches && s->x && s->h && s->qkv && s->ctx && s->branch && s->mlp;
+    if (kernel == GEMM_BLAS) {
+        s->scores = alloc_floats(T * T);
+        ok = ok && s->scores;
+    } else {
+        s->attention_scratch =
+            malloc(gemm_attention_scratch_bytes((int)T, (int)D, cfg->heads, s->threads));
+        ok = ok && s->attention_scratch;
+    }
+    if (kernel == GEMM_AVX512_BF16) {
+        size_t widest = M > patch_len ? M : patch_len;
+        widest = widest > D ? widest : D;
+        s->bf16_scratch = malloc(T * (widest + 2) * sizeof(uint16_t));
+        ok = ok && s->bf16_scratch;
+    }
+    if (!ok) {
         vit_state_free(s);
         return status_error(RADDINO_ERR_NOMEM, "out of memory for the run state (%zu tokens)",
                             T);
@@ -97,13 +115,13 @@ void vit_state_free(vit_run_state *s)
     free(s->patches);
     free(s->x);
     free(s->h);
-    free(s->q);
-    free(s->k);
-    free(s->v);
+    free(s->qkv);
     free(s->ctx);
     free(s->branch);
     free(s->mlp);
     free(s->scores);
+    free(s->attention_scratch);
+    free(s->bf16_scratch);
     free(s);
 }
 
@@ -180,20 +198,6 @@ void vit_position_embeddings(const vit_config *cfg, const vit_weights *w, int gr
 }
 
 /* ---- building blocks ---------------------------------------------------------------------- */
-
-/* y[rows, out] = x[rows, in] W[out, in]^T + b (b may be NULL). */
-static void linear(const float *x, int rows, int in, const float *W, const float *b, int out,
-                   float *y)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, W, in, 0.0f,
-                y, out);
-    if (!b) return;
-    #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        float *yr = y + (size_t)r * out;
-        for (int j = 0; j < out; j++) yr[j] += b[j];
-    }
-}
 
 /* Biased variance, as torch.nn.LayerNorm; statistics in double so that the result does not
  * depend on the summation order. */
@@ -272,17 +276,18 @@ static void im2col(const vit_run_state *s, const float *pixels)
     }
 }
 
-static void embed(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
-                  const float *pixels)
+static void embed(const vit_config *cfg, const vit_weights *w, const vit_kernels *kern,
+                  vit_run_state *s, const float *pixels)
 {
     int D = cfg->hidden;
-    int patch_len = cfg->channels * cfg->patch * cfg->patch;
+    size_t patch_len = (size_t)cfg->channels * cfg->patch * cfg->patch;
     if (s->pos_weights != w) {
         vit_position_embeddings(cfg, w, s->grid_h, s->grid_w, s->pos);
         s->pos_weights = w;
     }
     im2col(s, pixels);
-    linear(s->patches, s->n_patches, patch_len, w->patch_w, w->patch_b, D, s->x + D);
+    gemm_linear(&kern->patch, s->patches, s->n_patches, patch_len, w->patch_b, s->x + D,
+                (size_t)D, s->bf16_scratch);
     emit(s, "embeddings.patch", s->x + D, s->n_patches, D);
     memcpy(s->x, w->cls_token, (size_t)D * sizeof(float));
     size_t n = (size_t)s->n_tokens * D;
@@ -290,65 +295,65 @@ static void embed(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
     emit(s, "embeddings.out", s->x, s->n_tokens, D);
 }
 
-static void emit_qkv(vit_run_state *s, const char *prefix)
-{
-    if (!s->hook) return;
-    int T = s->n_tokens, D = s->cfg.hidden;
-    float *side = malloc((size_t)T * 3 * D * sizeof(float));
-    if (!side) return;
-    for (int r = 0; r < T; r++) {
-        memcpy(side + (size_t)r * 3 * D, s->q + (size_t)r * D, (size_t)D * sizeof(float));
-        memcpy(side + (size_t)r * 3 * D + D, s->k + (size_t)r * D, (size_t)D * sizeof(float));
-        memcpy(side + (size_t)r * 3 * D + 2 * D, s->v + (size_t)r * D, (size_t)D * sizeof(float));
-    }
-    char name[64];
-    snprintf(name, sizeof name, "%s.qkv", prefix);
-    emit(s, name, side, T, 3 * D);
-    free(side);
-}
-
-static void attention(const vit_config *cfg, const vit_layer_weights *lw, vit_run_state *s,
-                      const char *prefix)
+/* OpenBLAS attention for CPUs without AVX-512: one head at a time, the whole [T, T] score
+ * matrix, threaded inside each sgemm. */
+static void blas_attention(const vit_config *cfg, vit_run_state *s)
 {
     int T = s->n_tokens, D = cfg->hidden, hd = D / cfg->heads;
-    linear(s->h, T, D, lw->q_w, lw->q_b, D, s->q);
-    linear(s->h, T, D, lw->k_w, lw->k_b, D, s->k);
-    linear(s->h, T, D, lw->v_w, lw->v_b, D, s->v);
-    emit_qkv(s, prefix);
     float scale = 1.0f / sqrtf((float)hd);
     for (int head = 0; head < cfg->heads; head++) {
         size_t off = (size_t)head * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, s->q + off, D,
-                    s->k + off, D, 0.0f, s->scores, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, s->qkv + off,
+                    3 * D, s->qkv + D + off, 3 * D, 0.0f, s->scores, T);
         softmax_rows(s->scores, T, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s->scores, T,
-                    s->v + off, D, 0.0f, s->ctx + off, D);
+                    s->qkv + 2 * D + off, 3 * D, 0.0f, s->ctx + off, D);
     }
+}
+
+static void attention(const vit_config *cfg, const vit_layer_weights *lw,
+                      const vit_layer_kernels *lk, vit_run_state *s, const char *prefix)
+{
+    int T = s->n_tokens, D = cfg->hidden, hd = D / cfg->heads;
+    size_t ld = (size_t)3 * D;
+    gemm_linear(&lk->q, s->h, T, (size_t)D, lw->q_b, s->qkv, ld, s->bf16_scratch);
+    gemm_linear(&lk->k, s->h, T, (size_t)D, lw->k_b, s->qkv + D, ld, s->bf16_scratch);
+    gemm_linear(&lk->v, s->h, T, (size_t)D, lw->v_b, s->qkv + 2 * D, ld, s->bf16_scratch);
     char name[64];
+    snprintf(name, sizeof name, "%s.qkv", prefix);
+    emit(s, name, s->qkv, T, 3 * D);
+    if (s->kernel == GEMM_BLAS)
+        blas_attention(cfg, s);
+    else
+        gemm_attention(s->qkv, s->qkv + D, s->qkv + 2 * D, ld, T, D, cfg->heads,
+                       1.0f / sqrtf((float)hd), s->ctx, s->attention_scratch, s->threads);
     snprintf(name, sizeof name, "%s.attn_context", prefix);
     emit(s, name, s->ctx, T, D);
-    linear(s->ctx, T, D, lw->proj_w, lw->proj_b, D, s->branch);
+    gemm_linear(&lk->proj, s->ctx, T, (size_t)D, lw->proj_b, s->branch, (size_t)D,
+                s->bf16_scratch);
     snprintf(name, sizeof name, "%s.attn_output", prefix);
     emit(s, name, s->branch, T, D);
 }
 
-static void mlp(const vit_config *cfg, const vit_layer_weights *lw, vit_run_state *s,
-                const char *prefix)
+static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_kernels *lk,
+                vit_run_state *s, const char *prefix)
 {
     int T = s->n_tokens, D = cfg->hidden, M = cfg->mlp;
     char name[64];
-    linear(s->h, T, D, lw->fc1_w, lw->fc1_b, M, s->mlp);
+    gemm_linear(&lk->fc1, s->h, T, (size_t)D, lw->fc1_b, s->mlp, (size_t)M, s->bf16_scratch);
     snprintf(name, sizeof name, "%s.fc1", prefix);
     emit(s, name, s->mlp, T, M);
     gelu(s->mlp, (size_t)T * M);
     snprintf(name, sizeof name, "%s.gelu", prefix);
     emit(s, name, s->mlp, T, M);
-    linear(s->mlp, T, M, lw->fc2_w, lw->fc2_b, D, s->branch);
+    gemm_linear(&lk->fc2, s->mlp, T, (size_t)M, lw->fc2_b, s->branch, (size_t)D,
+                s->bf16_scratch);
     snprintf(name, sizeof name, "%s.fc2", prefix);
     emit(s, name, s->branch, T, D);
 }
 
-static void layer(const vit_config *cfg, const vit_layer_weights *lw, vit_run_state *s, int index)
+static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_kernels *lk,
+                  vit_run_state *s, int index)
 {
     int T = s->n_tokens, D = cfg->hidden;
     char prefix[32], name[64];
@@ -357,7 +362,7 @@ static void layer(const vit_config *cfg, const vit_layer_weights *lw, vit_run_st
     layer_norm(s->x, T, D, lw->norm1_w, lw->norm1_b, cfg->layer_norm_eps, s->h);
     snprintf(name, sizeof name, "%s.norm1", prefix);
     emit(s, name, s->h, T, D);
-    attention(cfg, lw, s, prefix);
+    attention(cfg, lw, lk, s, prefix);
     residual_add(s->x, s->branch, lw->ls1, T, D);
     snprintf(name, sizeof name, "%s.resid1", prefix);
     emit(s, name, s->x, T, D);
@@ -365,21 +370,80 @@ static void layer(const vit_config *cfg, const vit_layer_weights *lw, vit_run_st
     layer_norm(s->x, T, D, lw->norm2_w, lw->norm2_b, cfg->layer_norm_eps, s->h);
     snprintf(name, sizeof name, "%s.norm2", prefix);
     emit(s, name, s->h, T, D);
-    mlp(cfg, lw, s, prefix);
+    mlp(cfg, lw, lk, s, prefix);
     residual_add(s->x, s->branch, lw->ls2, T, D);
     snprintf(name, sizeof name, "%s.out", prefix);
     emit(s, name, s->x, T, D);
 }
 
-raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, vit_run_state *s,
-                           const float *pixels, float *tokens)
+raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, const vit_kernels *kern,
+                           vit_run_state *s, const float *pixels, float *tokens)
 {
     if (cfg->hidden != s->cfg.hidden || cfg->mlp != s->cfg.mlp || cfg->patch != s->cfg.patch ||
         cfg->channels != s->cfg.channels)
         return status_error(RADDINO_ERR_ARGUMENT, "run state was made for another model");
-    embed(cfg, w, s, pixels);
-    for (int i = 0; i < cfg->layers; i++) layer(cfg, &w->layers[i], s, i);
+    if (kern->kernel != s->kernel || kern->n_layers != cfg->layers)
+        return status_error(RADDINO_ERR_ARGUMENT, "run state was made for another kernel");
+    embed(cfg, w, kern, s, pixels);
+    for (int i = 0; i < cfg->layers; i++) layer(cfg, &w->layers[i], &kern->layers[i], s, i);
     layer_norm(s->x, s->n_tokens, cfg->hidden, w->norm_w, w->norm_b, cfg->layer_norm_eps, tokens);
     emit(s, "last_hidden_state", tokens, s->n_tokens, cfg->hidden);
     return status_ok();
+}
+
+/* ---- kernels ---------------------------------------------------------------------------- */
+
+static raddino_status pack(gemm_kernel kernel, bool release, const float *w, int n, int k,
+                           gemm_matrix *out)
+{
+    raddino_status st = gemm_matrix_pack(kernel, w, n, k, (size_t)k, out);
+    if (!st.code && release && kernel != GEMM_BLAS)
+        gemm_release_source(w, (size_t)n * k * sizeof(float));
+    return st;
+}
+
+static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights *lw,
+                                 gemm_kernel kernel, bool release, vit_layer_kernels *lk)
+{
+    int D = cfg->hidden, M = cfg->mlp;
+    raddino_status st = pack(kernel, release, lw->q_w, D, D, &lk->q);
+    if (!st.code) st = pack(kernel, release, lw->k_w, D, D, &lk->k);
+    if (!st.code) st = pack(kernel, release, lw->v_w, D, D, &lk->v);
+    if (!st.code) st = pack(kernel, release, lw->proj_w, D, D, &lk->proj);
+    if (!st.code) st = pack(kernel, release, lw->fc1_w, M, D, &lk->fc1);
+    if (!st.code) st = pack(kernel, release, lw->fc2_w, D, M, &lk->fc2);
+    return st;
+}
+
+raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
+                                  bool release_mapped, vit_kernels *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kernel = kernel;
+    out->layers = calloc((size_t)cfg->layers, sizeof *out->layers);
+    if (!out->layers) return status_error(RADDINO_ERR_NOMEM, "out of memory for the weights");
+    out->n_layers = cfg->layers;
+    int patch_len = cfg->channels * cfg->patch * cfg->patch;
+    raddino_status st = pack(kernel, release_mapped, w->patch_w, cfg->hidden, patch_len, &out->patch);
+    for (int i = 0; !st.code && i < cfg->layers; i++)
+        st = pack_layer(cfg, &w->layers[i], kernel, release_mapped, &out->layers[i]);
+    if (st.code) vit_kernels_free(out);
+    return st;
+}
+
+void vit_kernels_free(vit_kernels *k)
+{
+    gemm_matrix_free(&k->patch);
+    for (int i = 0; k->layers && i < k->n_layers; i++) {
+        vit_layer_kernels *lk = &k->layers[i];
+        gemm_matrix_free(&lk->q);
+        gemm_matrix_free(&lk->k);
+        gemm_matrix_free(&lk->v);
+        gemm_matrix_free(&lk->proj);
+        gemm_matrix_free(&lk->fc1);
+        gemm_matrix_free(&lk->fc2);
+    }
+    free(k->layers);
+    k->layers = NULL;
+    k->n_layers = 0;
 }

@@ -19,10 +19,13 @@
 #define STAGE_MAX_ABS 1e-5
 #define POSITION_MAX_ABS 1e-6
 
-static raddino_encoder *open_model(const char *model, const char *weights_file)
+static raddino_encoder *open_model_with(const char *model, const char *weights_file, int precision,
+                                        int gemm)
 {
     raddino_encoder_params params = raddino_encoder_default_params();
     params.n_threads = 2;
+    params.precision = precision;
+    params.gemm = gemm;
     char weights[4096];
     if (weights_file) {
         snprintf(weights, sizeof weights, "%s", test_path("models/%s/%s", model, weights_file));
@@ -32,6 +35,11 @@ static raddino_encoder *open_model(const char *model, const char *weights_file)
     raddino_status st = raddino_encoder_open(test_path("models/%s", model), &params, &enc);
     ck_assert_msg(st.code == RADDINO_OK, "open %s: %s", model, st.message);
     return enc;
+}
+
+static raddino_encoder *open_model(const char *model, const char *weights_file)
+{
+    return open_model_with(model, weights_file, RADDINO_PRECISION_FP32, RADDINO_GEMM_AUTO);
 }
 
 static void assert_close(const char *what, test_diff d)
@@ -66,7 +74,7 @@ static void check_stage(void *user, const char *name, const float *data, int row
     free(expected);
 }
 
-static void run_stages(const char *weights_file)
+static void run_stages(const char *weights_file, gemm_kernel kernel)
 {
     safetensors_file file;
     vit_config cfg;
@@ -77,8 +85,11 @@ static void run_stages(const char *weights_file)
     ck_assert_msg(!st.code, "%s", st.message);
     st = weights_load(&file, &cfg, &w);
     ck_assert_msg(!st.code, "%s", st.message);
+    vit_kernels kern;
+    st = vit_kernels_create(&cfg, &w, kernel, false, &kern);
+    ck_assert_msg(!st.code, "%s", st.message);
     vit_run_state *s;
-    st = vit_state_create(&cfg, 518, 518, &s);
+    st = vit_state_create(&cfg, kernel, 2, 518, 518, &s);
     ck_assert_msg(!st.code, "%s", st.message);
     stage_check sc = {0, 0};
     vit_state_set_hook(s, check_stage, &sc);
@@ -87,7 +98,7 @@ static void run_stages(const char *weights_file)
         test_path("expected/pixels/xray_nih_00000075_000_png.pixel_values.f32"), &n);
     ck_assert_uint_eq(n, 3 * 518 * 518);
     float *tokens = malloc(1370 * 64 * sizeof(float));
-    st = vit_forward(&cfg, &w, s, pixels, tokens);
+    st = vit_forward(&cfg, &w, &kern, s, pixels, tokens);
     ck_assert_msg(!st.code, "%s", st.message);
     ck_assert_int_eq(sc.checked, 13);  /* every stored stage was produced and compared */
     float *expected =
@@ -97,14 +108,24 @@ static void run_stages(const char *weights_file)
     free(tokens);
     free(pixels);
     vit_state_free(s);
+    vit_kernels_free(&kern);
     weights_free(&w);
     safetensors_close(&file);
 }
 
-START_TEST(tiny_stages_hf) { run_stages("model.safetensors"); }
+START_TEST(tiny_stages_hf) { run_stages("model.safetensors", GEMM_BLAS); }
 END_TEST
 
-START_TEST(tiny_stages_backbone) { run_stages("backbone_compatible.safetensors"); }
+START_TEST(tiny_stages_backbone) { run_stages("backbone_compatible.safetensors", GEMM_BLAS); }
+END_TEST
+
+/* Our AVX-512 kernels must meet the same stage tolerances as OpenBLAS. */
+START_TEST(tiny_stages_avx512)
+{
+    if (!gemm_cpu_has_avx512()) return;   /* nothing to compare on this CPU */
+    run_stages("model.safetensors", GEMM_AVX512_F32);
+    run_stages("backbone_compatible.safetensors", GEMM_AVX512_F32);
+}
 END_TEST
 
 /* ---- whole files through the public API ---- */
@@ -151,6 +172,59 @@ static void run_all_images(const char *model, const char *weights_file, bool tok
 }
 
 START_TEST(tiny_all_images_hf) { run_all_images("tiny", NULL, true); }
+END_TEST
+
+/* The OpenBLAS path (CPUs without AVX-512) through the public API, on every image. */
+START_TEST(tiny_all_images_openblas)
+{
+    raddino_encoder *enc =
+        open_model_with("tiny", NULL, RADDINO_PRECISION_FP32, RADDINO_GEMM_BLAS);
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    ck_assert_str_eq(info.kernel, "openblas-fp32");
+    for (int i = 0; test_golden_images[i]; i++) check_image(enc, "tiny", test_golden_images[i], true);
+    raddino_encoder_close(enc);
+}
+END_TEST
+
+/* bf16 matrix products: CLS within cosine 0.9999 of float32 on every golden image (vitb1 has
+ * the real ViT-B widths), and the max abs difference bounded (0.05: bf16 keeps 8 bits). */
+#define BF16_MIN_COSINE 0.9999
+#define BF16_MAX_ABS 0.05
+
+START_TEST(bf16_close_to_fp32)
+{
+    raddino_encoder *bf16 =
+        open_model_with("vitb1", NULL, RADDINO_PRECISION_BF16, RADDINO_GEMM_AUTO);
+    raddino_model_info info;
+    raddino_encoder_info(bf16, &info);
+    if (info.precision != RADDINO_PRECISION_BF16) {
+        /* No AVX512_BF16 here: the request fell back to float32, and says so. */
+        ck_assert_str_ne(info.kernel, "avx512-bf16");
+        raddino_encoder_close(bf16);
+        return;
+    }
+    raddino_encoder *fp32 = open_model("vitb1", NULL);
+    float a[768], b[768];
+    double worst_cosine = 1, worst_abs = 0;
+    for (int i = 0; test_golden_images[i]; i++) {
+        const char *path = test_path("images/%s", test_golden_images[i]);
+        ck_assert(!raddino_embed_file(fp32, path, a, NULL).code);
+        ck_assert(!raddino_embed_file(bf16, path, b, NULL).code);
+        test_diff d = test_compare_f32(b, a, 768, 768);
+        ck_assert_msg(d.min_cosine >= BF16_MIN_COSINE, "%s: bf16 cosine %.7f",
+                      test_golden_images[i], d.min_cosine);
+        ck_assert_msg(d.max_abs <= BF16_MAX_ABS, "%s: bf16 max abs %.3g", test_golden_images[i],
+                      d.max_abs);
+        ck_assert_msg(d.max_abs > 0, "bf16 gave exactly the float32 numbers: not in use?");
+        if (d.min_cosine < worst_cosine) worst_cosine = d.min_cosine;
+        if (d.max_abs > worst_abs) worst_abs = d.max_abs;
+    }
+    printf("bf16 vs fp32 (vitb1, 17 images): min CLS cosine %.8f, max abs %.3g\n", worst_cosine,
+           worst_abs);
+    raddino_encoder_close(fp32);
+    raddino_encoder_close(bf16);
+}
 END_TEST
 
 START_TEST(tiny_all_images_backbone)
@@ -318,8 +392,11 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, tiny_stages_hf);
     tcase_add_test(tc, tiny_stages_backbone);
+    tcase_add_test(tc, tiny_stages_avx512);
     tcase_add_test(tc, tiny_all_images_hf);
     tcase_add_test(tc, tiny_all_images_backbone);
+    tcase_add_test(tc, tiny_all_images_openblas);
+    tcase_add_test(tc, bf16_close_to_fp32);
     tcase_add_test(tc, tiny224_hf);
     tcase_add_test(tc, tiny224_backbone);
     tcase_add_test(tc, tiny224_position_table);

@@ -1,0 +1,542 @@
+/* gemm.c — the matrix products of the forward pass.
+ *
+ * Three kernels compute y = x W^T (+ bias):
+ *   GEMM_BLAS         OpenBLAS sgemm on the weights as they are in the file (any CPU);
+ *   GEMM_AVX512_F32   our AVX-512 float32 kernel on weights packed once at load;
+ *   GEMM_AVX512_BF16  our AVX-512 BF16 kernel (vdpbf16ps: bf16 products, float32 sums) on
+ *                     weights converted to bf16 and packed once at load.
+ * Why our own: Debian's OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels on current AMD CPUs
+ * (and OPENBLAS_CORETYPE=Haswell is often forced there), leaving half of an AVX-512 core idle,
+ * and it has no fast bf16 GEMM at all.
+ *
+ * Packed layout ("panels"): W [n, k] becomes ceil(n / 64) panels; panel p holds, for every k,
+ * the 64 values W[64p + j][k] (j = 0..63, zero past n) next to each other, so the kernel reads
+ * four vectors per k. For bf16, k goes in pairs: for every pair, the 64 columns x 2 values.
+ *
+ * The micro-kernel keeps a 6 x 64 block of y in 24 zmm registers and, for each k, broadcasts
+ * one x value per row against the panel's four vectors: 24 FMAs per 4 loads + 6 broadcasts.
+ */
+#include "encoder_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define GEMM_HAVE_X86 1
+#include <immintrin.h>
+#else
+#define GEMM_HAVE_X86 0
+#endif
+
+#define PANEL 64            /* columns of y per panel (4 zmm of 16 floats) */
+#define TILE_ROWS 6         /* rows of y per micro-kernel call */
+#define BLOCK_ROWS 48       /* rows of x per task: 8 tiles share a panel chunk in cache */
+#define K_CHUNK 384         /* k per pass over a panel chunk (even, for bf16 pairs) */
+
+bool gemm_cpu_has_avx512(void)
+{
+#if GEMM_HAVE_X86
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+bool gemm_cpu_has_avx512_bf16(void)
+{
+#if GEMM_HAVE_X86
+    /* GCC 12's __builtin_cpu_supports knows "avx512bf16". */
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+/* float -> bfloat16 with round-to-nearest-even (NaN kept quiet), as vcvtneps2bf16 does. */
+uint16_t gemm_float_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+
+static size_t panel_count(int n)
+{
+    return ((size_t)n + PANEL - 1) / PANEL;
+}
+
+static int even(int k)
+{
+    return (k + 1) & ~1;
+}
+
+/* ---- packing ---------------------------------------------------------------------------- */
+
+/* Packs rows [64p, 64p + 64) of W [n, k] (row stride ldw) as panel p. */
+static void pack_panel_f32(const float *w, int n, int k, size_t ldw, size_t p, float *dst)
+{
+    for (int kk = 0; kk < k; kk++)
+        for (int j = 0; j < PANEL; j++) {
+            size_t col = p * PANEL + (size_t)j;
+            dst[(size_t)kk * PANEL + (size_t)j] = col < (size_t)n ? w[col * ldw + kk] : 0.0f;
+        }
+}
+
+static void pack_panel_bf16(const float *w, int n, int k, size_t ldw, size_t p, uint16_t *dst)
+{
+    int kp = even(k);
+    for (int kk = 0; kk < kp; kk++)
+        for (int j = 0; j < PANEL; j++) {
+            size_t col = p * PANEL + (size_t)j;
+            float v = col < (size_t)n && kk < k ? w[col * ldw + kk] : 0.0f;
+            dst[((size_t)(kk / 2) * PANEL + (size_t)j) * 2 + (size_t)(kk & 1)] =
+                gemm_float_to_bf16(v);
+        }
+}
+
+static size_t packed_bytes(gemm_kernel kernel, int n, int k)
+{
+    size_t panels = panel_count(n);
+    if (kernel == GEMM_AVX512_BF16) return panels * (size_t)even(k) * PANEL * sizeof(uint16_t);
+    return panels * (size_t)k * PANEL * sizeof(float);
+}
+
+/* Attention's keys as panels: panel p, row d holds K[64p + j][d] for j = 0..63 (zero past T):
+ * a 64 x hd transpose per panel, read row by row. */
+static void pack_keys(const float *k, int T, int hd, size_t ld, void *dst)
+{
+    float *out = dst;
+    size_t panels = panel_count(T);
+    for (size_t p = 0; p < panels; p++) {
+        float *panel = out + p * (size_t)hd * PANEL;
+        for (int j = 0; j < PANEL; j++) {
+            size_t key = p * PANEL + (size_t)j;
+            if (key < (size_t)T) {
+                const float *row = k + key * ld;
+                for (int d = 0; d < hd; d++) panel[(size_t)d * PANEL + (size_t)j] = row[d];
+            } else {
+                for (int d = 0; d < hd; d++) panel[(size_t)d * PANEL + (size_t)j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Attention's values as panels of the [k = T, n = hd] matrix: row t of panel p is
+ * V[t][64p .. 64p + 63], a plain copy when hd is a multiple of 64. */
+static void pack_values(const float *v, int T, int hd, size_t ld, void *dst)
+{
+    float *out = dst;
+    size_t panels = panel_count(hd);
+    for (size_t p = 0; p < panels; p++) {
+        int cols = hd - (int)p * PANEL < PANEL ? hd - (int)p * PANEL : PANEL;
+        float *panel = out + p * (size_t)T * PANEL;
+        for (int t = 0; t < T; t++) {
+            memcpy(panel + (size_t)t * PANEL, v + (size_t)t * ld + p * PANEL,
+                   (size_t)cols * sizeof(float));
+            memset(panel + (size_t)t * PANEL + cols, 0, (size_t)(PANEL - cols) * sizeof(float));
+        }
+    }
+}
+
+raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k, size_t ldw,
+                                gemm_matrix *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kernel = kernel;
+    out->n = n;
+    out->k = k;
+    if (kernel == GEMM_BLAS) {
+        out->plain = w;
+        out->ld = ldw;
+        return status_ok();
+    }
+    size_t bytes = packed_bytes(kernel, n, k);
+    out->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!out->panels)
+        return status_error(RADDINO_ERR_NOMEM, "out of memory packing a %dx%d weight", n, k);
+    size_t panels = panel_count(n);
+    #pragma omp parallel for schedule(static)
+    for (size_t p = 0; p < panels; p++) {
+        if (kernel == GEMM_AVX512_BF16)
+            pack_panel_bf16(w, n, k, ldw, p, (uint16_t *)out->panels + p * (size_t)even(k) * PANEL);
+        else
+            pack_panel_f32(w, n, k, ldw, p, (float *)out->panels + p * (size_t)k * PANEL);
+    }
+    return status_ok();
+}
+
+/* Once packed, the weights in the mapped file are not read again: hand their pages back, so the
+ * resident size holds one copy of the weights, not two, at every moment of the load. Only the
+ * whole pages inside the matrix are released; anything sharing a page stays. If the memory is
+ * not a file mapping (converted F16/BF16 tensors), MADV_DONTNEED would zero it: the caller
+ * only asks for mapped F32 tensors. */
+void gemm_release_source(const float *w, size_t bytes)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)w + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)w + bytes) & ~(page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+void gemm_matrix_free(gemm_matrix *m)
+{
+    free(m->panels);
+    m->panels = NULL;
+}
+
+/* ---- micro-kernels -------------------------------------------------------------------- */
+
+#if GEMM_HAVE_X86
+
+/* Masks for the four 16-column groups of a panel when only `cols` (1..64) are wanted. */
+static void column_masks(int cols, __mmask16 mask[4])
+{
+    for (int g = 0; g < 4; g++) {
+        int left = cols - 16 * g;
+        mask[g] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    }
+}
+
+/* The body shared by both kernels: load or clear the 6 x 64 accumulators, run the k loop
+ * (STEP is the per-k update), store the rows that exist. */
+#define TILE_DECLARE                                                                         \
+    __m512 c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33, \
+        c40, c41, c42, c43, c50, c51, c52, c53
+
+#define TILE_ROW_INIT(i)                                                                     \
+    do {                                                                                     \
+        if (init && (i) < rows) {                                                            \
+            c##i##0 = _mm512_maskz_loadu_ps(mask[0], init + (size_t)(i) * ldc);              \
+            c##i##1 = _mm512_maskz_loadu_ps(mask[1], init + (size_t)(i) * ldc + 16);         \
+            c##i##2 = _mm512_maskz_loadu_ps(mask[2], init + (size_t)(i) * ldc + 32);         \
+            c##i##3 = _mm512_maskz_loadu_ps(mask[3], init + (size_t)(i) * ldc + 48);         \
+        } else if (bias) {                                                                   \
+            c##i##0 = _mm512_maskz_loadu_ps(mask[0], bias);                                  \
+            c##i##1 = _mm512_maskz_loadu_ps(mask[1], bias + 16);                             \
+            c##i##2 = _mm512_maskz_loadu_ps(mask[2], bias + 32);                             \
+            c##i##3 = _mm512_maskz_loadu_ps(mask[3], bias + 48);                             \
+        } else {                                                                             \
+            c##i##0 = c##i##1 = c##i##2 = c##i##3 = _mm512_setzero_ps();                     \
+        }                                                                                    \
+    } while (0)
+
+#define TILE_ROW_STORE(i)                                                                    \
+    do {                                                                                     \
+        if ((i) < rows) {                                                                    \
+            _mm512_mask_storeu_ps(c + (size_t)(i) * ldc, mask[0], c##i##0);                  \
+            _mm512_mask_storeu_ps(c + (size_t)(i) * ldc + 16, mask[1], c##i##1);             \
+            _mm512_mask_storeu_ps(c + (size_t)(i) * ldc + 32, mask[2], c##i##2);             \
+            _mm512_mask_storeu_ps(c + (size_t)(i) * ldc + 48, mask[3], c##i##3);             \
+        }                                                                                    \
+    } while (0)
+
+#define TILE_INIT_ALL                                                                        \
+    TILE_ROW_INIT(0); TILE_ROW_INIT(1); TILE_ROW_INIT(2);                                    \
+    TILE_ROW_INIT(3); TILE_ROW_INIT(4); TILE_ROW_INIT(5)
+#define TILE_STORE_ALL                                                                       \
+    TILE_ROW_STORE(0); TILE_ROW_STORE(1); TILE_ROW_STORE(2);                                 \
+    TILE_ROW_STORE(3); TILE_ROW_STORE(4); TILE_ROW_STORE(5)
+
+/* c[rows, cols] = (init ? init : bias ? bias : 0) + a[rows, kc] * panel[kc, 64].
+ * a: float rows with stride lda (missing rows point at row 0: computed, never stored). */
+__attribute__((target("avx512f"))) static void
+kernel_f32(int kc, const float *const a[TILE_ROWS], const float *panel, const float *bias,
+           const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4])
+{
+    TILE_DECLARE;
+    TILE_INIT_ALL;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+#define F32_ROW(i)                                                                           \
+    do {                                                                                     \
+        __m512 x = _mm512_set1_ps(a##i[k]);                                                  \
+        c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0);                                           \
+        c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1);                                           \
+        c##i##2 = _mm512_fmadd_ps(x, b2, c##i##2);                                           \
+        c##i##3 = _mm512_fmadd_ps(x, b3, c##i##3);                                           \
+    } while (0)
+    for (int k = 0; k < kc; k++) {
+        const float *b = panel + (size_t)k * PANEL;
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        __m512 b2 = _mm512_load_ps(b + 32), b3 = _mm512_load_ps(b + 48);
+        F32_ROW(0); F32_ROW(1); F32_ROW(2); F32_ROW(3); F32_ROW(4); F32_ROW(5);
+    }
+#undef F32_ROW
+    TILE_STORE_ALL;
+}
+
+/* Same with bf16 inputs: a rows hold bf16 pairs (k, k+1) read as one 32-bit broadcast;
+ * kp = number of pairs. */
+__attribute__((target("avx512f,avx512bf16"))) static void
+kernel_bf16(int kp, const uint16_t *const a[TILE_ROWS], const uint16_t *panel, const float *bias,
+            const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4])
+{
+    TILE_DECLARE;
+    TILE_INIT_ALL;
+    const uint16_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+#define BF16_ROW(i)                                                                          \
+    do {                                                                                     \
+        int32_t pair;                                                                        \
+        memcpy(&pair, a##i + 2 * (size_t)k, sizeof pair);                                    \
+        __m512bh x = (__m512bh)_mm512_set1_epi32(pair);                                      \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, x, b0);                                          \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, x, b1);                                          \
+        c##i##2 = _mm512_dpbf16_ps(c##i##2, x, b2);                                          \
+        c##i##3 = _mm512_dpbf16_ps(c##i##3, x, b3);                                          \
+    } while (0)
+    for (int k = 0; k < kp; k++) {
+        const uint16_t *b = panel + (size_t)k * PANEL * 2;
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
+        __m512bh b2 = (__m512bh)_mm512_load_si512(b + 64);
+        __m512bh b3 = (__m512bh)_mm512_load_si512(b + 96);
+        BF16_ROW(0); BF16_ROW(1); BF16_ROW(2); BF16_ROW(3); BF16_ROW(4); BF16_ROW(5);
+    }
+#undef BF16_ROW
+    TILE_STORE_ALL;
+}
+
+/* Converts rows of float x to bf16 (k padded to even with a zero). */
+__attribute__((target("avx512f,avx512bf16"))) static void
+rows_to_bf16(const float *x, int rows, int k, size_t ldx, uint16_t *dst, size_t ldd)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *src = x + (size_t)r * ldx;
+        uint16_t *out = dst + (size_t)r * ldd;
+        int j = 0;
+        for (; j + 32 <= k; j += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(src + j));
+            _mm512_storeu_si512(out + j, (__m512i)v);
+        }
+        for (; j < k; j++) out[j] = gemm_float_to_bf16(src[j]);
+        if (k & 1) out[k] = 0;
+    }
+}
+
+#endif /* GEMM_HAVE_X86 */
+
+/* ---- products -------------------------------------------------------------------------- */
+
+/* One task: rows [r0, r0+rows) of x times panel p, all of k, in K_CHUNK passes. x is float for
+ * GEMM_AVX512_F32 and bf16 (row stride ldx elements) for GEMM_AVX512_BF16. */
+static void block_times_panel(const gemm_matrix *w, const void *x, size_t ldx, int r0, int rows,
+                              size_t p, const float *bias, float *y, size_t ldy)
+{
+#if GEMM_HAVE_X86
+    __mmask16 mask[4];
+    int cols = w->n - (int)p * PANEL;
+    column_masks(cols < PANEL ? cols : PANEL, mask);
+    const float *panel_bias = bias ? bias + p * PANEL : NULL;
+    bool bf16 = w->kernel == GEMM_AVX512_BF16;
+    int k_total = bf16 ? even(w->k) : w->k;
+    for (int k0 = 0; k0 < k_total; k0 += K_CHUNK) {
+        int kc = k_total - k0 < K_CHUNK ? k_total - k0 : K_CHUNK;
+        for (int t = 0; t < rows; t += TILE_ROWS) {
+            int tile_rows = rows - t < TILE_ROWS ? rows - t : TILE_ROWS;
+            float *c = y + (size_t)(r0 + t) * ldy + p * PANEL;
+            const float *init = k0 ? c : NULL;
+            if (bf16) {
+                const uint16_t *xb = (const uint16_t *)x, *a[TILE_ROWS];
+                for (int i = 0; i < TILE_ROWS; i++)
+                    a[i] = xb + (size_t)(r0 + t + (i < tile_rows ? i : 0)) * ldx + k0;
+                const uint16_t *panel = (const uint16_t *)w->panels +
+                                        (p * (size_t)k_total + (size_t)k0) * PANEL;
+                kernel_bf16(kc / 2, a, panel, panel_bias, init, c, ldy, tile_rows, mask);
+            } else {
+                const float *xf = (const float *)x, *a[TILE_ROWS];
+                for (int i = 0; i < TILE_ROWS; i++)
+                    a[i] = xf + (size_t)(r0 + t + (i < tile_rows ? i : 0)) * ldx + k0;
+                const float *panel = (const float *)w->panels +
+                                     (p * (size_t)k_total + (size_t)k0) * PANEL;
+                kernel_f32(kc, a, panel, panel_bias, init, c, ldy, tile_rows, mask);
+            }
+        }
+    }
+#else
+    (void)w, (void)x, (void)ldx, (void)r0, (void)rows, (void)p, (void)bias, (void)y, (void)ldy;
+#endif
+}
+
+/* y[m, n] = x[m, k] W^T + bias, every task (row block, panel) on its own. Call from inside a
+ * parallel region or not: uses orphaned `omp for`. */
+static void packed_product(const gemm_matrix *w, const void *x, size_t ldx, int m,
+                           const float *bias, float *y, size_t ldy)
+{
+    int blocks = (m + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    int panels = (int)panel_count(w->n);
+    #pragma omp for schedule(static) collapse(2)
+    for (int b = 0; b < blocks; b++)
+        for (int p = 0; p < panels; p++) {
+            int r0 = b * BLOCK_ROWS;
+            int rows = m - r0 < BLOCK_ROWS ? m - r0 : BLOCK_ROWS;
+            block_times_panel(w, x, ldx, r0, rows, (size_t)p, bias, y, ldy);
+        }
+}
+
+static void blas_linear(const gemm_matrix *w, const float *x, int m, size_t ldx,
+                        const float *bias, float *y, size_t ldy)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, w->n, w->k, 1.0f, x, (int)ldx,
+                w->plain, (int)w->ld, 0.0f, y, (int)ldy);
+    if (!bias) return;
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < w->n; j++) y[(size_t)r * ldy + j] += bias[j];
+}
+
+void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
+                 float *y, size_t ldy, uint16_t *bf16_scratch)
+{
+    if (w->kernel == GEMM_BLAS) {
+        blas_linear(w, x, m, ldx, bias, y, ldy);
+        return;
+    }
+#if GEMM_HAVE_X86
+    if (w->kernel == GEMM_AVX512_BF16) {
+        size_t ld = (size_t)even(w->k);
+        #pragma omp parallel
+        {
+            #pragma omp for schedule(static)
+            for (int r = 0; r < m; r += 16)
+                rows_to_bf16(x + (size_t)r * ldx, m - r < 16 ? m - r : 16, w->k, ldx,
+                             bf16_scratch + (size_t)r * ld, ld);
+            packed_product(w, bf16_scratch, ld, m, bias, y, ldy);
+        }
+        return;
+    }
+    #pragma omp parallel
+    packed_product(w, x, ldx, m, bias, y, ldy);
+#endif
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+#define QUERY_BLOCK 48      /* query rows per task: their scores (48 x T) stay in L2 */
+
+/* Attention stays in float32 even in bf16 mode: rounding the softmax weights to bf16 costs
+ * more accuracy (CLS cosine below 0.9999 on the golden images) than it saves time. */
+size_t gemm_attention_scratch_bytes(int tokens, int hidden, int heads, int threads)
+{
+    int hd = hidden / heads;
+    size_t packed = (size_t)heads * (packed_bytes(GEMM_AVX512_F32, tokens, hd) +
+                                     packed_bytes(GEMM_AVX512_F32, hd, tokens));
+    size_t per_thread = (size_t)QUERY_BLOCK * (size_t)tokens * sizeof(float);
+    return packed + (size_t)threads * per_thread + 64 * ((size_t)2 * heads + (size_t)threads + 1);
+}
+
+#if GEMM_HAVE_X86
+/* e^x for x <= 0, 16 lanes: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial to
+ * degree 6 (relative error below 2e-7, about one float32 ulp), times 2^n with vscalefps (which
+ * also flushes e^-88 and below to 0 correctly). */
+__attribute__((target("avx512f"))) static inline __m512 exp_nonpositive(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Row-wise softmax of s * scale (scale > 0), as exp((s - max) * scale) / sum. */
+__attribute__((target("avx512f"))) static void softmax_block(float *s, int rows, int cols,
+                                                              size_t lds, float scale)
+{
+    __mmask16 tail = (__mmask16)((1u << (cols % 16)) - 1);
+    int full = cols - cols % 16;
+    __m512 vscale = _mm512_set1_ps(scale);
+    for (int r = 0; r < rows; r++) {
+        float *row = s + (size_t)r * lds;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < full; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
+        if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + full));
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < full; j += 16) {
+            __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + j), m), vscale));
+            _mm512_storeu_ps(row + j, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        if (tail) {
+            __m512 x = _mm512_mask_loadu_ps(m, tail, row + full);
+            __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(x, m), vscale));
+            e = _mm512_maskz_mov_ps(tail, e);
+            _mm512_mask_storeu_ps(row + full, tail, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int j = 0; j < full; j += 16)
+            _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+        if (tail)
+            _mm512_mask_storeu_ps(row + full, tail,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + full), inv));
+    }
+}
+#endif
+
+static uint8_t *align64(uint8_t *p)
+{
+    return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* ctx = softmax(q k^T * scale) v per head, q/k/v rows with stride ld_qkv, ctx [T, D].
+ * Keys are packed as the B operand of the first product ([T keys, hd] read as W [n=T, k=hd]),
+ * values as the B operand of the second ([T, hd] read as [k=T, n=hd]). Each task takes one
+ * head and QUERY_BLOCK queries, so its scores never leave the cache. */
+void gemm_attention(const float *q, const float *k, const float *v, size_t ld_qkv, int T, int D,
+                    int heads, float scale, float *ctx, void *scratch, int threads)
+{
+#if GEMM_HAVE_X86
+    int hd = D / heads;
+    size_t key_bytes = packed_bytes(GEMM_AVX512_F32, T, hd);
+    size_t value_bytes = packed_bytes(GEMM_AVX512_F32, hd, T);
+    uint8_t *base = align64(scratch);
+    gemm_matrix keys[heads], values[heads];
+    for (int h = 0; h < heads; h++) {
+        keys[h] = (gemm_matrix){.kernel = GEMM_AVX512_F32, .n = T, .k = hd, .panels = base};
+        base = align64(base + key_bytes);
+        values[h] = (gemm_matrix){.kernel = GEMM_AVX512_F32, .n = hd, .k = T, .panels = base};
+        base = align64(base + value_bytes);
+    }
+    size_t score_bytes = (size_t)QUERY_BLOCK * (size_t)T * sizeof(float);
+    int blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *scores =
+            (float *)align64(base + (size_t)omp_get_thread_num() * (score_bytes + 64));
+        #pragma omp for schedule(static)
+        for (int h = 0; h < heads; h++) {
+            pack_keys(k + (size_t)h * hd, T, hd, ld_qkv, keys[h].panels);
+            pack_values(v + (size_t)h * hd, T, hd, ld_qkv, values[h].panels);
+        }
+        #pragma omp for schedule(static) collapse(2)
+        for (int h = 0; h < heads; h++)
+            for (int b = 0; b < blocks; b++) {
+                int r0 = b * QUERY_BLOCK, rows = T - r0 < QUERY_BLOCK ? T - r0 : QUERY_BLOCK;
+                const float *qb = q + (size_t)r0 * ld_qkv + (size_t)h * hd;
+                for (size_t p = 0; p < panel_count(T); p++)
+                    block_times_panel(&keys[h], qb, ld_qkv, 0, rows, p, NULL, scores, (size_t)T);
+                softmax_block(scores, rows, T, (size_t)T, scale);
+                float *out = ctx + (size_t)r0 * D + (size_t)h * hd;
+                for (size_t p = 0; p < panel_count(hd); p++)
+                    block_times_panel(&values[h], scores, (size_t)T, 0, rows, p, NULL, out,
+                                      (size_t)D);
+            }
+    }
+#else
+    (void)q, (void)k, (void)v, (void)ld_qkv, (void)T, (void)D, (void)heads, (void)scale;
+    (void)ctx, (void)scratch, (void)threads;
+#endif
+}
