@@ -229,14 +229,6 @@ static void residual_add(float *x, const float *branch, const float *scale, int 
     }
 }
 
-/* Exact GELU: 0.5 x (1 + erf(x / sqrt 2)), as torch.nn.GELU() (not the tanh approximation). */
-static void gelu(float *x, size_t n)
-{
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-}
-
 static void softmax_rows(float *s, int rows, int cols)
 {
     #pragma omp parallel for schedule(static)
@@ -343,7 +335,7 @@ static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_la
     gemm_linear(&lk->fc1, s->h, T, (size_t)D, lw->fc1_b, s->mlp, (size_t)M, s->bf16_scratch);
     snprintf(name, sizeof name, "%s.fc1", prefix);
     emit(s, name, s->mlp, T, M);
-    gelu(s->mlp, (size_t)T * M);
+    vector_gelu(s->mlp, (size_t)T * M);
     snprintf(name, sizeof name, "%s.gelu", prefix);
     emit(s, name, s->mlp, T, M);
     gemm_linear(&lk->fc2, s->mlp, T, (size_t)M, lw->fc2_b, s->branch, (size_t)D,
