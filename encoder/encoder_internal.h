@@ -8,6 +8,7 @@
  *   weights.c       maps tensor names of both layouts onto vit_weights (F16/BF16 converted)
  *   vit.c           the forward pass
  *   encoder.c       the public API
+ *   hub.c           Hugging Face hub cache: discovery, and downloads with libcurl
  *
  * Tests include this header too: they check the pieces one by one.
  */
