@@ -391,6 +391,27 @@ static bool resolve_url(const fetch_ctx *c, const char *revision, const char *fi
     return n >= 0 && (size_t)n < size;
 }
 
+/* True when url is on the endpoint's scheme, host and port: the only place the token goes.
+ * (The Hub hands large files to a CDN on another host, which must never see it.) */
+static bool same_origin(const char *endpoint, const char *url)
+{
+    static const CURLUPart parts[] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT};
+    CURLU *a = curl_url(), *b = curl_url();
+    bool same = a && b && curl_url_set(a, CURLUPART_URL, endpoint, 0) == CURLUE_OK &&
+                curl_url_set(b, CURLUPART_URL, url, 0) == CURLUE_OK;
+    for (int i = 0; same && i < 3; i++) {
+        char *x = NULL, *y = NULL;
+        same = curl_url_get(a, parts[i], &x, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+               curl_url_get(b, parts[i], &y, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+               !strcasecmp(x, y);
+        curl_free(x);
+        curl_free(y);
+    }
+    curl_url_cleanup(a);
+    curl_url_cleanup(b);
+    return same;
+}
+
 /* Sets up the handle for one request to url. */
 static void request_setup(fetch_ctx *c, const char *url, struct curl_slist *headers)
 {
@@ -410,7 +431,7 @@ static void request_setup(fetch_ctx *c, const char *url, struct curl_slist *head
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (c->token[0]) {
+    if (c->token[0] && same_origin(c->endpoint, url)) {
         /* curl's own Bearer auth: sent to the host of the URL given here only, never to the
          * host a redirect leads to (CURLOPT_UNRESTRICTED_AUTH stays off). */
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
