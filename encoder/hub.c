@@ -567,7 +567,7 @@ static raddino_status head_file(fetch_ctx *c, const char *revision, const char *
     if (!has_size || size > HUB_MAX_FILE_SIZE)
         return status_error(RADDINO_ERR_NETWORK, "%s: the server sent no usable file size", url);
     memcpy(m->commit, h->commit, 41);
-    snprintf(m->etag, sizeof m->etag, "%s", etag);
+    memcpy(m->etag, etag, strlen(etag) + 1);   /* 40 or 64 hex digits: fits */
     m->size = size;
     if (h->status >= 300) {
         char *redirect = NULL;
