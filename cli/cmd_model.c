@@ -151,9 +151,10 @@ static double now_seconds(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Erases the bar: the line that follows (done, retry, error) takes its place. */
 static void end_bar(fetch_view *v)
 {
-    if (v->bar_drawn) fputs("\n", stderr);
+    if (v->bar_drawn) fputs("\r\033[K", stderr);
     v->bar_drawn = false;
 }
 

@@ -840,7 +840,7 @@ static raddino_status ensure_blob(fetch_ctx *c, const char *file, const file_met
             unlink(partial);
             st = status_error(RADDINO_ERR_CHECKSUM,
                               "%s: checksum mismatch: the download from %s has %s %s, the Hub "
-                              "says %s; the bad file was removed, nothing was installed",
+                              "says %s; the bad file was removed, not installed",
                               file, c->endpoint, lfs ? "sha256" : "git sha1", got, m->etag);
         }
     }
@@ -987,17 +987,9 @@ static raddino_status fetch_setup(fetch_ctx *c, const raddino_fetch_params *para
     return load_token(c);
 }
 
-/* Fetches one file at `revision` (the asked one for the first file, the commit afterwards). */
-static raddino_status fetch_file(fetch_ctx *c, const char *revision, const char *file,
-                                 file_meta *m)
-{
-    raddino_status st = head_file(c, revision, file, m);
-    if (!st.code) st = ensure_blob(c, file, m);
-    if (!st.code) st = link_snapshot(c, m, file);
-    return st;
-}
-
-static raddino_status fetch_all(fetch_ctx *c, raddino_hub_model *out)
+/* The cache folders, made once the Hub has answered, so that a mistyped repository leaves no
+ * empty models--ORG--NAME behind. */
+static raddino_status make_cache_dirs(const fetch_ctx *c)
 {
     char sub[RADDINO_PATH_MAX];
     const char *dirs[] = {"blobs", "snapshots", "refs"};
@@ -1006,9 +998,24 @@ static raddino_status fetch_all(fetch_ctx *c, raddino_hub_model *out)
         st = path_join(sub, sizeof sub, c->root, dirs[i])
                  ? make_dirs(sub)
                  : status_error(RADDINO_ERR_ARGUMENT, "%s: path too long", c->root);
-    if (st.code) return st;
+    return st;
+}
+
+/* Fetches one file at `revision` (the asked one for the first file, the commit afterwards). */
+static raddino_status fetch_file(fetch_ctx *c, const char *revision, const char *file,
+                                 file_meta *m)
+{
+    raddino_status st = head_file(c, revision, file, m);
+    if (!st.code) st = make_cache_dirs(c);
+    if (!st.code) st = ensure_blob(c, file, m);
+    if (!st.code) st = link_snapshot(c, m, file);
+    return st;
+}
+
+static raddino_status fetch_all(fetch_ctx *c, raddino_hub_model *out)
+{
     file_meta first, m;
-    st = fetch_file(c, c->p.revision, "config.json", &first);
+    raddino_status st = fetch_file(c, c->p.revision, "config.json", &first);
     if (!st.code) st = fetch_file(c, first.commit, "preprocessor_config.json", &m);
     if (!st.code) {
         st = fetch_file(c, first.commit, weights_files[0], &m);

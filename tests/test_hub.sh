@@ -135,6 +135,7 @@ stderr_has "revision 'nope' not found (HTTP 404)" "unknown revision explained"
 expect 1 "fetch unknown repo" -- "$RADDINO" model fetch --cache-dir "$C2" --repo nobody/nothing
 stderr_has "nobody/nothing: repository not found" "404 repo explained"
 stderr_has "HTTP 404" "404 named"
+check "a wrong repo leaves nothing in the cache" -- [ ! -e "$C2/models--nobody--nothing" ]
 expect 1 "gated repo without a token" -- "$RADDINO" model fetch --cache-dir "$C2" --repo test/gated
 stderr_has "HTTP 401" "401 named"
 stderr_has "HF_TOKEN" "401 says to set HF_TOKEN"
