@@ -60,7 +60,8 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     "  --threads N        threads (default $RADDINO_THREADS, else all cores)\n"            \
     "  --max-pixels N     refuse images with more pixels (default 200000000)\n"
 
-/* Finds the model folder: --model, else --repo/--revision in the cache when given, else
+/* Finds the model folder: --model, else --repo/--revision/--cache-dir in the cache when given,
+ * else
  * $RADDINO_MODEL, else the Hugging Face cache. Prints the error and returns false on failure,
  * with *exit_code set (usage error when no model was named and the cache has none). */
 bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code);

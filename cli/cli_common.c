@@ -72,18 +72,19 @@ bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *
     memset(loc, 0, sizeof *loc);
     *exit_code = EXIT_INPUT_FAILED;
     if (o->model && *o->model) {
-        if (o->repo || o->revision) {
-            cli_error("--model names a folder; --repo and --revision choose one in the "
-                      "Hugging Face cache: give one or the other");
+        if (o->repo || o->revision || o->cache_dir) {
+            cli_error("--model names a folder; --repo, --revision and --cache-dir choose one in "
+                      "the Hugging Face cache: give one or the other");
             *exit_code = EXIT_USAGE;
             return false;
         }
         loc->source = CLI_MODEL_FROM_FLAG;
         return copy_dir(loc, o->model);
     }
-    /* --repo/--revision on the command line outrank $RADDINO_MODEL in the environment. */
+    /* --repo/--revision/--cache-dir on the command line outrank $RADDINO_MODEL. */
+    bool hub_flags = o->repo || o->revision || o->cache_dir;
     const char *env = getenv("RADDINO_MODEL");
-    if (!o->repo && !o->revision && env && *env) {
+    if (!hub_flags && env && *env) {
         loc->source = CLI_MODEL_FROM_ENV;
         return copy_dir(loc, env);
     }

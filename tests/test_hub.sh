@@ -14,6 +14,7 @@ COMMIT=0123456789abcdef0123456789abcdef01234567
 TMP=$(mktemp -d)
 SERVER=
 trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'exit 1' INT TERM HUP
 passed=0
 failed=0
 
@@ -53,7 +54,7 @@ mkdir -p "$HOME"
 # --- the server: its ready line (the port) comes through a FIFO, so no sleeping ---
 : >"$TMP/log"
 mkfifo "$TMP/ready"
-$PY "$HERE/hub_server.py" "$TINY" "$TMP/log" 300 >"$TMP/ready" 2>"$TMP/server.err" &
+$PY "$HERE/hub_server.py" "$TINY" "$TMP/log" 240 >"$TMP/ready" 2>"$TMP/server.err" &
 SERVER=$!
 read -r PORT <"$TMP/ready"
 if [ -z "${PORT:-}" ]; then echo "FAIL: the test server did not start"; cat "$TMP/server.err"; exit 1; fi
@@ -107,6 +108,7 @@ expect 0 "model info via RADDINO_MODEL" -- env RADDINO_MODEL="$TINY" HF_HUB_CACH
 stdout_has "found by:       \$RADDINO_MODEL" "RADDINO_MODEL reported as env"
 expect 0 "--repo outranks RADDINO_MODEL" -- env RADDINO_MODEL="$TMP/nothing" HF_HUB_CACHE="$C1" "$RADDINO" model info --repo microsoft/rad-dino
 expect 2 "--model with --repo" -- "$RADDINO" model info --model "$TINY" --repo microsoft/rad-dino
+expect 0 "--cache-dir outranks RADDINO_MODEL" -- env RADDINO_MODEL="$TMP/nothing" "$RADDINO" model info --cache-dir "$C1"
 
 # HF_HOME/hub, and ~/.cache/huggingface/hub when nothing is set.
 expect 0 "fetch into HF_HOME" -- env HF_HOME="$TMP/hfhome" "$RADDINO" model fetch
