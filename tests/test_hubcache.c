@@ -97,7 +97,8 @@ START_TEST(find_python_layout)
         ck_assert_str_eq(m.commit, COMMIT);
         ck_assert_str_eq(m.repo, "microsoft/rad-dino");
         ck_assert_str_eq(m.revision, "main");
-        ck_assert_ptr_nonnull(strstr(m.model_dir, "/models--microsoft--rad-dino/snapshots/" COMMIT));
+        const char *snapshot = "/models--microsoft--rad-dino/snapshots/" COMMIT;
+        ck_assert_ptr_nonnull(strstr(m.model_dir, snapshot));
         /* The folder opens as a model. */
         raddino_encoder_params params = raddino_encoder_default_params();
         params.n_threads = 1;
