@@ -11,12 +11,27 @@ enum { EXIT_OK = 0, EXIT_INPUT_FAILED = 1, EXIT_USAGE = 2 };
 
 /* Options every encoder command takes. */
 typedef struct {
-    const char *model;      /* --model, else $RADDINO_MODEL */
+    const char *model;      /* --model, else $RADDINO_MODEL, else the Hugging Face cache */
+    const char *repo;       /* --repo ORG/NAME in the cache (default microsoft/rad-dino) */
+    const char *revision;   /* --revision (default main) */
+    const char *cache_dir;  /* --cache-dir (default $HF_HUB_CACHE, $HF_HOME/hub, ...) */
     const char *weights;    /* --weights FILE (a weights file other than the default) */
     int threads;            /* --threads, 0 = $RADDINO_THREADS or all cores */
     uint64_t max_pixels;    /* --max-pixels */
     int precision;          /* --precision fp32|bf16 (raddino_precision) */
 } cli_model_options;
+
+/* Where the model folder came from. */
+typedef enum { CLI_MODEL_FROM_FLAG, CLI_MODEL_FROM_ENV, CLI_MODEL_FROM_CACHE } cli_model_source;
+
+typedef struct {
+    cli_model_source source;
+    char dir[RADDINO_PATH_MAX];
+    raddino_hub_model hub;  /* source == CLI_MODEL_FROM_CACHE */
+} cli_model_location;
+
+/* Option codes above any letter, so that commands keep their letters free. */
+enum { CLI_OPT_REPO = 0x200, CLI_OPT_REVISION, CLI_OPT_CACHE_DIR };
 
 /* Prints "raddino: MESSAGE" on stderr (MESSAGE already names the file). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -28,19 +43,37 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'W'},  \
         {"threads", required_argument, NULL, 't'},                                       \
         {"max-pixels", required_argument, NULL, 'P'},                                    \
-        {"precision", required_argument, NULL, 'R'}
+        {"precision", required_argument, NULL, 'R'},                                     \
+        {"repo", required_argument, NULL, CLI_OPT_REPO},                                 \
+        {"revision", required_argument, NULL, CLI_OPT_REVISION},                         \
+        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR}
+#define CLI_HUB_HELP                                                                     \
+    "  --repo ORG/NAME    Hugging Face repository (default microsoft/rad-dino)\n"          \
+    "  --revision REV     branch, tag or commit (default main)\n"                          \
+    "  --cache-dir DIR    Hugging Face hub cache (default $HF_HUB_CACHE, else\n"           \
+    "                     $HF_HOME/hub, else ~/.cache/huggingface/hub)\n"
 #define CLI_MODEL_HELP                                                                   \
     "  --model DIR        model folder (config.json, preprocessor_config.json and\n"       \
     "                     model.safetensors or backbone_compatible.safetensors);\n"        \
-    "                     default $RADDINO_MODEL\n"                                        \
+    "                     default $RADDINO_MODEL, else the model in the Hugging Face\n"   \
+    "                     cache ('raddino model fetch' puts it there)\n"                   \
+    CLI_HUB_HELP                                                                         \
     "  --weights FILE     use this weights file instead of the folder's\n"                 \
     "  --threads N        threads (default $RADDINO_THREADS, else all cores)\n"            \
     "  --max-pixels N     refuse images with more pixels (default 200000000)\n"             \
     "  --precision P      fp32 (default, exact) or bf16 (faster matrix products on CPUs\n"   \
     "                     with AVX512_BF16; CLS within cosine 0.9999 of fp32)\n"
 
-/* Opens the encoder named by the options; prints the error and returns NULL on failure, with
- * *exit_code set (usage error when no model was named at all). */
+/* Finds the model folder: --model, else --repo/--revision/--cache-dir in the cache when given,
+ * else
+ * $RADDINO_MODEL, else the Hugging Face cache. Prints the error and returns false on failure,
+ * with *exit_code set (usage error when no model was named and the cache has none). */
+bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code);
+
+/* Opens the encoder named by the options (loc may be NULL); prints the error and returns NULL
+ * on failure, with *exit_code set. */
+raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_location *loc,
+                                     int *exit_code);
 raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
 
 /* Parses a positive integer option value; prints an error naming the option on failure. */

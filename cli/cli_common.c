@@ -42,6 +42,9 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     switch (opt) {
     case 'm': o->model = arg; return true;
     case 'W': o->weights = arg; return true;
+    case CLI_OPT_REPO: o->repo = arg; return true;
+    case CLI_OPT_REVISION: o->revision = arg; return true;
+    case CLI_OPT_CACHE_DIR: o->cache_dir = arg; return true;
     case 't':
         if (!cli_parse_u64("--threads", arg, 1024, &v)) *exit_code = EXIT_USAGE;
         else o->threads = (int)v;
@@ -62,24 +65,69 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     }
 }
 
-raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
+static bool copy_dir(cli_model_location *loc, const char *dir)
 {
-    const char *dir = o->model;
-    if (!dir || !*dir) dir = getenv("RADDINO_MODEL");
-    if (!dir || !*dir) {
-        cli_error("no model: pass --model DIR or set RADDINO_MODEL to a folder holding "
-                  "config.json, preprocessor_config.json and model.safetensors "
-                  "(for RAD-DINO, the files of https://huggingface.co/microsoft/rad-dino)");
-        *exit_code = EXIT_USAGE;
-        return NULL;
+    int n = snprintf(loc->dir, sizeof loc->dir, "%s", dir);
+    if (n < 0 || (size_t)n >= sizeof loc->dir) {
+        cli_error("%.64s...: path too long", dir);
+        return false;
     }
+    return true;
+}
+
+bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code)
+{
+    memset(loc, 0, sizeof *loc);
+    *exit_code = EXIT_INPUT_FAILED;
+    if (o->model && *o->model) {
+        if (o->repo || o->revision || o->cache_dir) {
+            cli_error("--model names a folder; --repo, --revision and --cache-dir choose one in "
+                      "the Hugging Face cache: give one or the other");
+            *exit_code = EXIT_USAGE;
+            return false;
+        }
+        loc->source = CLI_MODEL_FROM_FLAG;
+        return copy_dir(loc, o->model);
+    }
+    /* --repo/--revision/--cache-dir on the command line outrank $RADDINO_MODEL. */
+    bool hub_flags = o->repo || o->revision || o->cache_dir;
+    const char *env = getenv("RADDINO_MODEL");
+    if (!hub_flags && env && *env) {
+        loc->source = CLI_MODEL_FROM_ENV;
+        return copy_dir(loc, env);
+    }
+    loc->source = CLI_MODEL_FROM_CACHE;
+    raddino_status st = raddino_hub_find(o->cache_dir, o->repo, o->revision, &loc->hub);
+    if (st.code == RADDINO_ERR_NOT_FOUND && !o->repo && !o->revision) {
+        /* Nothing named anywhere: say every way to name a model. */
+        cli_error("no model: %s; or pass --model DIR or set RADDINO_MODEL to a folder holding "
+                  "config.json, preprocessor_config.json and model.safetensors "
+                  "(for RAD-DINO, the files of https://huggingface.co/microsoft/rad-dino)",
+                  st.message);
+        *exit_code = EXIT_USAGE;
+        return false;
+    }
+    if (st.code) {
+        cli_status_error(&st);
+        *exit_code = st.code == RADDINO_ERR_ARGUMENT ? EXIT_USAGE : EXIT_INPUT_FAILED;
+        return false;
+    }
+    return copy_dir(loc, loc->hub.model_dir);
+}
+
+raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_location *loc,
+                                     int *exit_code)
+{
+    cli_model_location local;
+    if (!loc) loc = &local;
+    if (!cli_locate_model(o, loc, exit_code)) return NULL;
     raddino_encoder_params params = raddino_encoder_default_params();
     params.n_threads = o->threads;
     if (o->max_pixels) params.max_pixels = o->max_pixels;
     params.weights = o->weights;
     params.precision = o->precision;
     raddino_encoder *enc;
-    raddino_status st = raddino_encoder_open(dir, &params, &enc);
+    raddino_status st = raddino_encoder_open(loc->dir, &params, &enc);
     if (st.code) {
         cli_status_error(&st);
         *exit_code = EXIT_INPUT_FAILED;
@@ -90,6 +138,11 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
     if (o->precision == RADDINO_PRECISION_BF16 && info.precision != RADDINO_PRECISION_BF16)
         cli_error("note: this CPU has no AVX512_BF16 instructions; computing in fp32");
     return enc;
+}
+
+raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
+{
+    return cli_open_encoder_at(o, NULL, exit_code);
 }
 
 void cli_json_string(FILE *f, const char *s)

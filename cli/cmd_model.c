@@ -1,22 +1,78 @@
-/* cmd_model.c — raddino model info: what a model folder holds. */
+/* cmd_model.c — raddino model info: what a model folder holds and where it was found;
+ * raddino model fetch: download a model into the Hugging Face cache. */
 #include "cli.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char model_usage[] =
     "usage: raddino model info [OPTIONS]\n"
+    "       raddino model fetch [--repo ORG/NAME] [--revision REV] [--cache-dir DIR]\n"
     "\n"
-    "Prints the model's configuration, preprocessing, tensor and parameter counts and the\n"
-    "sha256 of its weights file.\n"
+    "info: prints where the model was found (--model, $RADDINO_MODEL or the Hugging Face\n"
+    "cache, with its revision), its configuration, preprocessing, tensor and parameter counts\n"
+    "and the sha256 of its weights file.\n"
     "\n"
-    "options:\n"
+    "fetch: downloads config.json, preprocessor_config.json and model.safetensors from the\n"
+    "Hugging Face Hub ($HF_ENDPOINT, default https://huggingface.co) into the Hugging Face\n"
+    "cache, shared with the Python tools; files already there are not downloaded again, and a\n"
+    "broken download resumes where it stopped. Sends $HF_TOKEN (or the token\n"
+    "'huggingface-cli login' saved) for gated or private repositories. With HF_HUB_OFFLINE=1\n"
+    "it only checks the cache. Prints the model folder on stdout.\n"
+    "\n"
+    "info options:\n"
     "  --json             one JSON object instead of text\n"
     CLI_MODEL_HELP
+    "fetch options:\n"
+    CLI_HUB_HELP
     "  -h, --help         this help\n";
 
-static void print_text(const raddino_model_info *i, const char *sha256)
+static const char *source_name(cli_model_source s)
 {
+    return s == CLI_MODEL_FROM_FLAG ? "flag" : s == CLI_MODEL_FROM_ENV ? "env" : "cache";
+}
+
+static void print_location_text(const cli_model_location *loc)
+{
+    printf("model:          %s\n", loc->dir);
+    switch (loc->source) {
+    case CLI_MODEL_FROM_FLAG: printf("found by:       --model\n"); break;
+    case CLI_MODEL_FROM_ENV: printf("found by:       $RADDINO_MODEL\n"); break;
+    case CLI_MODEL_FROM_CACHE:
+        printf("found by:       Hugging Face cache %s\n", loc->hub.cache_dir);
+        printf("repo:           %s\n", loc->hub.repo);
+        printf("revision:       %s (commit %s)\n", loc->hub.revision, loc->hub.commit);
+        break;
+    }
+}
+
+static void print_location_json(const cli_model_location *loc)
+{
+    fputs("\"model_dir\": ", stdout);
+    cli_json_string(stdout, loc->dir);
+    printf(", \"source\": \"%s\"", source_name(loc->source));
+    if (loc->source == CLI_MODEL_FROM_CACHE) {
+        fputs(", \"cache_dir\": ", stdout);
+        cli_json_string(stdout, loc->hub.cache_dir);
+        fputs(", \"repo\": ", stdout);
+        cli_json_string(stdout, loc->hub.repo);
+        fputs(", \"revision\": ", stdout);
+        cli_json_string(stdout, loc->hub.revision);
+        printf(", \"commit\": \"%s\"", loc->hub.commit);
+    } else {
+        fputs(", \"cache_dir\": null, \"repo\": null, \"revision\": null, \"commit\": null",
+              stdout);
+    }
+    fputs(", ", stdout);
+}
+
+static void print_text(const cli_model_location *loc, const raddino_model_info *i,
+                       const char *sha256)
+{
+    print_location_text(loc);
     printf("weights:        %s\n", i->weights_path);
     printf("layout:         %s\n", i->layout == RADDINO_LAYOUT_HF
                                        ? "Hugging Face (model.safetensors names)"
@@ -51,9 +107,12 @@ static void print_text(const raddino_model_info *i, const char *sha256)
            i->image_std[2]);
 }
 
-static void print_json(const raddino_model_info *i, const char *sha256)
+static void print_json(const cli_model_location *loc, const raddino_model_info *i,
+                       const char *sha256)
 {
-    fputs("{\"weights\": ", stdout);
+    fputc('{', stdout);
+    print_location_json(loc);
+    fputs("\"weights\": ", stdout);
     cli_json_string(stdout, i->weights_path);
     printf(", \"layout\": \"%s\", \"sha256\": \"%s\", \"tensors\": %llu, \"parameters\": %llu"
            ", \"encoder_parameters\": %llu",
@@ -76,14 +135,154 @@ static void print_json(const raddino_model_info *i, const char *sha256)
            i->image_mean[2], i->image_std[0], i->image_std[1], i->image_std[2]);
 }
 
+/* ---- model fetch ------------------------------------------------------------------------ */
+
+/* Progress on stderr: a redrawn bar on a terminal, occasional plain lines otherwise. */
+typedef struct {
+    bool tty;
+    double start, last;         /* seconds (monotonic) */
+    uint64_t start_bytes;       /* bytes already there when the transfer began (resume) */
+    bool bar_drawn;
+} fetch_view;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Erases the bar: the line that follows (done, retry, error) takes its place. */
+static void end_bar(fetch_view *v)
+{
+    if (v->bar_drawn) fputs("\r\033[K", stderr);
+    v->bar_drawn = false;
+}
+
+static void draw_progress(fetch_view *v, const raddino_fetch_progress *p, double t)
+{
+    double elapsed = t - v->start;
+    double rate = elapsed > 0 ? (p->done - v->start_bytes) / elapsed : 0;
+    double pct = p->total ? 100.0 * p->done / p->total : 100.0;
+    if (v->tty) {
+        char eta[32] = "--:--";
+        if (rate > 0) {
+            long s = (long)((p->total - p->done) / rate);
+            snprintf(eta, sizeof eta, "%ld:%02ld", s / 60, s % 60);
+        }
+        fprintf(stderr, "\r%-24s %3.0f%% %9.1f / %.1f MB  %6.1f MB/s  ETA %s\033[K", p->file, pct,
+                p->done / 1e6, p->total / 1e6, rate / 1e6, eta);
+        v->bar_drawn = true;
+    } else {
+        fprintf(stderr, "%s: %.1f of %.1f MB (%.0f%%), %.1f MB/s\n", p->file, p->done / 1e6,
+                p->total / 1e6, pct, rate / 1e6);
+    }
+    fflush(stderr);
+}
+
+static void on_fetch_progress(void *user, const raddino_fetch_progress *p)
+{
+    fetch_view *v = user;
+    double t = now_seconds();
+    switch (p->event) {
+    case RADDINO_FETCH_START:
+        v->start = v->last = t;
+        v->start_bytes = p->done;
+        if (p->done)
+            fprintf(stderr, "%s: resuming at %llu of %llu bytes\n", p->file,
+                    (unsigned long long)p->done, (unsigned long long)p->total);
+        else
+            fprintf(stderr, "%s: downloading %llu bytes\n", p->file, (unsigned long long)p->total);
+        break;
+    case RADDINO_FETCH_PROGRESS:
+        /* A terminal is redrawn 10 times a second; a log gets a line every 10 seconds. */
+        if (t - v->last >= (v->tty ? 0.1 : 10.0) || (v->tty && p->done == p->total)) {
+            v->last = t;
+            draw_progress(v, p, t);
+        }
+        break;
+    case RADDINO_FETCH_RETRY:
+        end_bar(v);
+        fprintf(stderr, "%s: %s; resuming at %llu of %llu bytes\n", p->file, p->message,
+                (unsigned long long)p->done, (unsigned long long)p->total);
+        break;
+    case RADDINO_FETCH_DONE:
+        end_bar(v);
+        fprintf(stderr, "%s: %llu bytes in %.1f s, sha256 %s verified\n", p->file,
+                (unsigned long long)p->total, t - v->start, p->sha256);
+        break;
+    case RADDINO_FETCH_CACHED:
+        fprintf(stderr, "%s: already in the cache (%llu bytes)\n", p->file,
+                (unsigned long long)p->total);
+        break;
+    case RADDINO_FETCH_NOTE:
+        end_bar(v);
+        if (p->file) fprintf(stderr, "%s: %s\n", p->file, p->message);
+        else fprintf(stderr, "%s\n", p->message);
+        break;
+    }
+}
+
+static const char fetch_usage[] =
+    "usage: raddino model fetch [--repo ORG/NAME] [--revision REV] [--cache-dir DIR]\n"
+    "\n"
+    "Downloads the model into the Hugging Face cache (see 'raddino model --help').\n"
+    "\n"
+    "options:\n"
+    CLI_HUB_HELP
+    "  -h, --help         this help\n";
+
+static int model_fetch(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"repo", required_argument, NULL, CLI_OPT_REPO},
+        {"revision", required_argument, NULL, CLI_OPT_REVISION},
+        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    raddino_fetch_params params = raddino_fetch_default_params();
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        switch (opt) {
+        case CLI_OPT_REPO: params.repo = optarg; break;
+        case CLI_OPT_REVISION: params.revision = optarg; break;
+        case CLI_OPT_CACHE_DIR: params.cache_dir = optarg; break;
+        case 'h': fputs(fetch_usage, stdout); return EXIT_OK;
+        default:
+            cli_error("model fetch: unknown or incomplete option '%s'", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        cli_error("model fetch: unexpected argument '%s'", argv[optind]);
+        return EXIT_USAGE;
+    }
+    fetch_view view = {isatty(STDERR_FILENO) == 1, 0, 0, 0, false};
+    params.progress = on_fetch_progress;
+    params.user = &view;
+    raddino_hub_model m;
+    raddino_status st = raddino_hub_fetch(&params, &m);
+    end_bar(&view);
+    if (st.code) {
+        cli_status_error(&st);
+        return st.code == RADDINO_ERR_ARGUMENT ? EXIT_USAGE : EXIT_INPUT_FAILED;
+    }
+    fprintf(stderr, "%s at revision %s (commit %s) is in %s\n", m.repo, m.revision, m.commit,
+            m.cache_dir);
+    printf("%s\n", m.model_dir);
+    return EXIT_OK;
+}
+
 int cmd_model(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(model_usage, stdout);
         return EXIT_OK;
     }
+    if (argc >= 2 && !strcmp(argv[1], "fetch")) return model_fetch(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "info") != 0) {
-        cli_error("model: expected 'raddino model info' (see raddino model --help)");
+        cli_error("model: expected 'raddino model info' or 'raddino model fetch' (see raddino "
+                  "model --help)");
         return EXIT_USAGE;
     }
     static const struct option long_options[] = {
@@ -111,15 +310,16 @@ int cmd_model(int argc, char **argv)
         cli_error("model info: unexpected argument '%s'", argv[optind]);
         return EXIT_USAGE;
     }
-    raddino_encoder *enc = cli_open_encoder(&model, &exit_code);
+    cli_model_location loc;
+    raddino_encoder *enc = cli_open_encoder_at(&model, &loc, &exit_code);
     if (!enc) return exit_code;
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
     char sha256[65];
     raddino_status st = cli_file_sha256(info.weights_path, sha256);
     if (!st.code) {
-        if (json) print_json(&info, sha256);
-        else print_text(&info, sha256);
+        if (json) print_json(&loc, &info, sha256);
+        else print_text(&loc, &info, sha256);
     } else {
         cli_status_error(&st);
     }

@@ -11,7 +11,8 @@ static const char usage[] =
     "commands:\n"
     "  embed        embed images: CLS vectors, patch maps, all tokens\n"
     "  preprocess   write the 518x518 network input crop of an image (and its tensor)\n"
-    "  model info   describe a model folder: config, tensors, parameters, sha256\n"
+    "  model info   describe the model: where it was found, config, tensors, sha256\n"
+    "  model fetch  download RAD-DINO into the Hugging Face cache\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";

@@ -33,7 +33,9 @@ $PY -c 'import numpy' 2>/dev/null || { echo "FAIL: $PY with numpy is needed (apt
 
 TINY=$DATA/models/tiny
 IMG=$DATA/images
-unset RADDINO_MODEL
+unset RADDINO_MODEL HF_HOME HUGGINGFACE_HUB_CACHE
+# An empty Hugging Face cache: a model the user has there must not be found by the tests.
+export HF_HUB_CACHE="$TMP/empty-hf-cache"
 
 # --- usage ---
 expect 0 "--help" -- "$RADDINO" --help
