@@ -328,6 +328,25 @@ START_TEST(batch_equals_single)
 }
 END_TEST
 
+/* Our kernels give every output element to exactly one task with a fixed summation order, so
+ * the numbers do not depend on the thread count (OpenBLAS does not promise that). */
+START_TEST(threads_do_not_change_numbers)
+{
+    if (!gemm_cpu_has_avx512()) return;
+    float one[1370 * 64], two[1370 * 64];
+    raddino_encoder_params params = raddino_encoder_default_params();
+    const char *image = test_path("images/xray_mhh_0a7faa2a.png");
+    for (int threads = 1; threads <= 2; threads++) {
+        params.n_threads = threads;
+        raddino_encoder *enc;
+        ck_assert(!raddino_encoder_open(test_path("models/tiny"), &params, &enc).code);
+        ck_assert(!raddino_embed_file(enc, image, NULL, threads == 1 ? one : two).code);
+        raddino_encoder_close(enc);
+    }
+    ck_assert_mem_eq(one, two, sizeof one);
+}
+END_TEST
+
 START_TEST(patch_map_layout)
 {
     /* [1 + h*w, D] -> [D, h, w]: token t sits at row t / w, column t % w. */
@@ -404,6 +423,7 @@ int main(void)
     tcase_add_test(tc, vitb1_all_images);
     tcase_add_test(tc, batch_equals_single);
     tcase_add_test(tc, patch_map_layout);
+    tcase_add_test(tc, threads_do_not_change_numbers);
     tcase_add_test(tc, open_errors);
     tcase_add_test(tc, embed_bad_image_names_file);
     suite_add_tcase(s, tc);
