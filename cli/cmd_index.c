@@ -508,6 +508,7 @@ static int keep_row(void *user, const char *path)
     if (!in_scope) return 1;
     for (size_t i = 0; i < s->w->n_unlisted; i++)
         if (under(path, s->w->unlisted[i])) return 1;
+    if (s->w->n_files == 0) return 0;
     index_file key = {(char *)path, 0, 0};
     return bsearch(&key, s->w->files, s->w->n_files, sizeof key, compare_files) != NULL;
 }
@@ -634,6 +635,7 @@ int cmd_index(int argc, char **argv)
     x.o = &o;
     x.start = now();
     x.tty = isatty(STDERR_FILENO);
+    x.last_report = x.start;    /* logs start after 10 s: short runs print only the summary */
     const char *kill_after = getenv("RADDINO_TEST_KILL_AFTER");
     x.kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0;
     exit_code = open_all(&x);
