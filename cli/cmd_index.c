@@ -220,11 +220,13 @@ static void print_summary(const indexer *x)
     }
     if (x->o->quiet) return;
     printf("raddino index: %zu files in %.1f s (%.1f files/s): %lld added, %lld updated, "
-           "%lld reused, %lld unchanged, %lld failed, %lld removed; encoder %.1f s (%.0f%%)\n",
+           "%lld reused, %lld unchanged, %lld failed, %lld removed, %lld not images; "
+           "encoder %.1f s (%.0f%%)%s\n",
            x->n_files, wall, wall > 0 ? (double)x->n_files / wall : 0, (long long)c->added,
            (long long)c->updated, (long long)c->reused, (long long)c->unchanged,
-           (long long)c->failed, (long long)c->removed, x->encoder_seconds,
-           wall > 0 ? 100 * x->encoder_seconds / wall : 0);
+           (long long)c->failed, (long long)c->removed, (long long)x->ignored,
+           x->encoder_seconds, wall > 0 ? 100 * x->encoder_seconds / wall : 0,
+           interrupted ? "; interrupted, run again to continue" : "");
 }
 
 /* ---- model identity ---------------------------------------------------------------------- */
@@ -579,7 +581,7 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
     if (exit_code < 0 && x->o->prune && !interrupted) exit_code = prune(x, &w);
     if (exit_code < 0) {
         st = raddino_store_run_update(x->store, x->run_id, &x->counts, x->encoder_seconds,
-                                      now() - x->start, 1);
+                                      now() - x->start, !interrupted);
         if (st.code) {
             cli_status_error(&st);
             exit_code = EXIT_INPUT_FAILED;

@@ -128,6 +128,25 @@ cp "$C/c.jpg" "$C/sub/c-copy.jpg"
 expect 0 "copied file" -- "$RADDINO" index --db "$DB" --json "$C"
 counts "copy reuses" added=0 reused=1 unchanged=8
 
+# A stored content hash that goes away during the run (its only file changed) while a new file
+# has that content: the new file is decoded and encoded after all, to the same vector.
+S=$TMP/swap
+mkdir -p "$S"
+cp "$IMG/gray8_300x400.png" "$S/a.png"
+expect 0 "swap: first" -- "$RADDINO" index --db "$TMP/swap.db" --json "$S"
+cp "$S/a.png" "$S/z.png"
+cp "$IMG/gray8_518x518.png" "$S/a.png"
+expect 0 "swap: second" -- "$RADDINO" index --db "$TMP/swap.db" --json "$S"
+counts "content moved to a new name while its old file changed" updated=1 added=1 reused=0
+expect 0 "swap: embed" -- "$RADDINO" embed --out "$TMP/swap.npy" "$S/z.png"
+$PY - "$TMP/swap.db" "$S/z.png" "$TMP/swap.npy" <<'PYEOF' && ok || fail "swap: vector"
+import sqlite3, sys, numpy as np
+con = sqlite3.connect(sys.argv[1])
+blob, = con.execute("SELECT vector FROM embeddings e JOIN images i ON i.id = e.image_id"
+                    " WHERE i.path = ?", (sys.argv[2],)).fetchone()
+assert np.array_equal(np.frombuffer(blob, "<f4"), np.load(sys.argv[3])[0])
+PYEOF
+
 # --- prune ---
 rm "$C/sub/deeper/e.jpg"
 expect 0 "prune" -- "$RADDINO" index --db "$DB" --json --prune "$C"
