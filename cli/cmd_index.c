@@ -598,17 +598,18 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
     return exit_code;
 }
 
+/* The encoder first: a missing model must not leave an empty database behind. */
 static int open_all(indexer *x)
 {
+    int exit_code;
+    x->enc = cli_open_encoder(&x->o->model, &exit_code);
+    if (!x->enc) return exit_code;
     raddino_store_params params = raddino_store_default_params();
     raddino_status st = raddino_store_open(cli_db_path(x->o->db), &params, &x->store);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
     }
-    int exit_code;
-    x->enc = cli_open_encoder(&x->o->model, &exit_code);
-    if (!x->enc) return exit_code;
     raddino_encoder_info(x->enc, &x->info);
     x->max_pixels = x->o->model.max_pixels ? x->o->model.max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
     size_t tokens = x->info.tokens > 0 ? (size_t)x->info.tokens : 1;

@@ -251,7 +251,8 @@ static raddino_status walk_vectors(raddino_store *s, int64_t model_id, int dim,
                            (const char *)sqlite3_column_text(q, 2), s->vector, dim))
             break;
     }
-    if (!st.code && rc != SQLITE_ROW && rc != SQLITE_DONE) st = store_sql_error(s, "reading vectors");
+    if (!st.code && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = store_sql_error(s, "reading vectors");
     sqlite3_finalize(q);
     return st;
 }

@@ -69,6 +69,8 @@ expect 2 "index bad --jobs" -- "$RADDINO" index --db "$TMP/u.db" --jobs 0 "$C"
 expect 2 "export without --npy" -- "$RADDINO" export --db "$TMP/u.db"
 expect 1 "stats on a missing database" -- "$RADDINO" stats --db "$TMP/missing.db"
 stderr_has "raddino: $TMP/missing.db:" "missing database named"
+expect 2 "index without a model" -- env -u RADDINO_MODEL "$RADDINO" index --db "$TMP/nomodel.db" "$C"
+[ ! -e "$TMP/nomodel.db" ] && ok || fail "no database created without a model"
 expect 1 "index a missing PATH" -- "$RADDINO" index --db "$TMP/u.db" "$TMP/nothing"
 stderr_has "raddino: $TMP/nothing:" "missing PATH named"
 
