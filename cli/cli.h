@@ -85,7 +85,19 @@ void cli_json_string(FILE *f, const char *s);
 /* Hex SHA-256 of a file (64 chars + NUL). */
 raddino_status cli_file_sha256(const char *path, char hex[65]);
 
+/* The database a command uses: --db, else $RADDINO_DB, else raddino.db in the current folder. */
+const char *cli_db_path(const char *option);
+#define CLI_DB_HELP                                                                      \
+    "  --db FILE          the collection's database (default $RADDINO_DB, else\n"           \
+    "                     raddino.db in the current folder)\n"
+
+/* Writes one CSV field (quoted when it holds a comma, quote, CR or LF; quotes doubled). */
+void cli_csv_field(FILE *f, const char *s);
+
 int cmd_embed(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 

@@ -189,3 +189,24 @@ raddino_status cli_file_sha256(const char *path, char hex[65])
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     return st;
 }
+
+const char *cli_db_path(const char *option)
+{
+    if (option && *option) return option;
+    const char *env = getenv("RADDINO_DB");
+    return env && *env ? env : "raddino.db";
+}
+
+void cli_csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}

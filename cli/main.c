@@ -13,6 +13,9 @@ static const char usage[] =
     "  preprocess   write the 518x518 network input crop of an image (and its tensor)\n"
     "  model info   describe the model: where it was found, config, tensors, sha256\n"
     "  model fetch  download RAD-DINO into the Hugging Face cache\n"
+    "  index        embed whole folders into a database, keeping it up to date\n"
+    "  stats        summarise a database: images, failures, model, last run\n"
+    "  export       write a database's vectors as .npy (and their paths as CSV)\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -35,6 +38,9 @@ int main(int argc, char **argv)
     if (!strcmp(command, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);
+    if (!strcmp(command, "index")) return cmd_index(argc - 1, argv + 1);
+    if (!strcmp(command, "stats")) return cmd_stats(argc - 1, argv + 1);
+    if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }

@@ -46,9 +46,11 @@ static size_t npy_header(char *out, size_t cap, int n_dims, const int64_t *shape
     return len;
 }
 
-raddino_status npy_write_f32(const char *path, const float *data, int n_dims,
-                             const int64_t *shape)
+raddino_status npy_writer_open(npy_writer *w, const char *path, int n_dims,
+                               const int64_t *shape)
 {
+    memset(w, 0, sizeof *w);
+    w->path = path;
     if (n_dims < 1 || n_dims > NPY_MAX_DIMS)
         return npy_error(RADDINO_ERR_ARGUMENT, path, "bad number of dimensions");
     uint64_t count = 1;
@@ -58,29 +60,72 @@ raddino_status npy_write_f32(const char *path, const float *data, int n_dims,
     }
     char header[512];
     size_t header_len = npy_header(header, sizeof header, n_dims, shape);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    if (snprintf(w->tmp, sizeof w->tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof w->tmp)
         return npy_error(RADDINO_ERR_ARGUMENT, path, "path too long");
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
+    w->f = fopen(w->tmp, "wb");
+    if (!w->f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
+    w->expected = count;
     unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                                   (unsigned char)(header_len & 0xff),
                                   (unsigned char)(header_len >> 8)};
-    /* Data is written as stored: every platform we build for is little-endian. */
-    bool ok = fwrite(preamble, 1, 10, f) == 10 &&
-              fwrite(header, 1, header_len, f) == header_len &&
-              (count == 0 || fwrite(data, sizeof(float), count, f) == count);
-    int saved = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) saved = errno;
-        unlink(tmp);
+    if (fwrite(preamble, 1, 10, w->f) != 10 || fwrite(header, 1, header_len, w->f) != header_len) {
+        int saved = errno;
+        npy_writer_abort(w);
         return npy_error(RADDINO_ERR_IO, path, strerror(saved));
     }
     return npy_ok();
+}
+
+raddino_status npy_writer_write(npy_writer *w, const float *data, size_t count)
+{
+    if (!w->f) return npy_error(RADDINO_ERR_ARGUMENT, w->path, "writer not open");
+    if (count > w->expected - w->written)
+        return npy_error(RADDINO_ERR_ARGUMENT, w->path, "more values than the shape holds");
+    /* Data is written as stored: every platform we build for is little-endian. */
+    if (count && fwrite(data, sizeof(float), count, w->f) != count)
+        return npy_error(RADDINO_ERR_IO, w->path, strerror(errno));
+    w->written += count;
+    return npy_ok();
+}
+
+void npy_writer_abort(npy_writer *w)
+{
+    if (!w->f) return;
+    fclose(w->f);
+    w->f = NULL;
+    unlink(w->tmp);
+}
+
+raddino_status npy_writer_finish(npy_writer *w)
+{
+    if (!w->f) return npy_error(RADDINO_ERR_ARGUMENT, w->path, "writer not open");
+    if (w->written != w->expected) {
+        npy_writer_abort(w);
+        return npy_error(RADDINO_ERR_ARGUMENT, w->path, "fewer values than the shape holds");
+    }
+    int failed = fclose(w->f) != 0;
+    int saved = errno;
+    w->f = NULL;
+    if (failed || rename(w->tmp, w->path) != 0) {
+        if (!failed) saved = errno;
+        unlink(w->tmp);
+        return npy_error(RADDINO_ERR_IO, w->path, strerror(saved));
+    }
+    return npy_ok();
+}
+
+raddino_status npy_write_f32(const char *path, const float *data, int n_dims,
+                             const int64_t *shape)
+{
+    npy_writer w;
+    raddino_status st = npy_writer_open(&w, path, n_dims, shape);
+    if (st.code) return st;
+    st = npy_writer_write(&w, data, (size_t)w.expected);
+    if (st.code) {
+        npy_writer_abort(&w);
+        return st;
+    }
+    return npy_writer_finish(&w);
 }
 
 /* Parses "(a, b, c)" after 'shape': in the header dict. */

@@ -22,6 +22,9 @@
  * ("FILE: reason") that can be shown to a user as it is. The library keeps no global mutable
  * state: several encoders may be open at once. One encoder must not be used by two threads at
  * the same time (it owns its scratch buffers); open one per thread or serialise the calls.
+ * Exception: raddino_image_load / _load_memory (no shared state), raddino_preprocess and
+ * raddino_encoder_info only read the encoder's configuration, fixed at open, so other threads
+ * may call them while one thread encodes (raddino index decodes in threads this way).
  *
  * Threads: the forward pass uses OpenMP and OpenBLAS (OpenMP build), one thread pool.
  * params.n_threads = 0 means $RADDINO_THREADS when set, else all cores.

@@ -1,0 +1,169 @@
+/* cmd_stats.c — raddino stats: what a database holds (images by status, model, dim, last run). */
+#include "cli.h"
+#include "raddino_store.h"
+
+#include <getopt.h>
+#include <string.h>
+#include <time.h>
+
+static const char stats_usage[] =
+    "usage: raddino stats [--db FILE] [--json]\n"
+    "\n"
+    "Summarises a database: images by status (and the commonest failure reasons), the model\n"
+    "and dimension of its vectors, the embeddings generation, and the last run.\n"
+    "\n"
+    "options:\n"
+    CLI_DB_HELP
+    "  --json             one JSON object: images, ok, failed, vectors, dim, models, ...\n"
+    "  -h, --help         this help\n";
+
+#define MAX_REASONS 10
+
+typedef struct {
+    const char *reasons[MAX_REASONS];
+    int64_t counts[MAX_REASONS];
+    char text[MAX_REASONS][RADDINO_MESSAGE_MAX];
+    int n;
+} reason_list;
+
+static void collect_reason(void *user, const char *reason, int64_t count)
+{
+    reason_list *r = user;
+    if (r->n == MAX_REASONS) return;
+    snprintf(r->text[r->n], sizeof r->text[r->n], "%s", reason);
+    r->reasons[r->n] = r->text[r->n];
+    r->counts[r->n++] = count;
+}
+
+static void format_time(double t, char *out, size_t cap)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    if (t <= 0 || !localtime_r(&s, &tm)) snprintf(out, cap, "-");
+    else strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void print_counts_json(const raddino_store_counts *c)
+{
+    printf("\"added\": %lld, \"updated\": %lld, \"reused\": %lld, \"unchanged\": %lld, "
+           "\"failed\": %lld, \"removed\": %lld",
+           (long long)c->added, (long long)c->updated, (long long)c->reused,
+           (long long)c->unchanged, (long long)c->failed, (long long)c->removed);
+}
+
+static void print_json(const char *path, const raddino_store_stats *s, const reason_list *r)
+{
+    fputs("{\"database\": ", stdout);
+    cli_json_string(stdout, path);
+    printf(", \"schema\": %d, \"generation\": %lld, \"images\": %lld, \"ok\": %lld, "
+           "\"failed\": %lld, \"vectors\": %lld, \"dim\": %d, \"models\": [",
+           s->schema, (long long)s->generation, (long long)s->images, (long long)s->ok,
+           (long long)s->failed, (long long)s->vectors, s->dim);
+    if (s->model_id) {
+        printf("{\"id\": %lld, \"weights_sha256\": \"%s\", \"repository\": ",
+               (long long)s->model_id, s->weights_sha256);
+        if (s->repository[0]) cli_json_string(stdout, s->repository);
+        else fputs("null", stdout);
+        fputs(", \"revision\": ", stdout);
+        if (s->revision[0]) cli_json_string(stdout, s->revision);
+        else fputs("null", stdout);
+        printf(", \"dim\": %d, \"vectors\": %lld}", s->dim, (long long)s->vectors);
+    }
+    fputs("], \"failure_reasons\": [", stdout);
+    for (int i = 0; i < r->n; i++) {
+        fputs(i ? ", {\"reason\": " : "{\"reason\": ", stdout);
+        cli_json_string(stdout, r->reasons[i]);
+        printf(", \"count\": %lld}", (long long)r->counts[i]);
+    }
+    fputs("], \"last_run\": ", stdout);
+    if (!s->run_id) {
+        puts("null}");
+        return;
+    }
+    printf("{\"id\": %lld, \"started\": %.3f, \"finished\": ", (long long)s->run_id,
+           s->run_started);
+    if (s->run_finished > 0) printf("%.3f", s->run_finished);
+    else fputs("null", stdout);
+    fputs(", \"command\": ", stdout);
+    cli_json_string(stdout, s->run_command);
+    fputs(", ", stdout);
+    print_counts_json(&s->run_counts);
+    printf(", \"encoder_seconds\": %.3f, \"wall_seconds\": %.3f}}\n", s->run_encoder_seconds,
+           s->run_wall_seconds);
+}
+
+static void print_text(const char *path, const raddino_store_stats *s, const reason_list *r)
+{
+    printf("database:   %s (schema %d, generation %lld)\n", path, s->schema,
+           (long long)s->generation);
+    printf("images:     %lld: %lld ok, %lld failed\n", (long long)s->images, (long long)s->ok,
+           (long long)s->failed);
+    for (int i = 0; i < r->n; i++)
+        printf("  %8lld  %s\n", (long long)r->counts[i], r->reasons[i]);
+    if (s->model_id) {
+        printf("vectors:    %lld x %d float32\n", (long long)s->vectors, s->dim);
+        printf("model:      weights sha256 %s", s->weights_sha256);
+        if (s->repository[0])
+            printf(" (%s%s%s)", s->repository, s->revision[0] ? " @ " : "", s->revision);
+        putchar('\n');
+    } else {
+        printf("vectors:    none\n");
+    }
+    if (s->run_id) {
+        char started[64];
+        format_time(s->run_started, started, sizeof started);
+        const raddino_store_counts *c = &s->run_counts;
+        printf("last run:   %s, %.1f s%s: %lld added, %lld updated, %lld reused, "
+               "%lld unchanged, %lld failed, %lld removed\n",
+               started, s->run_wall_seconds, s->run_finished > 0 ? "" : " (did not finish)",
+               (long long)c->added, (long long)c->updated, (long long)c->reused,
+               (long long)c->unchanged, (long long)c->failed, (long long)c->removed);
+    }
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const struct option long_options[] = {{"db", required_argument, NULL, 'd'},
+                                                 {"json", no_argument, NULL, 'j'},
+                                                 {"help", no_argument, NULL, 'h'},
+                                                 {NULL, 0, NULL, 0}};
+    const char *db_option = NULL;
+    bool json = false;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'd': db_option = optarg; break;
+        case 'j': json = true; break;
+        case 'h': fputs(stats_usage, stdout); return EXIT_OK;
+        default:
+            cli_error("stats: unknown or incomplete option '%s' (see raddino stats --help)",
+                      argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("stats: unexpected argument '%s' (see raddino stats --help)", argv[optind]);
+        return EXIT_USAGE;
+    }
+    const char *path = cli_db_path(db_option);
+    raddino_store_params params = raddino_store_default_params();
+    params.read_only = 1;
+    raddino_store *db;
+    raddino_status st = raddino_store_open(path, &params, &db);
+    raddino_store_stats s;
+    reason_list reasons;
+    memset(&reasons, 0, sizeof reasons);
+    if (!st.code) st = raddino_store_read_begin(db);
+    if (!st.code) st = raddino_store_get_stats(db, &s);
+    if (!st.code) st = raddino_store_failure_reasons(db, MAX_REASONS, collect_reason, &reasons);
+    raddino_store_read_end(db);
+    raddino_store_close(db);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    if (json) print_json(path, &s, &reasons);
+    else print_text(path, &s, &reasons);
+    return EXIT_OK;
+}

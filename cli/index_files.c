@@ -1,0 +1,273 @@
+/* index_files.c — which files `raddino index` looks at: the recursive walk (hidden entries,
+ * symlink loops, exclusions) and recognising images by their first bytes. */
+#include "cli.h"
+#include "index.h"
+#include "raddino_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- sniffing ------------------------------------------------------------------------------ */
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), m = strlen(suffix);
+    return n >= m && strcasecmp(name + n - m, suffix) == 0;
+}
+
+static bool is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+bool index_sniff(const uint8_t *h, size_t n, const char *name, const char **format,
+                 bool *decodable, const char **why)
+{
+    *decodable = true;
+    *why = NULL;
+    if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) *format = "jpeg";
+    else if (n >= 8 && !memcmp(h, "\x89PNG\r\n\x1a\n", 8)) *format = "png";
+    /* "BM" alone is too weak: also ask for a known DIB header size. */
+    else if (n >= 18 && h[0] == 'B' && h[1] == 'M' &&
+             (h[14] == 12 || h[14] == 40 || h[14] == 52 || h[14] == 56 || h[14] == 64 ||
+              h[14] == 108 || h[14] == 124) && !h[15] && !h[16] && !h[17])
+        *format = "bmp";
+    else if (n >= 3 && h[0] == 'P' && (h[1] == '5' || h[1] == '6') && is_space(h[2]))
+        *format = "pnm";
+    else if (name && has_suffix(name, ".tga")) *format = "tga";
+    else {
+        *decodable = false;
+        if (n >= 132 && !memcmp(h + 128, "DICM", 4)) {
+            *format = "dicom";
+            *why = "DICOM files are not supported yet";
+        } else if (n >= 4 && (!memcmp(h, "II*\0", 4) || !memcmp(h, "MM\0*", 4))) {
+            *format = "tiff";
+            *why = "TIFF images are not supported (convert them to PNG)";
+        } else if ((n >= 12 && !memcmp(h, "\0\0\0\x0cjP  \r\n\x87\n", 12)) ||
+                   (n >= 4 && !memcmp(h, "\xff\x4f\xff\x51", 4))) {
+            *format = "jpeg2000";
+            *why = "JPEG 2000 images are not supported (convert them to PNG)";
+        } else if (n >= 6 && (!memcmp(h, "GIF87a", 6) || !memcmp(h, "GIF89a", 6))) {
+            *format = "gif";
+            *why = "GIF images are not supported (convert them to PNG)";
+        } else if (n >= 12 && !memcmp(h, "RIFF", 4) && !memcmp(h + 8, "WEBP", 4)) {
+            *format = "webp";
+            *why = "WebP images are not supported (convert them to PNG)";
+        } else {
+            *format = NULL;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- exclusions ---------------------------------------------------------------------------- */
+
+bool index_excluded(char *const *globs, int n, const char *path)
+{
+    for (int i = 0; i < n; i++) {
+        if (strchr(globs[i], '/')) {
+            if (fnmatch(globs[i], path, 0) == 0) return true;
+            continue;
+        }
+        /* Any component: "*.dcm" or "tmp" anywhere in the path. */
+        const char *p = path;
+        char part[NAME_MAX + 1];
+        while (*p) {
+            while (*p == '/') p++;
+            const char *end = strchr(p, '/');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len > 0 && len <= NAME_MAX) {
+                memcpy(part, p, len);
+                part[len] = 0;
+                if (fnmatch(globs[i], part, 0) == 0) return true;
+            }
+            p += len;
+        }
+    }
+    return false;
+}
+
+/* ---- the walk ------------------------------------------------------------------------------ */
+
+static bool grow(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return true;
+    size_t bigger = *cap ? *cap * 2 : 64;
+    void *p = realloc(*items, bigger * size);
+    if (!p) return false;
+    *items = p;
+    *cap = bigger;
+    return true;
+}
+
+static bool push_string(char ***list, size_t *n, size_t *cap, const char *s)
+{
+    if (!grow((void **)list, cap, *n, sizeof **list)) return false;
+    char *copy = strdup(s);
+    if (!copy) return false;
+    (*list)[(*n)++] = copy;
+    return true;
+}
+
+static int64_t mtime_ns(const struct stat *sb)
+{
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+}
+
+static bool add_file(index_walk *w, const char *path, const struct stat *sb)
+{
+    if (!grow((void **)&w->files, &w->cap_files, w->n_files, sizeof *w->files)) return false;
+    char *copy = strdup(path);
+    if (!copy) return false;
+    index_file *f = &w->files[w->n_files++];
+    f->path = copy;
+    f->size = (int64_t)sb->st_size;
+    f->mtime_ns = mtime_ns(sb);
+    return true;
+}
+
+/* True the first time a folder is seen. A linear scan would make a tree of many folders
+ * quadratic, so the ids live in an open-addressing table (capacity a power of two). */
+static bool first_visit(index_walk *w, const struct stat *sb, bool *oom)
+{
+    *oom = false;
+    if (w->n_dirs * 2 >= w->cap_dirs) {
+        size_t cap = w->cap_dirs ? w->cap_dirs * 2 : 256;
+        index_dir_id *table = calloc(cap, sizeof *table);
+        if (!table) {
+            *oom = true;
+            return false;
+        }
+        for (size_t i = 0; i < w->cap_dirs; i++) {
+            index_dir_id d = w->dirs[i];
+            if (!d.ino && !d.dev) continue;
+            size_t h = ((size_t)d.ino * 0x9E3779B97F4A7C15ull ^ (size_t)d.dev) & (cap - 1);
+            while (table[h].ino || table[h].dev) h = (h + 1) & (cap - 1);
+            table[h] = d;
+        }
+        free(w->dirs);
+        w->dirs = table;
+        w->cap_dirs = cap;
+    }
+    size_t mask = w->cap_dirs - 1;
+    size_t h = ((size_t)sb->st_ino * 0x9E3779B97F4A7C15ull ^ (size_t)sb->st_dev) & mask;
+    while (w->dirs[h].ino || w->dirs[h].dev) {
+        if (w->dirs[h].ino == sb->st_ino && w->dirs[h].dev == sb->st_dev) return false;
+        h = (h + 1) & mask;
+    }
+    w->dirs[h].dev = sb->st_dev;
+    w->dirs[h].ino = sb->st_ino;
+    w->n_dirs++;
+    return true;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in a folder, sorted (a stable order makes runs reproducible), hidden ones left out. */
+static bool list_folder(const char *path, char ***names, size_t *n, int *error)
+{
+    *names = NULL;
+    *n = 0;
+    *error = 0;
+    DIR *d = opendir(path);
+    if (!d) {
+        *error = errno;
+        return true;
+    }
+    size_t cap = 0;
+    struct dirent *e;
+    bool ok = true;
+    errno = 0;
+    while (ok && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;      /* ".", "..", and hidden files and folders */
+        ok = push_string(names, n, &cap, e->d_name);
+    }
+    if (ok && errno) *error = errno;
+    closedir(d);
+    if (ok) qsort(*names, *n, sizeof **names, compare_names);
+    return ok;
+}
+
+static bool walk_folder(index_walk *w, const char *path);
+
+/* One entry of a folder: files are added, folders walked once, anything else skipped. */
+static bool walk_entry(index_walk *w, const char *path)
+{
+    if (index_excluded(w->excludes, w->n_excludes, path)) return true;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return true;      /* broken symbolic link, or gone meanwhile */
+    if (S_ISREG(sb.st_mode)) return add_file(w, path, &sb);
+    if (!S_ISDIR(sb.st_mode)) return true;
+    bool oom;
+    if (!first_visit(w, &sb, &oom)) return !oom;
+    return walk_folder(w, path);
+}
+
+static bool walk_folder(index_walk *w, const char *path)
+{
+    char **names;
+    size_t n;
+    int error;
+    if (!list_folder(path, &names, &n, &error)) return false;
+    bool ok = true;
+    if (error) {
+        cli_error("%s: cannot list: %s (its rows are kept)", path, strerror(error));
+        ok = push_string(&w->unlisted, &w->n_unlisted, &w->cap_unlisted, path);
+    }
+    char child[PATH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(child, sizeof child, "%s%s%s", path,
+                           path[strlen(path) - 1] == '/' ? "" : "/", names[i]);
+        if (ok && len > 0 && (size_t)len < sizeof child) ok = walk_entry(w, child);
+        free(names[i]);
+    }
+    free(names);
+    return ok;
+}
+
+bool index_walk_add(index_walk *w, const char *arg)
+{
+    char path[PATH_MAX];
+    raddino_status st = raddino_store_normalise_path(arg, path, sizeof path);
+    if (st.code) {
+        cli_status_error(&st);
+        w->errors++;
+        return true;
+    }
+    if (!push_string(&w->roots, &w->n_roots, &w->cap_roots, path)) return false;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT && w->missing_root_is_empty) return true;   /* prune it all */
+        cli_error("%s: %s", arg, strerror(errno));
+        w->errors++;
+        w->n_roots--;
+        free(w->roots[w->n_roots]);
+        return true;
+    }
+    if (S_ISREG(sb.st_mode)) return add_file(w, path, &sb);
+    if (!S_ISDIR(sb.st_mode)) {
+        cli_error("%s: not a file or a folder", arg);
+        w->errors++;
+        return true;
+    }
+    bool oom;
+    if (!first_visit(w, &sb, &oom)) return !oom;
+    return walk_folder(w, path);
+}
+
+void index_walk_free(index_walk *w)
+{
+    for (size_t i = 0; i < w->n_files; i++) free(w->files[i].path);
+    for (size_t i = 0; i < w->n_roots; i++) free(w->roots[i]);
+    for (size_t i = 0; i < w->n_unlisted; i++) free(w->unlisted[i]);
+    free(w->files);
+    free(w->roots);
+    free(w->unlisted);
+    free(w->dirs);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,372 @@
+/* index_pipeline.c — decoder threads for `raddino index`: while the encoder (one thread, the
+ * caller's) embeds image i, `jobs` threads read, hash, decode and preprocess images i+1 ...
+ * i+window, so the encoder does not wait for the disk or the decoders.
+ *
+ * Items are handed out and consumed in order: slot i % window holds item i. A thread takes the
+ * next item only when its slot is free, i.e. when fewer than `window` items are ahead of the
+ * consumer. This bounds memory (window network inputs) and keeps runs deterministic.
+ *
+ * The threads call only raddino_image_load_memory and raddino_preprocess, which read the
+ * encoder's configuration and never its scratch buffers (see raddino_encoder.h), so they may
+ * run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count. */
+#include "cli.h"
+#include "index.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Files larger than this are not read (the image decoder has the same limit). */
+#define INDEX_MAX_FILE_BYTES ((size_t)2 << 30)
+/* Enough bytes to recognise every format index_sniff knows. */
+#define SNIFF_BYTES 132
+
+/* ---- hash set ---------------------------------------------------------------------------- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool hex_to_digest(const char *hex, uint8_t out[32])
+{
+    if (!hex || strlen(hex) != 64) return false;
+    for (int i = 0; i < 32; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+bool index_hash_set_add_hex(index_hash_set *set, const char *hex)
+{
+    uint8_t digest[32];
+    if (!hex_to_digest(hex, digest)) return true;   /* not a hash: nothing to remember */
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        void *p = realloc(set->digests, cap * 32);
+        if (!p) return false;
+        set->digests = p;
+        set->cap = cap;
+    }
+    memcpy(set->digests[set->n++], digest, 32);
+    return true;
+}
+
+static int compare_digests(const void *a, const void *b) { return memcmp(a, b, 32); }
+
+void index_hash_set_sort(index_hash_set *set)
+{
+    if (set->n) qsort(set->digests, set->n, 32, compare_digests);
+}
+
+static bool hash_set_has(const index_hash_set *set, const char *hex)
+{
+    uint8_t digest[32];
+    return set && set->n && hex_to_digest(hex, digest) &&
+           bsearch(digest, set->digests, set->n, 32, compare_digests) != NULL;
+}
+
+void index_hash_set_free(index_hash_set *set)
+{
+    free(set->digests);
+    memset(set, 0, sizeof *set);
+}
+
+/* ---- one item ------------------------------------------------------------------------------ */
+
+static void sha256_hex(const uint8_t *data, size_t size, char hex[65])
+{
+    unsigned char digest[32];
+    unsigned int len = 0;
+    EVP_Digest(data, size, digest, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* The reason of a status without the leading "PATH: " the library puts there. */
+static void set_reason(index_item *item, const char *path, const char *message)
+{
+    size_t n = strlen(path);
+    if (!strncmp(message, path, n) && message[n] == ':' && message[n + 1] == ' ')
+        message += n + 2;
+    snprintf(item->reason, sizeof item->reason, "%s", message);
+    item->state = ITEM_FAILED;
+}
+
+static bool read_all(int fd, uint8_t *buf, size_t size, size_t *got)
+{
+    *got = 0;
+    while (*got < size) {
+        ssize_t n = read(fd, buf + *got, size - *got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) break;
+        *got += (size_t)n;
+    }
+    return true;
+}
+
+/* Reads the first bytes, and the whole file only when it is an image. *data NULL: not one. */
+static void read_candidate(const char *path, index_item *item, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) item->state = ITEM_GONE;
+        else set_reason(item, path, strerror(errno));
+        return;
+    }
+    struct stat sb;
+    uint8_t head[SNIFF_BYTES];
+    size_t got;
+    if (fstat(fd, &sb) != 0 || !read_all(fd, head, sizeof head, &got)) {
+        set_reason(item, path, strerror(errno));
+        close(fd);
+        return;
+    }
+    bool decodable;
+    const char *why;
+    if (!index_sniff(head, got, path, &item->format, &decodable, &why)) {
+        item->state = ITEM_NOT_IMAGE;
+        close(fd);
+        return;
+    }
+    if ((uint64_t)sb.st_size > INDEX_MAX_FILE_BYTES) {
+        set_reason(item, path, "file over 2 GiB, not read");
+        close(fd);
+        return;
+    }
+    size_t cap = (size_t)sb.st_size > got ? (size_t)sb.st_size : got;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    size_t rest = 0;
+    bool ok = buf != NULL;
+    if (ok) {
+        memcpy(buf, head, got);
+        ok = read_all(fd, buf + got, cap - got, &rest);
+    }
+    int saved = errno;
+    close(fd);
+    if (!ok) {
+        free(buf);
+        set_reason(item, path, buf ? strerror(saved) : "out of memory");
+        return;
+    }
+    *data = buf;
+    *size = got + rest;
+    if (!decodable) set_reason(item, path, why);
+}
+
+static void decode(const raddino_encoder *enc, uint64_t max_pixels, const char *path,
+                   const uint8_t *data, size_t size, index_item *item)
+{
+    raddino_status st = raddino_image_load_memory(data, size, path, max_pixels, &item->image);
+    if (st.code) {
+        set_reason(item, path, st.message);
+        return;
+    }
+    item->width = item->image.width;
+    item->height = item->image.height;
+    if (item->image.format) item->format = item->image.format;
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    if (info.input_height <= 0) {
+        item->state = ITEM_READY;   /* size depends on the image: the encoder preprocesses */
+        return;
+    }
+    item->pixels = malloc((size_t)3 * info.input_height * info.input_width * sizeof(float));
+    if (!item->pixels) {
+        set_reason(item, path, "out of memory");
+    } else {
+        st = raddino_preprocess(enc, &item->image, NULL, item->pixels);
+        if (st.code) set_reason(item, path, st.message);
+        else item->state = ITEM_READY;
+    }
+    raddino_image_free(&item->image);
+}
+
+void index_item_load(const raddino_encoder *enc, uint64_t max_pixels, const char *path,
+                     const index_hash_set *known, index_item *item)
+{
+    size_t file = item->file;
+    index_item_clear(item);
+    item->file = file;
+    uint8_t *data;
+    size_t size;
+    read_candidate(path, item, &data, &size);
+    if (!data) return;
+    sha256_hex(data, size, item->sha256);
+    if (item->state == ITEM_FAILED) {
+        /* recognised but not decodable: recorded with its hash */
+    } else if (hash_set_has(known, item->sha256)) {
+        item->state = ITEM_KNOWN_HASH;
+    } else {
+        decode(enc, max_pixels, path, data, size, item);
+    }
+    free(data);
+}
+
+void index_item_clear(index_item *item)
+{
+    free(item->pixels);
+    raddino_image_free(&item->image);
+    memset(item, 0, sizeof *item);
+}
+
+/* ---- the pipeline -------------------------------------------------------------------------- */
+
+typedef struct {
+    index_item item;
+    bool ready;
+} slot;
+
+struct index_pipeline {
+    const raddino_encoder *enc;
+    uint64_t max_pixels;
+    const index_file *files;
+    const size_t *todo;
+    size_t n_todo;
+    const index_hash_set *known;
+    slot *slots;
+    size_t window;
+    size_t next_take;       /* next item a thread will take */
+    size_t next_give;       /* next item the consumer gets */
+    size_t released;        /* items the consumer is done with: their slots are free */
+    bool stopping;
+    pthread_mutex_t lock;
+    pthread_cond_t taken_room;  /* signalled when the consumer frees a slot */
+    pthread_cond_t item_ready;  /* signalled when a thread finishes an item */
+    pthread_t *threads;
+    int n_threads;
+};
+
+static void *decoder_thread(void *arg)
+{
+    index_pipeline *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stopping && p->next_take < p->n_todo &&
+               p->next_take >= p->released + p->window)
+            pthread_cond_wait(&p->taken_room, &p->lock);
+        if (p->stopping || p->next_take >= p->n_todo) break;
+        size_t i = p->next_take++;
+        slot *s = &p->slots[i % p->window];
+        pthread_mutex_unlock(&p->lock);
+
+        s->item.file = p->todo[i];
+        index_item_load(p->enc, p->max_pixels, p->files[p->todo[i]].path, p->known, &s->item);
+
+        pthread_mutex_lock(&p->lock);
+        s->ready = true;
+        pthread_cond_broadcast(&p->item_ready);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+raddino_status index_pipeline_start(const raddino_encoder *enc, uint64_t max_pixels,
+                                     const index_file *files, const size_t *todo, size_t n_todo,
+                                     int jobs, const index_hash_set *known,
+                                     index_pipeline **out)
+{
+    raddino_status st = {RADDINO_OK, ""};
+    *out = NULL;
+    index_pipeline *p = calloc(1, sizeof *p);
+    if (jobs < 1) jobs = 1;
+    size_t window = (size_t)jobs * 2 + 2;
+    if (p) p->slots = calloc(window, sizeof *p->slots);
+    if (p) p->threads = calloc((size_t)jobs, sizeof *p->threads);
+    if (!p || !p->slots || !p->threads) {
+        if (p) free(p->slots), free(p->threads);
+        free(p);
+        st.code = RADDINO_ERR_NOMEM;
+        snprintf(st.message, sizeof st.message, "out of memory");
+        return st;
+    }
+    p->enc = enc;
+    p->max_pixels = max_pixels;
+    p->files = files;
+    p->todo = todo;
+    p->n_todo = n_todo;
+    p->known = known;
+    p->window = window;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->taken_room, NULL);
+    pthread_cond_init(&p->item_ready, NULL);
+    for (int i = 0; i < jobs; i++) {
+        int rc = pthread_create(&p->threads[i], NULL, decoder_thread, p);
+        if (rc) {
+            if (i == 0) {
+                st.code = RADDINO_ERR_NOMEM;
+                snprintf(st.message, sizeof st.message, "cannot start a thread: %s",
+                         strerror(rc));
+                index_pipeline_free(p);
+                return st;
+            }
+            break;      /* fewer threads than asked: still works */
+        }
+        p->n_threads++;
+    }
+    *out = p;
+    return st;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+index_item *index_pipeline_next(index_pipeline *p, double *waited)
+{
+    pthread_mutex_lock(&p->lock);
+    /* The previous item is consumed: free its slot for the threads. */
+    if (p->next_give > p->released) {
+        slot *done = &p->slots[(p->next_give - 1) % p->window];
+        index_item_clear(&done->item);
+        done->ready = false;
+        p->released = p->next_give;
+        pthread_cond_broadcast(&p->taken_room);
+    }
+    if (p->next_give >= p->n_todo) {
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+    }
+    slot *s = &p->slots[p->next_give % p->window];
+    if (!s->ready) {
+        double start = seconds_now();
+        while (!s->ready) pthread_cond_wait(&p->item_ready, &p->lock);
+        if (waited) *waited += seconds_now() - start;
+    }
+    p->next_give++;
+    pthread_mutex_unlock(&p->lock);
+    return &s->item;
+}
+
+void index_pipeline_free(index_pipeline *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->taken_room);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    for (size_t i = 0; i < p->window; i++) index_item_clear(&p->slots[i].item);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->taken_room);
+    pthread_cond_destroy(&p->item_ready);
+    free(p->slots);
+    free(p->threads);
+    free(p);
+}

@@ -1,0 +1,225 @@
+/* raddino_store.h — the SQLite store of a collection: images, their vectors, the model that
+ * made them, and the runs that indexed them. SQLite is the source of truth; everything else
+ * (search indexes, exports) is derived from it.
+ *
+ * Usage:
+ *
+ *     raddino_store_params params = raddino_store_default_params();
+ *     params.read_only = 1;                       // stats, export, search: no lock taken
+ *     raddino_store *db;
+ *     raddino_status st = raddino_store_open("raddino.db", &params, &db);
+ *     if (st.code) { fprintf(stderr, "%s\n", st.message); return 1; }
+ *     st = raddino_store_foreach_vector(db, on_vector, user);   // (image id, path, vector)
+ *     raddino_store_close(db);
+ *
+ * Every call returns a raddino_status (encoder/raddino_encoder.h): code 0 is success, otherwise
+ * `message` is one line naming the database file. A raddino_store is used by one thread at a
+ * time; any number of processes may hold read-only stores while one writer indexes (WAL mode).
+ *
+ * The database (schema version RADDINO_STORE_SCHEMA, kept in PRAGMA user_version):
+ *
+ *   images      id, path UNIQUE, size, mtime_ns, sha256 (hex, of the file's bytes), width,
+ *               height, format, status ('ok' or 'failed'), reason (why it failed, without the
+ *               path), embedded_at (unix seconds, when its vector was stored)
+ *   models      id, weights_sha256, config_json (architecture + preprocessing, written by
+ *               raddino_store_model_json), repository and revision when known, dim;
+ *               UNIQUE(weights_sha256, config_json)
+ *   embeddings  image_id -> images(id) ON DELETE CASCADE, model_id -> models(id), dim, vector
+ *               (dim float32 values, little-endian, as a BLOB); PRIMARY KEY(image_id, model_id)
+ *   runs        id, started, finished (NULL while running or when the run was killed), command,
+ *               model_id, the counts of raddino_store_counts, encoder_seconds, wall_seconds
+ *   meta        key/value; 'generation' goes up by one whenever a row of embeddings is added,
+ *               changed or removed (SQL triggers, so no writer can forget it). A derived index
+ *               records the generation it was built from and is stale when it differs.
+ *
+ * Migrations are an ordered list of SQL steps in store.c; opening for writing applies the
+ * missing ones in one transaction. A read-only store refuses a schema it does not know.
+ *
+ * Paths: stored as the absolute, lexically normalised form of the path the user gave (the
+ * current folder prepended to a relative path; "//", "/./" and "dir/.." folded), without
+ * resolving symbolic links: the row names the file the way the user reaches it. See
+ * raddino_store_normalise_path.
+ *
+ * One model per collection: every vector knows the model that made it, and
+ * raddino_store_use_model refuses a model other than the one the stored vectors came from
+ * unless asked to re-embed, which drops the other model's vectors first. So readers never see
+ * vectors of two models mixed.
+ *
+ * Writers: opening with read_only = 0 takes an exclusive lock (flock on the database file)
+ * held until raddino_store_close; a second writer gets RADDINO_ERR_IO at once ("another raddino
+ * index is writing to it"). The lock dies with its process, so a killed indexer leaves nothing
+ * to clean up. Writes happen in explicit batches (raddino_store_begin / _commit); a killed
+ * process loses at most its open batch, and UNIQUE constraints keep rows from doubling. The
+ * database must be on a local file system (WAL needs shared memory).
+ */
+#ifndef RADDINO_STORE_H
+#define RADDINO_STORE_H
+
+#include "raddino_encoder.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RADDINO_STORE_SCHEMA 1
+#define RADDINO_STORE_DEFAULT_PATH "raddino.db"
+
+typedef struct raddino_store raddino_store;
+
+typedef struct {
+    int read_only;          /* 1: no create, no migration, no writer lock */
+    int busy_timeout_ms;    /* how long to wait for another connection's lock (default 10000) */
+} raddino_store_params;
+
+raddino_store_params raddino_store_default_params(void);
+
+/* Opens (a writer creates) the database. On failure *out is NULL. */
+raddino_status raddino_store_open(const char *path, const raddino_store_params *params,
+                                  raddino_store **out);
+void raddino_store_close(raddino_store *db);
+
+/* The path the store was opened with. */
+const char *raddino_store_path(const raddino_store *db);
+
+/* Absolute, lexically normalised path (see above) into out; ERR_ARGUMENT when it does not fit. */
+raddino_status raddino_store_normalise_path(const char *path, char *out, size_t cap);
+
+/* ---- Models -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *weights_sha256;     /* 64 hex digits */
+    const char *config_json;        /* from raddino_store_model_json */
+    const char *repository;         /* e.g. "microsoft/rad-dino", or NULL */
+    const char *revision;           /* e.g. a commit hash, or NULL */
+    int dim;                        /* vector length (hidden size) */
+} raddino_store_model;
+
+/* The canonical JSON of everything that decides a vector besides the weights: architecture and
+ * preprocessing settings. Written into out (at most cap bytes). */
+raddino_status raddino_store_model_json(const raddino_model_info *info, char *out, size_t cap);
+
+/* Registers the model (or finds it) and makes it the one this store writes with. When vectors
+ * of another model are stored: refused (ERR_MODEL, naming both) unless reembed, in which case
+ * they are deleted in one transaction and *dropped says how many. */
+raddino_status raddino_store_use_model(raddino_store *db, const raddino_store_model *model,
+                                       int reembed, int64_t *model_id, int64_t *dropped);
+
+/* ---- Images and vectors -------------------------------------------------------------------- */
+
+typedef enum { RADDINO_IMAGE_OK = 0, RADDINO_IMAGE_FAILED = 1 } raddino_image_status;
+
+typedef struct {
+    int64_t id;
+    const char *path;
+    int64_t size, mtime_ns;
+    char sha256[65];            /* "" when unknown */
+    int width, height;
+    const char *format;         /* "png", "jpeg", "dicom"... or NULL */
+    int status;                 /* raddino_image_status */
+    const char *reason;         /* why it failed (NULL when ok) */
+    double embedded_at;         /* unix seconds; 0 when it has no vector */
+    int has_vector;             /* a vector of the model in use is stored */
+} raddino_store_image;
+
+/* Looks a path up (already normalised). *found = 0 when absent. The strings of *out stay valid
+ * until the next call on db. */
+raddino_status raddino_store_find_path(raddino_store *db, const char *path,
+                                       raddino_store_image *out, int *found);
+
+/* Finds a vector of the model in use stored for a file with this content hash. On *found = 1,
+ * vector (dim floats) is filled and *source describes the image it belongs to (strings valid
+ * until the next call). */
+raddino_status raddino_store_find_sha256(raddino_store *db, const char *sha256, float *vector,
+                                         raddino_store_image *source, int *found);
+
+/* Opens / commits a write batch. Every write below must happen inside one. */
+raddino_status raddino_store_begin(raddino_store *db);
+raddino_status raddino_store_commit(raddino_store *db);
+
+/* Opens / ends a read snapshot: the calls in between see one consistent state of the database
+ * (e.g. a count and then the rows it counted), whatever a writer commits meanwhile. */
+raddino_status raddino_store_read_begin(raddino_store *db);
+void raddino_store_read_end(raddino_store *db);
+
+/* Inserts or replaces the row of img->path (its id is kept when it exists) with img's fields.
+ * vector (the model's dim floats) is stored for the model in use when status is OK; a failed
+ * image loses its vector. *id (may be NULL) receives the row id. */
+raddino_status raddino_store_put_image(raddino_store *db, const raddino_store_image *img,
+                                       const float *vector, int64_t *id);
+
+/* Removes a path's row (and its vectors). *removed = 1 when there was one (may be NULL). */
+raddino_status raddino_store_remove_path(raddino_store *db, const char *path, int *removed);
+
+/* Removes the rows for which keep(user, path) returns 0, in one batch of its own. */
+typedef int (*raddino_store_keep_fn)(void *user, const char *path);
+raddino_status raddino_store_prune(raddino_store *db, raddino_store_keep_fn keep, void *user,
+                                   int64_t *removed);
+
+/* Calls fn for every stored vector, in image id order, inside one read transaction (a
+ * consistent snapshot): the input of exports and derived indexes. The vector's length is
+ * checked against its model's dim. A non-zero return from fn stops the walk (status OK).
+ * Pass model_id 0 for the model in use (or, read-only, the one the vectors come from). */
+typedef int (*raddino_store_vector_fn)(void *user, int64_t image_id, const char *path,
+                                       const char *sha256, const float *vector, int dim);
+raddino_status raddino_store_foreach_vector(raddino_store *db, int64_t model_id,
+                                            raddino_store_vector_fn fn, void *user);
+
+/* Calls fn for each distinct content hash that has a vector of the model in use. */
+typedef void (*raddino_store_hash_fn)(void *user, const char *sha256);
+raddino_status raddino_store_foreach_sha256(raddino_store *db, raddino_store_hash_fn fn,
+                                            void *user);
+
+/* ---- Runs, statistics ---------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t added;      /* new path, vector computed */
+    int64_t updated;    /* known path whose file changed, vector recomputed */
+    int64_t reused;     /* vector copied from a stored file with the same content (no encoding) */
+    int64_t unchanged;  /* path, size and mtime as stored: not read at all */
+    int64_t failed;     /* could not be read or decoded: recorded with its reason */
+    int64_t removed;    /* rows dropped: files gone (--prune) or no longer images */
+} raddino_store_counts;
+
+/* Records a run (committed at once); *run_id names it for the updates. */
+raddino_status raddino_store_run_begin(raddino_store *db, const char *command, int64_t *run_id);
+/* Writes the run's counts and times; finished = 1 stamps its end time. Call inside a batch so
+ * the counts commit with the rows they count, or alone (it then commits itself). */
+raddino_status raddino_store_run_update(raddino_store *db, int64_t run_id,
+                                        const raddino_store_counts *counts,
+                                        double encoder_seconds, double wall_seconds,
+                                        int finished);
+
+/* The embeddings generation (see above). */
+raddino_status raddino_store_generation(raddino_store *db, int64_t *generation);
+
+typedef struct {
+    int schema;
+    int64_t generation;
+    int64_t images, ok, failed, vectors;
+    int models;                 /* models with vectors stored */
+    int64_t model_id;           /* the model of the vectors (0 when none) */
+    int dim;                    /* its dim (0 when none) */
+    char weights_sha256[65];
+    char repository[256], revision[128];
+    /* The last run (run_id 0 when none). */
+    int64_t run_id;
+    double run_started, run_finished;   /* finished 0: still running or killed */
+    char run_command[256];
+    raddino_store_counts run_counts;
+    double run_encoder_seconds, run_wall_seconds;
+} raddino_store_stats;
+
+raddino_status raddino_store_get_stats(raddino_store *db, raddino_store_stats *out);
+
+/* Calls fn for each distinct failure reason with its count, most frequent first (at most
+ * limit reasons). */
+typedef void (*raddino_store_reason_fn)(void *user, const char *reason, int64_t count);
+raddino_status raddino_store_failure_reasons(raddino_store *db, int limit,
+                                             raddino_store_reason_fn fn, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
