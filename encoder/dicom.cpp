@@ -474,9 +474,11 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
                                             dicom_header *out)
 {
     std::memset(out, 0, sizeof *out);
+    raddino_status st = dicom_check_structure(data, size, name);
+    if (st.code) return st;
     try {
         silence_gdcm();
-        raddino_status st = read_header_stream(data, size, name, out);
+        st = read_header_stream(data, size, name, out);
         if (st.code) dicom_header_free(out);
         return st;
     } catch (const std::bad_alloc &) {
@@ -496,7 +498,8 @@ extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, c
                                              uint64_t max_pixels, int frame, dicom_frame *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st;
+    raddino_status st = dicom_check_structure(data, size, name);
+    if (st.code) return st;
     try {
         silence_gdcm();
         st = decode_stream(data, size, name, max_pixels, frame, out);

@@ -38,6 +38,190 @@ bool dicom_sniff(const uint8_t *data, size_t size)
     return size >= 132 && memcmp(data + 128, "DICM", 4) == 0;
 }
 
+/* ---- structure ---------------------------------------------------------------------------- */
+
+/* Debian's GDCM is built with its assert()s on, and some of them fire on malformed framing
+ * (a length past the end, a truncated element): abort() instead of an error. So every element
+ * of the file is walked here first, with every length checked against the bytes that remain,
+ * and GDCM only ever sees files whose framing is sound. */
+
+#define DICOM_MAX_DEPTH 16
+
+typedef struct {
+    const uint8_t *d;
+    size_t size;
+    bool implicit, big;
+    const char *name;
+    raddino_status st;
+} dicom_walk;
+
+static uint16_t rd16(const dicom_walk *w, size_t at)
+{
+    const uint8_t *p = w->d + at;
+    return w->big ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const dicom_walk *w, size_t at)
+{
+    const uint8_t *p = w->d + at;
+    return w->big ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+                  : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static bool walk_fail(dicom_walk *w, size_t at, const char *why)
+{
+    if (!w->st.code)
+        w->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: truncated or malformed (%s at byte "
+                             "%zu)", w->name, why, at);
+    return false;
+}
+
+static bool long_vr(const uint8_t *vr)
+{
+    static const char *const longs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
+                                        "UN", "UR", "UT", "UV"};
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (vr[0] == longs[i][0] && vr[1] == longs[i][1]) return true;
+    return false;
+}
+
+static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, bool in_item);
+
+/* Items of a sequence (data sets) or of encapsulated pixel data (fragments), from *pos to the
+ * sequence delimiter (undefined length) or to end (defined length). */
+static bool walk_items(dicom_walk *w, size_t *pos, size_t end, bool undefined, bool fragments,
+                       int depth)
+{
+    if (depth > DICOM_MAX_DEPTH) return walk_fail(w, *pos, "sequences nested too deep");
+    while (*pos < end || undefined) {
+        if (*pos + 8 > end) return walk_fail(w, *pos, "item header past the end");
+        uint16_t g = rd16(w, *pos), e = rd16(w, *pos + 2);
+        uint32_t len = rd32(w, *pos + 4);
+        size_t at = *pos;
+        *pos += 8;
+        if (g == 0xFFFE && e == 0xE0DD) {
+            if (!undefined) return walk_fail(w, at, "sequence delimiter in a defined length");
+            return true;
+        }
+        if (g != 0xFFFE || e != 0xE000) return walk_fail(w, at, "expected an item");
+        if (len == 0xFFFFFFFFu) {
+            if (fragments) return walk_fail(w, at, "fragment of undefined length");
+            if (!walk_elements(w, pos, end, depth + 1, true)) return false;
+            continue;
+        }
+        if (len > end - *pos) return walk_fail(w, at, "item length past the end");
+        if (!fragments) {
+            size_t inner = *pos;
+            if (!walk_elements(w, &inner, *pos + len, depth + 1, false)) return false;
+        }
+        *pos += len;
+    }
+    return true;
+}
+
+/* Elements from *pos to end; in an undefined-length item, up to its delimiter. */
+static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, bool in_item)
+{
+    if (depth > DICOM_MAX_DEPTH) return walk_fail(w, *pos, "items nested too deep");
+    while (*pos < end) {
+        size_t at = *pos;
+        if (at + 8 > end) return walk_fail(w, at, "element header past the end");
+        uint16_t g = rd16(w, at), e = rd16(w, at + 2);
+        if (g == 0xFFFE) {
+            if (e == 0xE00D && in_item) {
+                *pos += 8;
+                return true;
+            }
+            return walk_fail(w, at, "unexpected delimiter");
+        }
+        uint32_t len;
+        bool sq = false;
+        if (w->implicit) {
+            len = rd32(w, at + 4);
+            *pos += 8;
+        } else {
+            const uint8_t *vr = w->d + at + 4;
+            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
+                return walk_fail(w, at, "bad value representation");
+            sq = vr[0] == 'S' && vr[1] == 'Q';
+            if (long_vr(vr)) {
+                if (at + 12 > end) return walk_fail(w, at, "element header past the end");
+                len = rd32(w, at + 8);
+                *pos += 12;
+            } else {
+                len = rd16(w, at + 6);
+                *pos += 8;
+            }
+        }
+        bool pixel_data = g == 0x7FE0 && e == 0x0010 && depth == 0;
+        if (len == 0xFFFFFFFFu) {
+            if (!walk_items(w, pos, end, true, pixel_data, depth + 1)) return false;
+            continue;
+        }
+        if (len > end - *pos) return walk_fail(w, at, "element length past the end");
+        /* A defined-length sequence (explicit SQ, or implicit data that starts with an item
+         * tag): its items must be sound too, since GDCM will parse them. */
+        bool looks_sq = w->implicit && len >= 8 && rd16(w, *pos) == 0xFFFE &&
+                        rd16(w, *pos + 2) == 0xE000;
+        if (sq || looks_sq) {
+            size_t inner = *pos;
+            if (!walk_items(w, &inner, *pos + len, false, false, depth + 1)) return false;
+        }
+        *pos += len;
+    }
+    if (in_item) return walk_fail(w, *pos, "item without its delimiter");
+    return true;
+}
+
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name)
+{
+    dicom_walk w = {data, size, false, false, name, {0, ""}};
+    if (!dicom_sniff(data, size))
+        return status_error(RADDINO_ERR_FORMAT, "%s: not a DICOM file (no DICM marker at byte "
+                            "128)", name);
+    /* File meta information: group 0002, always explicit VR little endian; it ends where
+     * group 0002 ends. */
+    size_t pos = 132, meta_end;
+    char ts[65] = "";
+    while (pos + 8 <= size && rd16(&w, pos) == 0x0002) {
+        uint16_t e = rd16(&w, pos + 2);
+        const uint8_t *vr = data + pos + 4;
+        size_t header = long_vr(vr) ? 12 : 8;
+        if (pos + header > size) break;
+        uint32_t len = header == 12 ? rd32(&w, pos + 8) : rd16(&w, pos + 6);
+        if (len == 0xFFFFFFFFu || len > size - pos - header) {
+            walk_fail(&w, pos, "file meta element length past the end");
+            return w.st;
+        }
+        if (e == 0x0010) {
+            size_t n = len < sizeof ts - 1 ? len : sizeof ts - 1;
+            memcpy(ts, data + pos + header, n);
+            ts[n] = 0;
+            while (n && (ts[n - 1] == ' ' || ts[n - 1] == 0)) ts[--n] = 0;
+        }
+        pos += header + len;
+    }
+    meta_end = pos;
+    if (meta_end == 132 || meta_end >= size)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: no data set after the file meta "
+                            "information (truncated)", name);
+    if (!strcmp(ts, "1.2.840.10008.1.2")) w.implicit = true;
+    else if (!strcmp(ts, "1.2.840.10008.1.2.2")) w.big = true;
+    else if (!strcmp(ts, "1.2.840.10008.1.2.1.99"))
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: deflated transfer syntax not "
+                            "supported", name);
+    pos = meta_end;
+    if (walk_elements(&w, &pos, size, 0, false)) return status_ok();
+    /* Trailing zero bytes (padding some writers leave) are accepted. */
+    size_t end = size;
+    while (end > meta_end && data[end - 1] == 0) end--;
+    if (end == size) return w.st;
+    raddino_status first = w.st;
+    w.st = status_ok();
+    pos = meta_end;
+    return walk_elements(&w, &pos, end, 0, false) ? status_ok() : first;
+}
+
 /* ---- stored values ------------------------------------------------------------------------ */
 
 /* Sample i of the frame as the stored value (PS3.5 8.1.1: bits High Bit - Bits Stored + 1 ..

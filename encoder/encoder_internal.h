@@ -235,6 +235,10 @@ void dicom_frame_free(dicom_frame *f);
 /* "DICM" at offset 128 (the DICOM Part 10 file preamble). */
 bool dicom_sniff(const uint8_t *data, size_t size);
 
+/* Walks every element, item and fragment, checking each length against the bytes left, before
+ * GDCM sees the file (Debian's GDCM keeps its assert()s, which abort on broken framing). */
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name);
+
 /* The grey levels of a decoded greyscale frame: bits above Bits Stored removed (sign-extended
  * when signed), then the Modality LUT (Rescale Slope/Intercept or the LUT). grey: rows*columns
  * doubles; padding (may be NULL): 1 where the stored value is pixel padding. */
