@@ -321,6 +321,52 @@ int lossy_jpeg_precision(const gdcm::DataElement &pixel_data)
     return 0;
 }
 
+/* Width and height the codestream of the first fragment declares: JPEG (any SOF) and JPEG-LS
+ * (SOF55) frame headers, JPEG 2000 SIZ. false when there is none to read (RLE, native). GDCM's
+ * codecs write what the stream holds into a buffer sized from Rows x Columns, so a stream larger
+ * than the header says would overflow it: the sizes must agree before decoding. */
+bool codestream_size(const gdcm::DataElement &pixel_data, uint32_t *w, uint32_t *h)
+{
+    const gdcm::SequenceOfFragments *sf = pixel_data.GetSequenceOfFragments();
+    if (!sf || sf->GetNumberOfFragments() < 1) return false;
+    const gdcm::ByteValue *bv = sf->GetFragment(0).GetByteValue();
+    if (!bv) return false;
+    const uint8_t *p = reinterpret_cast<const uint8_t *>(bv->GetPointer());
+    size_t n = bv->GetLength();
+    auto be16 = [&](size_t at) { return (uint32_t)p[at] << 8 | p[at + 1]; };
+    auto be32 = [&](size_t at) { return be16(at) << 16 | be16(at + 2); };
+    /* JPEG 2000: the codestream (maybe inside a JP2 file) starts with SOC FF4F then SIZ FF51. */
+    for (size_t at = 0; at + 24 <= n && at < 4096; at++) {
+        if (p[at] == 0xFF && p[at + 1] == 0x4F && p[at + 2] == 0xFF && p[at + 3] == 0x51) {
+            uint32_t xs = be32(at + 8), ys = be32(at + 12), xo = be32(at + 16), yo = be32(at + 20);
+            if (xo > xs || yo > ys) return *w = *h = 0, true;
+            *w = xs - xo;
+            *h = ys - yo;
+            return true;
+        }
+    }
+    if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return false;
+    size_t at = 2;
+    while (at + 9 <= n) {
+        if (p[at] != 0xFF) return *w = *h = 0, true;   /* broken marker chain */
+        uint8_t m = p[at + 1];
+        if (m == 0xFF) {
+            at++;
+            continue;
+        }
+        bool sof = (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xF7;
+        if (sof) {
+            *h = be16(at + 5);
+            *w = be16(at + 7);
+            return true;
+        }
+        if (m == 0xDA) break;   /* a scan before any frame header */
+        at += 2 + be16(at + 2);
+    }
+    *w = *h = 0;
+    return true;
+}
+
 /* The decoded pixel data of every frame, with the photometric and planar layout the codec
  * produced. */
 struct decoded {
@@ -412,6 +458,16 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     if (!parsed || ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
                             "(truncated or malformed)", name);
+    /* Native pixel data must hold every sample Rows x Columns x frames promise (GDCM would not
+     * always say so). */
+    const gdcm::ByteValue *native = ds.GetDataElement(TAG_PIXEL_DATA).GetByteValue();
+    uint64_t needed = (uint64_t)h->rows * (uint64_t)h->columns * (uint64_t)h->frames *
+                      (uint64_t)h->samples_per_pixel * (uint64_t)(h->bits_allocated / 8);
+    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0;
+    if (native && !ybr422 && native->GetLength() < needed)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %u bytes, %dx%d x %d "
+                            "frame(s) need %llu", name, (unsigned)native->GetLength(),
+                            h->columns, h->rows, h->frames, (unsigned long long)needed);
     if (frame < 0 && h->frames > 1)
         return status_error(RADDINO_ERR_UNSUPPORTED,
                             "%s: DICOM: multi-frame image (%d frames); only single-frame images "
@@ -421,6 +477,12 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     if (frame >= h->frames)
         return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: frame %d asked, the file has %d",
                             name, frame + 1, h->frames);
+
+    uint32_t stream_w, stream_h;
+    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
+        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the compressed image is %ux%u, the "
+                            "header says %dx%d", name, stream_w, stream_h, h->columns, h->rows);
 
     decoded d;
     bool ok, size_mismatch = false;
