@@ -19,6 +19,8 @@ typedef struct {
     int threads;            /* --threads, 0 = $RADDINO_THREADS or all cores */
     uint64_t max_pixels;    /* --max-pixels */
     int precision;          /* --precision fp32|bf16 (raddino_precision) */
+    int window;             /* --window: raddino_window_mode */
+    double window_center, window_width;
 } cli_model_options;
 
 /* Where the model folder came from. */
@@ -31,7 +33,7 @@ typedef struct {
 } cli_model_location;
 
 /* Option codes above any letter, so that commands keep their letters free. */
-enum { CLI_OPT_REPO = 0x200, CLI_OPT_REVISION, CLI_OPT_CACHE_DIR };
+enum { CLI_OPT_REPO = 0x200, CLI_OPT_REVISION, CLI_OPT_CACHE_DIR, CLI_OPT_WINDOW };
 
 /* Prints "raddino: MESSAGE" on stderr (MESSAGE already names the file). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -46,7 +48,8 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
         {"precision", required_argument, NULL, 'R'},                                     \
         {"repo", required_argument, NULL, CLI_OPT_REPO},                                 \
         {"revision", required_argument, NULL, CLI_OPT_REVISION},                         \
-        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR}
+        {"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},                       \
+        {"window", required_argument, NULL, CLI_OPT_WINDOW}
 #define CLI_HUB_HELP                                                                     \
     "  --repo ORG/NAME    Hugging Face repository (default microsoft/rad-dino)\n"          \
     "  --revision REV     branch, tag or commit (default main)\n"                          \
@@ -62,7 +65,10 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     "  --threads N        threads (default $RADDINO_THREADS, else all cores)\n"            \
     "  --max-pixels N     refuse images with more pixels (default 200000000)\n"             \
     "  --precision P      fp32 (default, exact) or bf16 (faster matrix products on CPUs\n"   \
-    "                     with AVX512_BF16; CLS within cosine 0.9999 of fp32)\n"
+    "                     with AVX512_BF16; CLS within cosine 0.9999 of fp32)\n"           \
+    "  --window auto|C,W  DICOM grey levels: the file's window (first Window Center/\n"   \
+    "                     Width, else its VOI LUT), or centre C and width W (DICOM\n"     \
+    "                     linear function); default: min-max of the image\n"
 
 /* Finds the model folder: --model, else --repo/--revision/--cache-dir in the cache when given,
  * else
@@ -75,6 +81,9 @@ bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *
 raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_location *loc,
                                      int *exit_code);
 raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
+
+/* The image loading options the model options describe (pixel cap, DICOM window). */
+raddino_load_options cli_load_options(const cli_model_options *o);
 
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out);

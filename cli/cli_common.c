@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -36,6 +37,35 @@ bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *
     return true;
 }
 
+/* --window auto | minmax | C,W (numbers; W at least 1). */
+static bool parse_window(const char *arg, cli_model_options *o)
+{
+    if (!strcmp(arg, "auto")) {
+        o->window = RADDINO_WINDOW_AUTO;
+        return true;
+    }
+    if (!strcmp(arg, "minmax")) {
+        o->window = RADDINO_WINDOW_MINMAX;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double c = strtod(arg, &end);
+    if (end != arg && *end == ',' && !errno && isfinite(c)) {
+        const char *w_text = end + 1;
+        double w = strtod(w_text, &end);
+        if (end != w_text && !*end && !errno && isfinite(w) && w >= 1) {
+            o->window = RADDINO_WINDOW_EXPLICIT;
+            o->window_center = c;
+            o->window_width = w;
+            return true;
+        }
+    }
+    cli_error("--window: expected auto, minmax or CENTER,WIDTH (width at least 1), got '%s'",
+              arg);
+    return false;
+}
+
 bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_code)
 {
     uint64_t v;
@@ -61,8 +91,22 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
         if (!cli_parse_u64("--max-pixels", arg, UINT64_MAX, &v)) *exit_code = EXIT_USAGE;
         else o->max_pixels = v;
         return true;
+    case CLI_OPT_WINDOW:
+        if (!parse_window(arg, o)) *exit_code = EXIT_USAGE;
+        return true;
     default: return false;
     }
+}
+
+raddino_load_options cli_load_options(const cli_model_options *o)
+{
+    raddino_load_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.max_pixels = o->max_pixels;
+    opts.window = o->window;
+    opts.window_center = o->window_center;
+    opts.window_width = o->window_width;
+    return opts;
 }
 
 static bool copy_dir(cli_model_location *loc, const char *dir)
@@ -124,6 +168,9 @@ raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_locat
     raddino_encoder_params params = raddino_encoder_default_params();
     params.n_threads = o->threads;
     if (o->max_pixels) params.max_pixels = o->max_pixels;
+    params.window = o->window;
+    params.window_center = o->window_center;
+    params.window_width = o->window_width;
     params.weights = o->weights;
     params.precision = o->precision;
     raddino_encoder *enc;

@@ -20,8 +20,9 @@
 static const char preprocess_usage[] =
     "usage: raddino preprocess IMAGE --out CROP.png [--pixels FILE.npy] [OPTIONS]\n"
     "\n"
-    "Decodes IMAGE and prepares it as the model's preprocessor_config.json says (RGB, Pillow\n"
-    "bicubic resize of the shortest edge, centre crop), writing the 8-bit RGB crop as PNG.\n"
+    "Decodes IMAGE (PNG, JPEG, BMP, PNM, TGA or DICOM) and prepares it as the model's\n"
+    "preprocessor_config.json says (RGB, Pillow bicubic resize of the shortest edge, centre\n"
+    "crop), writing the 8-bit RGB crop as PNG.\n"
     "\n"
     "options:\n"
     "  --out FILE.png     the resized and cropped RGB image (required)\n"
@@ -49,14 +50,14 @@ static raddino_status write_png(const char *path, const uint8_t *rgb, int w, int
     return st;
 }
 
-static raddino_status preprocess_one(raddino_encoder *enc, uint64_t max_pixels,
+static raddino_status preprocess_one(raddino_encoder *enc, const raddino_load_options *load,
                                      const char *image_path, const char *out,
                                      const char *pixels_out)
 {
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
     raddino_image img;
-    raddino_status st = raddino_image_load(image_path, max_pixels, &img);
+    raddino_status st = raddino_image_load_ex(image_path, load, &img);
     if (st.code) return st;
     if (info.input_height == 0) {
         raddino_image_free(&img);
@@ -116,7 +117,8 @@ int cmd_preprocess(int argc, char **argv)
     }
     raddino_encoder *enc = cli_open_encoder(&model, &exit_code);
     if (!enc) return exit_code;
-    raddino_status st = preprocess_one(enc, model.max_pixels, argv[optind], out, pixels_out);
+    raddino_load_options load = cli_load_options(&model);
+    raddino_status st = preprocess_one(enc, &load, argv[optind], out, pixels_out);
     raddino_encoder_close(enc);
     if (st.code) {
         cli_status_error(&st);

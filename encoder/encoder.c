@@ -19,7 +19,7 @@ struct raddino_encoder {
     vit_run_state *state;       /* for state_h x state_w inputs; remade when the size changes */
     int state_h, state_w;
     int n_threads;
-    uint64_t max_pixels;
+    raddino_load_options load;  /* pixel cap and DICOM window for raddino_embed_file */
     /* Scratch for embedding one image: grown on demand. */
     uint8_t *crop;
     float *pixels, *tokens;
@@ -141,7 +141,17 @@ raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder
     raddino_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return status_error(RADDINO_ERR_NOMEM, "out of memory");
     enc->n_threads = params->n_threads > 0 ? params->n_threads : threads_from_environment();
-    enc->max_pixels = params->max_pixels ? params->max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+    enc->load.max_pixels = params->max_pixels ? params->max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+    enc->load.window = params->window;
+    enc->load.window_center = params->window_center;
+    enc->load.window_width = params->window_width;
+    if (params->window < RADDINO_WINDOW_MINMAX || params->window > RADDINO_WINDOW_EXPLICIT ||
+        (params->window == RADDINO_WINDOW_EXPLICIT && !(params->window_width >= 1))) {
+        free(enc);
+        return status_error(RADDINO_ERR_ARGUMENT,
+                            "bad window: mode %d, width %g (a width must be at least 1)",
+                            params->window, params->window_width);
+    }
 
     gemm_kernel kernel = GEMM_BLAS;
     raddino_status st = choose_kernel(params, &kernel);
@@ -348,7 +358,7 @@ raddino_status raddino_embed_file(raddino_encoder *enc, const char *path, float 
 {
     if (!enc || !path) return status_error(RADDINO_ERR_ARGUMENT, "raddino_embed_file: NULL");
     raddino_image img;
-    raddino_status st = raddino_image_load(path, enc->max_pixels, &img);
+    raddino_status st = raddino_image_load_ex(path, &enc->load, &img);
     if (st.code) return st;
     st = raddino_embed_image(enc, &img, cls, tokens);
     raddino_image_free(&img);

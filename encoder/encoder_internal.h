@@ -10,6 +10,8 @@
  *   encoder.c       the public API
  *   hub.c           Hugging Face hub cache: discovery, names and paths
  *   hub_fetch.c     Hugging Face hub downloads with libcurl
+ *   dicom.cpp       GDCM behind a C interface: DICOM attributes and one decoded frame
+ *   dicom_pixels.c  DICOM pixels -> the grey levels a reader sees -> 8-bit RGB; dicom info
  *
  * Tests include this header too: they check the pieces one by one.
  */
@@ -20,6 +22,10 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---- status.c ---- */
 raddino_status status_ok(void);
@@ -114,6 +120,9 @@ raddino_status config_parse_preprocess(const char *json, size_t len, const char 
 
 /* The 16-bit rule: u8 = floor((v - min) * 255 / (max - min) + 0.5) in double, all 0 when flat. */
 void image_scale_16_to_8(const uint16_t *src, size_t n, uint8_t *dst);
+
+/* Reads a whole file (regular file or pipe) into malloc'd memory, within the size limit. */
+raddino_status image_read_file(const char *path, uint8_t **data, size_t *size);
 
 /* ---- preprocess.c ---- */
 
@@ -249,4 +258,74 @@ typedef void (*vit_stage_hook)(void *user, const char *name, const float *data, 
                                int cols);
 void vit_state_set_hook(vit_run_state *s, vit_stage_hook hook, void *user);
 
+/* ---- dicom.cpp ---- (the only C++ file; no exception leaves it) */
+
+/* A lookup table from a Modality LUT or VOI LUT Sequence (first item). n == 0: absent. */
+typedef struct {
+    int n;              /* entries (descriptor 0 already turned into 65536) */
+    int64_t first;      /* first input value mapped (signed when the pixels are) */
+    int bits;           /* bits of each output entry */
+    uint16_t *data;     /* n entries, owned */
+} dicom_lut;
+
+/* What decides the grey levels, read from the file. Numbers that are absent or unreadable take
+ * the standard's defaults (slope 1, intercept 0, one frame); has_* say what was present. */
+typedef struct {
+    int rows, columns, samples_per_pixel, frames;   /* rows/columns -1 when absent */
+    int bits_allocated, bits_stored, high_bit, pixel_representation, planar_configuration;
+    bool subsampled_422;        /* decoded YBR_FULL_422 kept 2 samples per pixel (native data) */
+    char photometric[24];       /* after decoding: as GDCM's codec left it (JPEG YBR -> RGB) */
+    char presentation_lut_shape[24];
+    char transfer_syntax[65];
+    bool has_rescale;
+    double rescale_slope, rescale_intercept;
+    bool has_padding, has_padding_limit;
+    int64_t padding_value, padding_limit;   /* stored pixel values */
+    bool has_window;
+    double window_center, window_width;     /* the first pair */
+    char voi_function[24];                  /* LINEAR (default), LINEAR_EXACT, SIGMOID */
+    dicom_lut modality_lut, voi_lut;
+    raddino_dicom_info info;                /* identifiers; patient_key left empty */
+    char patient_id[80];                    /* plain; wiped by dicom_header_free */
+} dicom_header;
+
+typedef struct {
+    dicom_header header;
+    uint8_t *pixels;    /* one frame as decoded: samples of bits_allocated/8 bytes, little
+                           endian, raw (not masked), planar as header.planar_configuration */
+    size_t size;        /* bytes */
+} dicom_frame;
+
+/* Parses the data set up to the pixel data; nothing is decoded. */
+raddino_status dicom_read_header(const uint8_t *data, size_t size, const char *name,
+                                 dicom_header *out);
+/* Checks the header (pixel cap over all frames, bits, samples) before decoding, then decodes
+ * and keeps frame `frame` (from 0); frame -1: single-frame files only (multi-frame refused). */
+raddino_status dicom_decode_frame(const uint8_t *data, size_t size, const char *name,
+                                  uint64_t max_pixels, int frame, dicom_frame *out);
+void dicom_header_free(dicom_header *h);
+void dicom_frame_free(dicom_frame *f);
+
+/* ---- dicom_pixels.c ---- */
+
+/* "DICM" at offset 128 (the DICOM Part 10 file preamble). */
+bool dicom_sniff(const uint8_t *data, size_t size);
+
+/* Walks every element, item and fragment, checking each length against the bytes left, before
+ * GDCM sees the file (Debian's GDCM keeps its assert()s, which abort on broken framing). */
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name);
+
+/* The grey levels of a decoded greyscale frame: bits above Bits Stored removed (sign-extended
+ * when signed), then the Modality LUT (Rescale Slope/Intercept or the LUT). grey: rows*columns
+ * doubles; padding (may be NULL): 1 where the stored value is pixel padding. */
+raddino_status dicom_grey_values(const dicom_frame *f, const char *name, double *grey,
+                                 uint8_t *padding);
+
+/* DICOM bytes -> 8-bit RGB image, as a reader sees it (see dicom_pixels.c). */
+raddino_status dicom_load(const uint8_t *data, size_t size, const char *name,
+                          const raddino_load_options *opts, raddino_image *out);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

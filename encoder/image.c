@@ -1,4 +1,5 @@
-/* image.c — image decoding to 8-bit RGB with Pillow's convert("RGB") rules.
+/* image.c — image decoding to 8-bit RGB with Pillow's convert("RGB") rules (DICOM: recognised
+ * here, decoded by dicom.cpp + dicom_pixels.c).
  *
  * JPEG goes through libjpeg-turbo with its default settings (accurate integer IDCT, fancy
  * upsampling): that is what Pillow uses, so the pixels match it exactly. stb_image's own JPEG
@@ -372,9 +373,10 @@ static raddino_status decode_jpeg(const uint8_t *data, size_t size, const char *
 
 /* ---- public ------------------------------------------------------------------------------ */
 
-raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,
-                                         uint64_t max_pixels, raddino_image *out)
+raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const char *name,
+                                            const raddino_load_options *opts, raddino_image *out)
 {
+    uint64_t max_pixels = opts ? opts->max_pixels : 0;
     name = display_name(name);
     if (!out) return status_error(RADDINO_ERR_ARGUMENT, "%s: no output image", name);
     memset(out, 0, sizeof *out);
@@ -384,14 +386,25 @@ raddino_status raddino_image_load_memory(const void *data, size_t size, const ch
         return status_error(RADDINO_ERR_TOO_LARGE, "%s: %zu bytes, over the limit of %zu", name,
                             size, IMAGE_MAX_FILE_BYTES);
     const uint8_t *d = data;
-    /* By content, not by extension: JPEG's SOI marker and the first byte of a marker. */
+    /* By content, not by extension: DICOM's "DICM" at byte 128 (dicom.cpp, through GDCM). */
+    if (dicom_sniff(d, size)) return dicom_load(d, size, name, opts, out);
+    /* JPEG's SOI marker and the first byte of a marker. */
     if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return decode_jpeg(d, size, name, max_pixels, out);
     return decode_stb(d, size, name, max_pixels, out);
 }
 
+raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,
+                                         uint64_t max_pixels, raddino_image *out)
+{
+    raddino_load_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.max_pixels = max_pixels;
+    return raddino_image_load_memory_ex(data, size, name, &opts, out);
+}
+
 /* Reads a whole file (regular file or pipe), at most IMAGE_MAX_FILE_BYTES. */
-static raddino_status read_file(const char *path, uint8_t **data, size_t *size)
+raddino_status image_read_file(const char *path, uint8_t **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
@@ -446,18 +459,27 @@ static raddino_status read_file(const char *path, uint8_t **data, size_t *size)
     return st;
 }
 
-raddino_status raddino_image_load(const char *path, uint64_t max_pixels, raddino_image *out)
+raddino_status raddino_image_load_ex(const char *path, const raddino_load_options *opts,
+                                     raddino_image *out)
 {
     if (!out) return status_error(RADDINO_ERR_ARGUMENT, "image: no output image");
     memset(out, 0, sizeof *out);
     if (!path) return status_error(RADDINO_ERR_ARGUMENT, "image: no path");
     uint8_t *data;
     size_t size;
-    raddino_status st = read_file(path, &data, &size);
+    raddino_status st = image_read_file(path, &data, &size);
     if (st.code) return st;
-    st = raddino_image_load_memory(data, size, path, max_pixels, out);
+    st = raddino_image_load_memory_ex(data, size, path, opts, out);
     free(data);
     return st;
+}
+
+raddino_status raddino_image_load(const char *path, uint64_t max_pixels, raddino_image *out)
+{
+    raddino_load_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.max_pixels = max_pixels;
+    return raddino_image_load_ex(path, &opts, out);
 }
 
 void raddino_image_free(raddino_image *img)

@@ -80,6 +80,14 @@ typedef enum {
     RADDINO_GEMM_AVX512 = 2     /* our kernels; an error where the CPU lacks AVX-512 */
 } raddino_gemm;
 
+/* How DICOM grey levels become 8 bits (see raddino_load_options). */
+typedef enum {
+    RADDINO_WINDOW_MINMAX = 0,  /* min-max of the image (padding excluded), as 16-bit PNGs */
+    RADDINO_WINDOW_AUTO = 1,    /* the file's first Window Center/Width, else its VOI LUT, else
+                                   min-max */
+    RADDINO_WINDOW_EXPLICIT = 2 /* window_center / window_width, DICOM LINEAR function */
+} raddino_window_mode;
+
 typedef struct {
     int n_threads;          /* 0: $RADDINO_THREADS, else all cores */
     int precision;          /* raddino_precision */
@@ -87,6 +95,8 @@ typedef struct {
     uint64_t max_pixels;    /* images larger than this (width*height) are refused; 0 = default */
     const char *weights;    /* weights file; NULL = model.safetensors, else
                                backbone_compatible.safetensors, in the model folder */
+    int window;             /* raddino_window_mode for DICOM files (default min-max) */
+    double window_center, window_width;     /* RADDINO_WINDOW_EXPLICIT only */
 } raddino_encoder_params;
 
 raddino_encoder_params raddino_encoder_default_params(void);
@@ -147,12 +157,66 @@ typedef struct {
 } raddino_image;
 
 /* Decodes PNG (8/16-bit grey, grey+alpha, RGB, RGBA, palette), JPEG (baseline, progressive;
- * libjpeg-turbo, as Pillow), BMP, PNM, TGA. max_pixels 0 = RADDINO_DEFAULT_MAX_PIXELS.
- * `name` is used in error messages only (NULL: "<memory>"). */
+ * libjpeg-turbo, as Pillow), BMP, PNM, TGA, and DICOM (recognised by its "DICM" marker, any
+ * extension; every transfer syntax GDCM decodes). max_pixels 0 = RADDINO_DEFAULT_MAX_PIXELS.
+ * `name` is used in error messages only (NULL: "<memory>").
+ *
+ * DICOM grey levels are those a reader sees: bits above Bits Stored dropped (sign-extended
+ * when signed), Modality LUT (Rescale Slope/Intercept or the LUT), MONOCHROME1 inverted so
+ * that bone is white (once: an INVERSE Presentation LUT Shape beside MONOCHROME1 is the
+ * standard's required pairing, not a second inversion; MONOCHROME2 with INVERSE is inverted),
+ * pixel padding left out of min and max and shown black. Then min-max to 8 bits with the 16-bit
+ * PNG rule, or a window (raddino_load_options). Colour (RGB, YBR_FULL, YBR_FULL_422, and what
+ * JPEG/JPEG 2000 codecs return) becomes RGB. Multi-frame files are refused unless a frame is
+ * named (options.frame). The format is "dicom"; source_bits is Bits Stored. */
 raddino_status raddino_image_load(const char *path, uint64_t max_pixels, raddino_image *out);
 raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,
                                          uint64_t max_pixels, raddino_image *out);
 void raddino_image_free(raddino_image *img);
+
+/* Options of raddino_image_load_ex. All zero = the defaults of raddino_image_load. */
+typedef struct {
+    uint64_t max_pixels;    /* 0 = RADDINO_DEFAULT_MAX_PIXELS; for DICOM, rows x columns x
+                               frames (the decoder decodes every frame), checked before decoding */
+    int window;             /* raddino_window_mode; DICOM only (other formats ignore it) */
+    double window_center, window_width;     /* RADDINO_WINDOW_EXPLICIT; width >= 1 */
+    int frame;              /* DICOM multi-frame: the frame to read, from 1; 0 = single-frame
+                               files only (a multi-frame file is refused, naming its count) */
+} raddino_load_options;
+
+raddino_status raddino_image_load_ex(const char *path, const raddino_load_options *opts,
+                                     raddino_image *out);
+raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const char *name,
+                                            const raddino_load_options *opts, raddino_image *out);
+
+/* ---- DICOM metadata ---------------------------------------------------------------------- */
+
+/* What the store keeps about a DICOM file. Text is the attribute's value without padding, ""
+ * when absent (longer values are cut). Never holds the patient's name or plain ID. */
+typedef struct {
+    char sop_instance_uid[65];
+    char study_instance_uid[65];
+    char series_instance_uid[65];
+    char modality[33];                  /* CR, DX, ... */
+    char view_position[33];             /* PA, AP, LL, ... */
+    char body_part_examined[33];
+    char photometric_interpretation[33];    /* as stored in the file */
+    char transfer_syntax_uid[65];
+    int rows, columns, frames;
+    double pixel_spacing[2];            /* (0028,0030) mm, row then column; 0 when absent */
+    double imager_pixel_spacing[2];     /* (0018,1164) mm; 0 when absent */
+    /* Hex SHA-256 of: the salt's bytes, one 0x00 byte, Patient ID (leading and trailing spaces
+     * removed). "" when the file has no Patient ID or no salt was given. The salt keeps the key
+     * from being looked up in a table of hashed IDs: keep one per database, secret. */
+    char patient_key[65];
+} raddino_dicom_info;
+
+/* Reads the metadata of a DICOM file (the pixel data is not decoded). salt: NULL = no
+ * patient_key; "" is refused (an unsalted hash of an ID is not anonymous). */
+raddino_status raddino_dicom_read_info(const char *path, const char *salt,
+                                       raddino_dicom_info *out);
+raddino_status raddino_dicom_read_info_memory(const void *data, size_t size, const char *name,
+                                              const char *salt, raddino_dicom_info *out);
 
 /* Preprocesses as the model's preprocessor_config.json says. Either output may be NULL.
  * crop: input_height * input_width * 3 bytes (the resized, cropped 8-bit RGB image).

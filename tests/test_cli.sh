@@ -122,6 +122,27 @@ expect 2 "preprocess without --out" -- "$RADDINO" preprocess --model "$TINY" "$X
 expect 1 "preprocess a bad file" -- "$RADDINO" preprocess --model "$TINY" "$TMP/bad.png" --out "$TMP/x.png"
 [ ! -e "$TMP/x.png" ] && ok || fail "no output for a bad input"
 
+# --- DICOM ---
+DCM=$DATA/dicom
+expect 0 "preprocess a DICOM" -- "$RADDINO" preprocess --model "$TINY" "$DCM/RG1_chest_q_ExplVRLE.dcm" --out "$TMP/d1.png"
+cp "$DCM/RG1_chest_q_JPEGLossless_P14_SV6.dcm" "$TMP/no_extension"
+expect 0 "preprocess a DICOM without .dcm" -- "$RADDINO" preprocess --model "$TINY" "$TMP/no_extension" --out "$TMP/d2.png"
+cmp -s "$TMP/d1.png" "$TMP/d2.png" && ok || fail "lossless twins give the same crop"
+expect 0 "preprocess --window auto" -- "$RADDINO" preprocess --model "$TINY" --window auto "$DCM/RG2_hip_q_ExplVRLE.dcm" --out "$TMP/d3.png"
+expect 0 "preprocess --window C,W" -- "$RADDINO" preprocess --model "$TINY" --window 511,1024 "$DCM/RG2_hip_q_ExplVRLE.dcm" --out "$TMP/d4.png"
+cmp -s "$TMP/d3.png" "$TMP/d4.png" && ok || fail "--window auto uses the file's window (511, 1024)"
+expect 2 "bad --window" -- "$RADDINO" preprocess --model "$TINY" --window 5,0 "$DCM/RG2_hip_q_ExplVRLE.dcm" --out "$TMP/d5.png"
+stderr_has "--window" "bad --window named"
+expect 0 "embed DICOM files" -- "$RADDINO" embed --model "$TINY" --json "$DCM/RG1_chest_q_RLE.dcm" "$DCM/RG1_chest_q_ImplVRLE.dcm"
+$PY -c "
+import json; a, b = [json.loads(l) for l in open('$TMP/out')]
+assert a['cls'] == b['cls'], 'twins differ'" && ok || fail "DICOM twins embed identically"
+expect 1 "multi-frame refused" -- "$RADDINO" embed --model "$TINY" "$DCM/synthetic/two_frames.dcm"
+stderr_has "2 frames" "multi-frame refusal says why"
+head -c 3000 "$DCM/RG1_chest_q_ExplVRLE.dcm" >"$TMP/cut.dcm"
+expect 1 "truncated DICOM" -- "$RADDINO" embed --model "$TINY" "$TMP/cut.dcm"
+stderr_has "$TMP/cut.dcm: DICOM: truncated" "truncated DICOM error"
+
 # --- model info ---
 expect 0 "model info" -- "$RADDINO" model info --model "$TINY"
 stdout_has "parameters:     225856" "tiny parameter count"

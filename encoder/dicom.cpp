@@ -1,0 +1,599 @@
+/* dicom.cpp — GDCM behind a small C interface (encoder_internal.h, "dicom.cpp" section).
+ *
+ * This is the only C++ file of the project. It does two things with GDCM and nothing else:
+ *   - reads the attributes that decide how pixels become grey levels, and the identifiers the
+ *     store keeps (dicom_read_header);
+ *   - decodes one frame of the pixel data, whatever its transfer syntax (dicom_decode_frame).
+ * Everything a reader sees (Modality LUT, MONOCHROME1, padding, windowing, colour) is done in C,
+ * in dicom_pixels.c.
+ *
+ * No exception may leave this file: every entry point catches everything and returns a status.
+ * GDCM's console messages are switched off (gdcm::Trace is per process: harmless here, since we
+ * never want them). Sizes are checked from the header before anything is decoded. */
+#include "encoder_internal.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <set>
+#include <sstream>
+#include <streambuf>
+#include <string>
+#include <vector>
+
+#include <gdcmDataSet.h>
+#include <gdcmFile.h>
+#include <gdcmImage.h>
+#include <gdcmImageReader.h>
+#include <gdcmJPEGCodec.h>
+#include <gdcmReader.h>
+#include <gdcmSequenceOfFragments.h>
+#include <gdcmSequenceOfItems.h>
+#include <gdcmStringFilter.h>
+#include <gdcmTrace.h>
+#include <gdcmTransferSyntax.h>
+
+namespace {
+
+/* A read-only istream over caller memory, with the seeking GDCM needs (no copy of the file). */
+class memory_buffer : public std::streambuf {
+public:
+    memory_buffer(const uint8_t *data, size_t size)
+    {
+        char *p = const_cast<char *>(reinterpret_cast<const char *>(data));
+        setg(p, p, p + size);
+    }
+
+protected:
+    pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override
+    {
+        off_type base = dir == std::ios_base::beg   ? 0
+                        : dir == std::ios_base::cur ? gptr() - eback()
+                                                    : egptr() - eback();
+        return seek_to(base + off);
+    }
+    pos_type seekpos(pos_type pos, std::ios_base::openmode) override
+    {
+        return seek_to(off_type(pos));
+    }
+
+private:
+    pos_type seek_to(off_type pos)
+    {
+        if (pos < 0 || pos > egptr() - eback()) return pos_type(off_type(-1));
+        setg(eback(), eback() + pos, egptr());
+        return pos_type(pos);
+    }
+};
+
+void silence_gdcm()
+{
+    gdcm::Trace::SetDebug(false);
+    gdcm::Trace::SetWarning(false);
+    gdcm::Trace::SetError(false);
+}
+
+const gdcm::Tag TAG_PIXEL_DATA(0x7fe0, 0x0010);
+
+/* The attribute as text (GDCM's StringFilter: numbers of binary VRs become decimal text, values
+ * separated by '\'), trailing spaces and NULs removed; "" when absent or empty. */
+std::string text_of(const gdcm::File &file, const gdcm::DataSet &ds, uint16_t group,
+                    uint16_t element)
+{
+    gdcm::Tag tag(group, element);
+    if (!ds.FindDataElement(tag)) return std::string();
+    const gdcm::DataElement &de = ds.GetDataElement(tag);
+    if (de.IsEmpty() || !de.GetByteValue()) return std::string();  /* sequences, fragments */
+    gdcm::StringFilter sf;
+    sf.SetFile(file);
+    std::string s = sf.ToString(de);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+    size_t start = s.find_first_not_of(' ');
+    return start == std::string::npos ? std::string() : s.substr(start);
+}
+
+void copy_text(char *dst, size_t cap, const std::string &s)
+{
+    size_t n = s.size() < cap - 1 ? s.size() : cap - 1;
+    std::memcpy(dst, s.data(), n);
+    dst[n] = 0;
+    for (size_t i = 0; i < n; i++)   /* keep messages and JSON one line: no control bytes */
+        if ((unsigned char)dst[i] < 0x20) dst[i] = ' ';
+}
+
+/* First value of a multi-valued attribute. */
+std::string first_value(const std::string &s)
+{
+    size_t bs = s.find('\\');
+    return bs == std::string::npos ? s : s.substr(0, bs);
+}
+
+bool parse_double(const std::string &s, double *out)
+{
+    if (s.empty()) return false;
+    const char *p = s.c_str();
+    char *end;
+    double v = std::strtod(p, &end);
+    while (*end == ' ') end++;
+    if (end == p || (*end && *end != '\\')) return false;
+    if (!(v == v) || v > 1e300 || v < -1e300) return false;   /* NaN, infinities */
+    *out = v;
+    return true;
+}
+
+bool parse_int(const std::string &s, long long lo, long long hi, long long *out)
+{
+    double v = 0;
+    if (!parse_double(s, &v) || v != (double)(long long)v || v < lo || v > hi) return false;
+    *out = (long long)v;
+    return true;
+}
+
+int int_or(const std::string &s, long long lo, long long hi, int fallback)
+{
+    long long v;
+    return parse_int(s, lo, hi, &v) ? (int)v : fallback;
+}
+
+/* "a\b" -> two doubles; both 0 when absent or unreadable. */
+void parse_pair(const std::string &s, double out[2])
+{
+    out[0] = out[1] = 0;
+    size_t bs = s.find('\\');
+    if (bs == std::string::npos) return;
+    double a = 0, b = 0;
+    if (parse_double(s.substr(0, bs), &a) && parse_double(s.substr(bs + 1), &b)) {
+        out[0] = a;
+        out[1] = b;
+    }
+}
+
+/* A LUT from the first item of a sequence (Modality LUT Sequence or VOI LUT Sequence):
+ * LUT Descriptor (entries, first mapped value, bits) and LUT Data (16-bit words). A LUT we
+ * cannot read is left absent (n = 0), as a viewer would ignore it. */
+void read_lut(const gdcm::File &file, const gdcm::DataSet &ds, uint16_t seq_element,
+              int pixel_representation, dicom_lut *lut)
+{
+    gdcm::Tag seq_tag(0x0028, seq_element);
+    if (!ds.FindDataElement(seq_tag)) return;
+    gdcm::SmartPointer<gdcm::SequenceOfItems> sq = ds.GetDataElement(seq_tag).GetValueAsSQ();
+    if (!sq || sq->GetNumberOfItems() < 1) return;
+    const gdcm::DataSet &item = sq->GetItem(1).GetNestedDataSet();
+    std::string desc = text_of(file, item, 0x0028, 0x3002);
+    long long entries = 0, first = 0, bits = 0;
+    size_t a = desc.find('\\'), b = a == std::string::npos ? a : desc.find('\\', a + 1);
+    if (b == std::string::npos || !parse_int(desc.substr(0, a), 0, 65535, &entries) ||
+        !parse_int(desc.substr(a + 1, b - a - 1), -32768, 65535, &first) ||
+        !parse_int(desc.substr(b + 1), 1, 16, &bits))
+        return;
+    if (entries == 0) entries = 65536;  /* PS3.3 C.11.1.1: 0 means 2^16 */
+    /* The first mapped value is US or SS as the pixel data: a signed one may be read as US. */
+    if (pixel_representation == 1 && first > 32767) first -= 65536;
+    gdcm::Tag data_tag(0x0028, 0x3006);
+    if (!item.FindDataElement(data_tag)) return;
+    const gdcm::ByteValue *bv = item.GetDataElement(data_tag).GetByteValue();
+    if (!bv || bv->GetLength() < (uint32_t)entries * 2) return;
+    uint16_t *data = (uint16_t *)std::malloc((size_t)entries * sizeof(uint16_t));
+    if (!data) return;
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(bv->GetPointer());
+    for (long long i = 0; i < entries; i++)   /* little endian as stored by GDCM */
+        data[i] = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+    lut->n = (int)entries;
+    lut->first = first;
+    lut->bits = (int)bits;
+    lut->data = data;
+}
+
+void fill_header(const gdcm::File &file, dicom_header *h)
+{
+    const gdcm::DataSet &ds = file.GetDataSet();
+    auto text = [&](uint16_t g, uint16_t e) { return text_of(file, ds, g, e); };
+
+    copy_text(h->transfer_syntax, sizeof h->transfer_syntax,
+              file.GetHeader().GetDataSetTransferSyntax().GetString()
+                  ? file.GetHeader().GetDataSetTransferSyntax().GetString()
+                  : "");
+    std::string ts = h->transfer_syntax;
+    while (!ts.empty() && (ts.back() == ' ' || ts.back() == '\0')) ts.pop_back();
+    copy_text(h->transfer_syntax, sizeof h->transfer_syntax, ts);
+
+    h->rows = int_or(text(0x0028, 0x0010), 0, 65535, -1);
+    h->columns = int_or(text(0x0028, 0x0011), 0, 65535, -1);
+    h->samples_per_pixel = int_or(text(0x0028, 0x0002), 0, 65535, 1);
+    h->frames = int_or(first_value(text(0x0028, 0x0008)), 0, 1 << 30, 1);
+    if (h->frames == 0) h->frames = 1;
+    h->bits_allocated = int_or(text(0x0028, 0x0100), 0, 65535, -1);
+    h->bits_stored = int_or(text(0x0028, 0x0101), 0, 65535, h->bits_allocated);
+    h->high_bit = int_or(text(0x0028, 0x0102), 0, 65535, h->bits_stored - 1);
+    h->pixel_representation = int_or(text(0x0028, 0x0103), 0, 1, 0);
+    h->planar_configuration = int_or(text(0x0028, 0x0006), 0, 1, 0);
+    copy_text(h->photometric, sizeof h->photometric, text(0x0028, 0x0004));
+    copy_text(h->presentation_lut_shape, sizeof h->presentation_lut_shape,
+              text(0x2050, 0x0020));
+
+    h->has_rescale = parse_double(text(0x0028, 0x1053), &h->rescale_slope) &&
+                     parse_double(text(0x0028, 0x1052), &h->rescale_intercept);
+    if (!h->has_rescale) {
+        h->rescale_slope = 1;
+        h->rescale_intercept = 0;
+    }
+    long long v = 0;
+    h->has_padding = parse_int(text(0x0028, 0x0120), -32768, 65535, &v);
+    if (h->has_padding) h->padding_value = v;
+    h->has_padding_limit = h->has_padding && parse_int(text(0x0028, 0x0121), -32768, 65535, &v);
+    if (h->has_padding_limit) h->padding_limit = v;
+    if (h->pixel_representation == 1) {   /* US/SS: a signed value may have been read as US */
+        if (h->has_padding && h->padding_value > 32767) h->padding_value -= 65536;
+        if (h->has_padding_limit && h->padding_limit > 32767) h->padding_limit -= 65536;
+    }
+    h->has_window = parse_double(first_value(text(0x0028, 0x1050)), &h->window_center) &&
+                    parse_double(first_value(text(0x0028, 0x1051)), &h->window_width);
+    copy_text(h->voi_function, sizeof h->voi_function, text(0x0028, 0x1056));
+    read_lut(file, ds, 0x3000, h->pixel_representation, &h->modality_lut);
+    read_lut(file, ds, 0x3010, h->pixel_representation, &h->voi_lut);
+
+    raddino_dicom_info *info = &h->info;
+    copy_text(info->sop_instance_uid, sizeof info->sop_instance_uid, text(0x0008, 0x0018));
+    copy_text(info->study_instance_uid, sizeof info->study_instance_uid, text(0x0020, 0x000d));
+    copy_text(info->series_instance_uid, sizeof info->series_instance_uid,
+              text(0x0020, 0x000e));
+    copy_text(info->modality, sizeof info->modality, text(0x0008, 0x0060));
+    copy_text(info->view_position, sizeof info->view_position, text(0x0018, 0x5101));
+    copy_text(info->body_part_examined, sizeof info->body_part_examined, text(0x0018, 0x0015));
+    copy_text(info->photometric_interpretation, sizeof info->photometric_interpretation,
+              h->photometric);
+    copy_text(info->transfer_syntax_uid, sizeof info->transfer_syntax_uid, h->transfer_syntax);
+    info->rows = h->rows < 0 ? 0 : h->rows;
+    info->columns = h->columns < 0 ? 0 : h->columns;
+    info->frames = h->frames;
+    parse_pair(text(0x0028, 0x0030), info->pixel_spacing);
+    parse_pair(text(0x0018, 0x1164), info->imager_pixel_spacing);
+    copy_text(h->patient_id, sizeof h->patient_id, text(0x0010, 0x0020));
+}
+
+/* Parses everything up to the pixel data (the pixel data itself is not read). */
+raddino_status read_header_stream(const uint8_t *data, size_t size, const char *name,
+                                  dicom_header *out)
+{
+    memory_buffer buf(data, size);
+    std::istream is(&buf);
+    gdcm::Reader reader;
+    reader.SetStream(is);
+    if (!reader.ReadUpToTag(TAG_PIXEL_DATA))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot parse the data set "
+                            "(truncated or malformed)", name);
+    fill_header(reader.GetFile(), out);
+    return status_ok();
+}
+
+/* The header checks every decode needs, before any pixel is decoded. */
+raddino_status check_header(const dicom_header *h, const char *name, uint64_t max_pixels)
+{
+    if (h->rows <= 0 || h->columns <= 0)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: missing or zero Rows/Columns", name);
+    uint64_t limit = max_pixels ? max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+    uint64_t per_frame = (uint64_t)h->rows * (uint64_t)h->columns;
+    uint64_t all = per_frame * (uint64_t)h->frames;
+    if (all > limit)
+        return status_error(RADDINO_ERR_TOO_LARGE,
+                            "%s: DICOM image is %dx%d x %d frame(s) = %llu pixels, over the limit "
+                            "of %llu (--max-pixels)",
+                            name, h->columns, h->rows, h->frames, (unsigned long long)all,
+                            (unsigned long long)limit);
+    if (h->bits_allocated != 8 && h->bits_allocated != 16 && h->bits_allocated != 32)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Bits Allocated %d not supported "
+                            "(8, 16 or 32)", name, h->bits_allocated);
+    if (h->bits_stored < 1 || h->bits_stored > h->bits_allocated || h->high_bit < 0 ||
+        h->high_bit >= h->bits_allocated || h->high_bit + 1 < h->bits_stored)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: inconsistent Bits Stored %d / High "
+                            "Bit %d / Bits Allocated %d", name, h->bits_stored, h->high_bit,
+                            h->bits_allocated);
+    if (h->samples_per_pixel != 1 && h->samples_per_pixel != 3)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d samples per pixel not "
+                            "supported (1 or 3)", name, h->samples_per_pixel);
+    return status_ok();
+}
+
+/* Sample precision of a lossy JPEG (SOF0 baseline, SOF1 extended, SOF2 progressive) at the start
+ * of the first fragment; 0 when it is not one (lossless SOF3, JPEG-LS, or unreadable). */
+int lossy_jpeg_precision(const gdcm::DataElement &pixel_data)
+{
+    const gdcm::SequenceOfFragments *sf = pixel_data.GetSequenceOfFragments();
+    if (!sf || sf->GetNumberOfFragments() < 1) return 0;
+    const gdcm::ByteValue *bv = sf->GetFragment(0).GetByteValue();
+    if (!bv) return 0;
+    const uint8_t *p = reinterpret_cast<const uint8_t *>(bv->GetPointer());
+    size_t n = bv->GetLength(), at = 2;
+    if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return 0;
+    while (at + 4 < n) {
+        if (p[at] != 0xFF) return 0;
+        uint8_t marker = p[at + 1];
+        if (marker == 0xFF) {   /* fill byte */
+            at++;
+            continue;
+        }
+        size_t len = (size_t)p[at + 2] << 8 | p[at + 3];
+        if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) return p[at + 4];
+        if (marker == 0xC3 || marker == 0xDA || len < 2) return 0;
+        at += 2 + len;
+    }
+    return 0;
+}
+
+/* Width and height the codestream of the first fragment declares: JPEG (any SOF) and JPEG-LS
+ * (SOF55) frame headers, JPEG 2000 SIZ. false when there is none to read (RLE, native). GDCM's
+ * codecs write what the stream holds into a buffer sized from Rows x Columns, so a stream larger
+ * than the header says would overflow it: the sizes must agree before decoding. */
+bool codestream_size(const gdcm::DataElement &pixel_data, uint32_t *w, uint32_t *h)
+{
+    const gdcm::SequenceOfFragments *sf = pixel_data.GetSequenceOfFragments();
+    if (!sf || sf->GetNumberOfFragments() < 1) return false;
+    const gdcm::ByteValue *bv = sf->GetFragment(0).GetByteValue();
+    if (!bv) return false;
+    const uint8_t *p = reinterpret_cast<const uint8_t *>(bv->GetPointer());
+    size_t n = bv->GetLength();
+    auto be16 = [&](size_t at) { return (uint32_t)p[at] << 8 | p[at + 1]; };
+    auto be32 = [&](size_t at) { return be16(at) << 16 | be16(at + 2); };
+    /* JPEG 2000: the codestream (maybe inside a JP2 file) starts with SOC FF4F then SIZ FF51. */
+    for (size_t at = 0; at + 24 <= n && at < 4096; at++) {
+        if (p[at] == 0xFF && p[at + 1] == 0x4F && p[at + 2] == 0xFF && p[at + 3] == 0x51) {
+            uint32_t xs = be32(at + 8), ys = be32(at + 12), xo = be32(at + 16), yo = be32(at + 20);
+            if (xo > xs || yo > ys) return *w = *h = 0, true;
+            *w = xs - xo;
+            *h = ys - yo;
+            return true;
+        }
+    }
+    if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return false;
+    size_t at = 2;
+    while (at + 9 <= n) {
+        if (p[at] != 0xFF) return *w = *h = 0, true;   /* broken marker chain */
+        uint8_t m = p[at + 1];
+        if (m == 0xFF) {
+            at++;
+            continue;
+        }
+        bool sof = (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xF7;
+        if (sof) {
+            *h = be16(at + 5);
+            *w = be16(at + 7);
+            return true;
+        }
+        if (m == 0xDA) break;   /* a scan before any frame header */
+        at += 2 + be16(at + 2);
+    }
+    *w = *h = 0;
+    return true;
+}
+
+/* The decoded pixel data of every frame, with the photometric and planar layout the codec
+ * produced. */
+struct decoded {
+    std::vector<char> bytes;
+    std::string photometric;
+    int planar;
+};
+
+/* GDCM picks its 8-, 12- or 16-bit libjpeg from Bits Allocated; a 12-bit lossy JPEG in 16-bit
+ * words first goes to the 16-bit one, which prints "Unsupported JPEG data precision 12" on
+ * stderr (libjpeg's own output_message, which gdcm::Trace does not control) before GDCM retries.
+ * Here the codec is chosen from the JPEG's own precision, so nothing is printed. */
+bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precision,
+                       decoded *out)
+{
+    const gdcm::DataElement &pixel_data = file.GetDataSet().GetDataElement(TAG_PIXEL_DATA);
+    gdcm::JPEGCodec codec;
+    codec.SetNumberOfDimensions(h->frames > 1 ? 3 : 2);
+    unsigned int dims[3] = {(unsigned)h->columns, (unsigned)h->rows, (unsigned)h->frames};
+    codec.SetDimensions(dims);
+    gdcm::PhotometricInterpretation pi =
+        gdcm::PhotometricInterpretation::GetPIType(h->photometric);
+    codec.SetPhotometricInterpretation(pi);
+    codec.SetPlanarConfiguration((unsigned)h->planar_configuration);
+    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel, (unsigned short)precision,
+                         (unsigned short)precision, (unsigned short)(precision - 1),
+                         (unsigned short)h->pixel_representation);
+    codec.SetPixelFormat(pf);   /* last: it makes the inner codec from the settings above */
+    gdcm::DataElement result;
+    if (!codec.Decode(pixel_data, result)) return false;
+    const gdcm::ByteValue *bv = result.GetByteValue();
+    if (!bv) return false;
+    out->bytes.assign(bv->GetPointer(), bv->GetPointer() + bv->GetLength());
+    const char *pi_out = gdcm::PhotometricInterpretation::GetPIString(
+        codec.GetPhotometricInterpretation());
+    out->photometric = pi_out ? pi_out : h->photometric;
+    out->planar = (int)codec.GetPlanarConfiguration();
+    return true;
+}
+
+bool decode_with_image_reader(const uint8_t *data, size_t size, const dicom_header *h,
+                              decoded *out, bool *size_mismatch)
+{
+    memory_buffer buf(data, size);
+    std::istream is(&buf);
+    gdcm::ImageReader reader;
+    reader.SetStream(is);
+    if (!reader.Read()) return false;
+    const gdcm::Image &image = reader.GetImage();
+    const unsigned int *dims = image.GetDimensions();
+    uint64_t frames = image.GetNumberOfDimensions() >= 3 ? dims[2] : 1;
+    const gdcm::PixelFormat &pf = image.GetPixelFormat();
+    if (dims[0] != (unsigned)h->columns || dims[1] != (unsigned)h->rows ||
+        frames != (uint64_t)h->frames || pf.GetSamplesPerPixel() != (unsigned)h->samples_per_pixel ||
+        pf.GetBitsAllocated() != (unsigned)h->bits_allocated) {
+        *size_mismatch = true;
+        return false;
+    }
+    out->bytes.resize(image.GetBufferLength());
+    if (!image.GetBuffer(out->bytes.data())) return false;
+    /* GDCM's codecs may change the photometric (JPEG YBR -> RGB) and the planar layout. */
+    const char *pi = gdcm::PhotometricInterpretation::GetPIString(
+        image.GetPhotometricInterpretation());
+    out->photometric = pi ? pi : h->photometric;
+    out->planar = (int)image.GetPlanarConfiguration();
+    return true;
+}
+
+raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
+                             uint64_t max_pixels, int frame, dicom_frame *out)
+{
+    dicom_header *h = &out->header;
+    /* The header first: the pixel cap and the formats are checked before the pixel data is
+     * even read. */
+    raddino_status st = read_header_stream(data, size, name, h);
+    if (st.code) return st;
+    st = check_header(h, name, max_pixels);
+    if (st.code) return st;
+    /* The whole data set, pixel data as stored (nothing decoded yet). */
+    memory_buffer buf(data, size);
+    std::istream is(&buf);
+    gdcm::Reader reader;
+    reader.SetStream(is);
+    bool parsed = reader.Read();
+    const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
+    if (parsed && !ds.FindDataElement(TAG_PIXEL_DATA))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM file has no pixel data (not an image)",
+                            name);
+    if (!parsed || ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
+                            "(truncated or malformed)", name);
+    /* Native pixel data must hold every sample Rows x Columns x frames promise (GDCM would not
+     * always say so). */
+    const gdcm::ByteValue *native = ds.GetDataElement(TAG_PIXEL_DATA).GetByteValue();
+    uint64_t needed = (uint64_t)h->rows * (uint64_t)h->columns * (uint64_t)h->frames *
+                      (uint64_t)h->samples_per_pixel * (uint64_t)(h->bits_allocated / 8);
+    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0;
+    if (native && !ybr422 && native->GetLength() < needed)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %u bytes, %dx%d x %d "
+                            "frame(s) need %llu", name, (unsigned)native->GetLength(),
+                            h->columns, h->rows, h->frames, (unsigned long long)needed);
+    if (frame < 0 && h->frames > 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED,
+                            "%s: DICOM: multi-frame image (%d frames); only single-frame images "
+                            "are read (a program can pick one: raddino_load_options.frame)",
+                            name, h->frames);
+    if (frame < 0) frame = 0;
+    if (frame >= h->frames)
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: frame %d asked, the file has %d",
+                            name, frame + 1, h->frames);
+
+    uint32_t stream_w, stream_h;
+    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
+        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the compressed image is %ux%u, the "
+                            "header says %dx%d", name, stream_w, stream_h, h->columns, h->rows);
+
+    decoded d;
+    bool ok, size_mismatch = false;
+    int precision = lossy_jpeg_precision(
+        reader.GetFile().GetDataSet().GetDataElement(TAG_PIXEL_DATA));
+    if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
+        ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
+    else
+        ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
+    if (size_mismatch)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
+                            "disagrees with the header", name);
+    if (!ok)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot decode the pixel data "
+                            "(transfer syntax %s; truncated, malformed or unsupported)",
+                            name, h->transfer_syntax);
+
+    size_t frame_bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel *
+                         (size_t)(h->bits_allocated / 8);
+    size_t expected = frame_bytes * (size_t)h->frames;
+    size_t length = d.bytes.size();
+    bool subsampled_422 = false;
+    if (length != expected) {
+        /* YBR_FULL_422 native data stays subsampled: 2 samples per pixel instead of 3. */
+        if (h->samples_per_pixel == 3 && length * 3 == expected * 2 && h->columns % 2 == 0) {
+            subsampled_422 = true;
+            frame_bytes = frame_bytes / 3 * 2;
+        } else {
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
+                                name, length, expected);
+        }
+    }
+    std::string pi = d.photometric;
+    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
+    copy_text(h->photometric, sizeof h->photometric, pi);
+    h->planar_configuration = d.planar;
+    h->subsampled_422 = subsampled_422;
+
+    out->pixels = (uint8_t *)std::malloc(frame_bytes);
+    if (!out->pixels)
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    std::memcpy(out->pixels, d.bytes.data() + (size_t)frame * frame_bytes, frame_bytes);
+    out->size = frame_bytes;
+    return status_ok();
+}
+
+}  // namespace
+
+extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, const char *name,
+                                            dicom_header *out)
+{
+    std::memset(out, 0, sizeof *out);
+    raddino_status st = dicom_check_structure(data, size, name);
+    if (st.code) return st;
+    try {
+        silence_gdcm();
+        st = read_header_stream(data, size, name, out);
+        if (st.code) dicom_header_free(out);
+        return st;
+    } catch (const std::bad_alloc &) {
+        dicom_header_free(out);
+        return status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
+    } catch (const std::exception &e) {
+        dicom_header_free(out);
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file (%.200s)", name,
+                            e.what());
+    } catch (...) {
+        dicom_header_free(out);
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file", name);
+    }
+}
+
+extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, const char *name,
+                                             uint64_t max_pixels, int frame, dicom_frame *out)
+{
+    std::memset(out, 0, sizeof *out);
+    raddino_status st = dicom_check_structure(data, size, name);
+    if (st.code) return st;
+    try {
+        silence_gdcm();
+        st = decode_stream(data, size, name, max_pixels, frame, out);
+    } catch (const std::bad_alloc &) {
+        st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
+    } catch (const std::exception &e) {
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file (%.200s)", name,
+                          e.what());
+    } catch (...) {
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file", name);
+    }
+    if (st.code) dicom_frame_free(out);
+    return st;
+}
+
+extern "C" void dicom_header_free(dicom_header *h)
+{
+    if (!h) return;
+    std::free(h->modality_lut.data);
+    std::free(h->voi_lut.data);
+    h->modality_lut.data = h->voi_lut.data = nullptr;
+    h->modality_lut.n = h->voi_lut.n = 0;
+    /* The plain Patient ID never outlives the call that needed it. */
+    volatile char *p = h->patient_id;
+    for (size_t i = 0; i < sizeof h->patient_id; i++) p[i] = 0;
+}
+
+extern "C" void dicom_frame_free(dicom_frame *f)
+{
+    if (!f) return;
+    dicom_header_free(&f->header);
+    std::free(f->pixels);
+    f->pixels = nullptr;
+    f->size = 0;
+}

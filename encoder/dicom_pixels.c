@@ -1,0 +1,598 @@
+/* dicom_pixels.c — DICOM pixels as a reader sees them, and the metadata the store keeps.
+ *
+ * dicom.cpp (GDCM) hands over one decoded frame with its raw samples; this file applies the
+ * standard's pixel pipeline (PS3.3 C.11, "grayscale transformations"):
+ *
+ *   stored value   bits above Bits Stored dropped, sign-extended when Pixel Representation = 1
+ *   modality       Modality LUT Sequence when present (as pydicom), else Rescale Slope/Intercept
+ *   VOI            our choice (raddino_load_options.window):
+ *                  min-max (default): the 16-bit PNG rule over the non-padding pixels,
+ *                    u8 = floor((g - min) * 255 / (max - min) + 0.5) in double, 0 when flat;
+ *                  a window: the LINEAR function of C.11.2.1.2.1 (or the file's LINEAR_EXACT /
+ *                    SIGMOID), output 0..255, rounded floor(y + 0.5);
+ *                  a VOI LUT: the table's output scaled from 0..2^bits-1 to 0..255.
+ *   presentation   MONOCHROME1 is inverted so that bone is white. A MONOCHROME1 image of the DX
+ *                  IOD must carry Presentation LUT Shape INVERSE (PS3.3 C.8.11.6.1.2: "INVERSE
+ *                  if MONOCHROME1"): there the shape restates the same inversion, so it is done
+ *                  once. Only a MONOCHROME2 image that says INVERSE is inverted because of the
+ *                  shape. In min-max mode the inversion is the negation g -> -g before the
+ *                  scaling (so the result is floor((max - g) * 255 / (max - min) + 0.5)); with a
+ *                  window, y -> 255 - y before rounding.
+ *   padding        stored values equal to Pixel Padding Value (or within the range it makes with
+ *                  Pixel Padding Range Limit) are left out of min and max and come out black.
+ *
+ * Colour: RGB as is, YBR_FULL (and YBR_FULL_422, upsampled when the data is native) converted
+ * with the PS3.3 C.7.6.3.1.2 equations; YBR_ICT / YBR_RCT are RGB once the JPEG 2000 decoder has
+ * undone its component transform. 16-bit colour gets one min-max over R, G and B together, as
+ * 16-bit PNGs. */
+#include "encoder_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+bool dicom_sniff(const uint8_t *data, size_t size)
+{
+    return size >= 132 && memcmp(data + 128, "DICM", 4) == 0;
+}
+
+/* ---- structure ---------------------------------------------------------------------------- */
+
+/* Debian's GDCM is built with its assert()s on, and some of them fire on malformed framing
+ * (a length past the end, a truncated element): abort() instead of an error. So every element
+ * of the file is walked here first, with every length checked against the bytes that remain,
+ * and GDCM only ever sees files whose framing is sound. */
+
+#define DICOM_MAX_DEPTH 16
+
+typedef struct {
+    const uint8_t *d;
+    size_t size;
+    bool implicit, big;
+    const char *name;
+    raddino_status st;
+} dicom_walk;
+
+static uint16_t rd16(const dicom_walk *w, size_t at)
+{
+    const uint8_t *p = w->d + at;
+    return w->big ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const dicom_walk *w, size_t at)
+{
+    const uint8_t *p = w->d + at;
+    return w->big ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+                  : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static bool walk_fail(dicom_walk *w, size_t at, const char *why)
+{
+    if (!w->st.code)
+        w->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: truncated or malformed (%s at byte "
+                             "%zu)", w->name, why, at);
+    return false;
+}
+
+static bool long_vr(const uint8_t *vr)
+{
+    static const char *const longs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
+                                        "UN", "UR", "UT", "UV"};
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (vr[0] == longs[i][0] && vr[1] == longs[i][1]) return true;
+    return false;
+}
+
+static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, bool in_item);
+
+/* Items of a sequence (data sets) or of encapsulated pixel data (fragments), from *pos to the
+ * sequence delimiter (undefined length) or to end (defined length). */
+static bool walk_items(dicom_walk *w, size_t *pos, size_t end, bool undefined, bool fragments,
+                       int depth)
+{
+    if (depth > DICOM_MAX_DEPTH) return walk_fail(w, *pos, "sequences nested too deep");
+    while (*pos < end || undefined) {
+        if (*pos + 8 > end) return walk_fail(w, *pos, "item header past the end");
+        uint16_t g = rd16(w, *pos), e = rd16(w, *pos + 2);
+        uint32_t len = rd32(w, *pos + 4);
+        size_t at = *pos;
+        *pos += 8;
+        if (g == 0xFFFE && e == 0xE0DD) {
+            if (!undefined) return walk_fail(w, at, "sequence delimiter in a defined length");
+            return true;
+        }
+        if (g != 0xFFFE || e != 0xE000) return walk_fail(w, at, "expected an item");
+        if (len == 0xFFFFFFFFu) {
+            if (fragments) return walk_fail(w, at, "fragment of undefined length");
+            if (!walk_elements(w, pos, end, depth + 1, true)) return false;
+            continue;
+        }
+        if (len > end - *pos) return walk_fail(w, at, "item length past the end");
+        if (!fragments) {
+            size_t inner = *pos;
+            if (!walk_elements(w, &inner, *pos + len, depth + 1, false)) return false;
+        }
+        *pos += len;
+    }
+    return true;
+}
+
+/* Elements from *pos to end; in an undefined-length item, up to its delimiter. */
+static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, bool in_item)
+{
+    if (depth > DICOM_MAX_DEPTH) return walk_fail(w, *pos, "items nested too deep");
+    while (*pos < end) {
+        size_t at = *pos;
+        if (at + 8 > end) return walk_fail(w, at, "element header past the end");
+        uint16_t g = rd16(w, at), e = rd16(w, at + 2);
+        if (g == 0xFFFE) {
+            if (e == 0xE00D && in_item) {
+                *pos += 8;
+                return true;
+            }
+            return walk_fail(w, at, "unexpected delimiter");
+        }
+        uint32_t len;
+        bool sq = false;
+        if (w->implicit) {
+            len = rd32(w, at + 4);
+            *pos += 8;
+        } else {
+            const uint8_t *vr = w->d + at + 4;
+            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
+                return walk_fail(w, at, "bad value representation");
+            sq = vr[0] == 'S' && vr[1] == 'Q';
+            if (long_vr(vr)) {
+                if (at + 12 > end) return walk_fail(w, at, "element header past the end");
+                len = rd32(w, at + 8);
+                *pos += 12;
+            } else {
+                len = rd16(w, at + 6);
+                *pos += 8;
+            }
+        }
+        bool pixel_data = g == 0x7FE0 && e == 0x0010 && depth == 0;
+        if (len == 0xFFFFFFFFu) {
+            if (!walk_items(w, pos, end, true, pixel_data, depth + 1)) return false;
+            continue;
+        }
+        if (len > end - *pos) return walk_fail(w, at, "element length past the end");
+        /* A defined-length sequence (explicit SQ, or implicit data that starts with an item
+         * tag): its items must be sound too, since GDCM will parse them. */
+        bool looks_sq = w->implicit && len >= 8 && rd16(w, *pos) == 0xFFFE &&
+                        rd16(w, *pos + 2) == 0xE000;
+        if (sq || looks_sq) {
+            size_t inner = *pos;
+            if (!walk_items(w, &inner, *pos + len, false, false, depth + 1)) return false;
+        }
+        *pos += len;
+    }
+    if (in_item) return walk_fail(w, *pos, "item without its delimiter");
+    return true;
+}
+
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name)
+{
+    dicom_walk w = {data, size, false, false, name, {0, ""}};
+    if (!dicom_sniff(data, size))
+        return status_error(RADDINO_ERR_FORMAT, "%s: not a DICOM file (no DICM marker at byte "
+                            "128)", name);
+    /* File meta information: group 0002, always explicit VR little endian; it ends where
+     * group 0002 ends. */
+    size_t pos = 132, meta_end;
+    char ts[65] = "";
+    while (pos + 8 <= size && rd16(&w, pos) == 0x0002) {
+        uint16_t e = rd16(&w, pos + 2);
+        const uint8_t *vr = data + pos + 4;
+        size_t header = long_vr(vr) ? 12 : 8;
+        if (pos + header > size) break;
+        uint32_t len = header == 12 ? rd32(&w, pos + 8) : rd16(&w, pos + 6);
+        if (len == 0xFFFFFFFFu || len > size - pos - header) {
+            walk_fail(&w, pos, "file meta element length past the end");
+            return w.st;
+        }
+        if (e == 0x0010) {
+            size_t n = len < sizeof ts - 1 ? len : sizeof ts - 1;
+            memcpy(ts, data + pos + header, n);
+            ts[n] = 0;
+            while (n && (ts[n - 1] == ' ' || ts[n - 1] == 0)) ts[--n] = 0;
+        }
+        pos += header + len;
+    }
+    meta_end = pos;
+    if (meta_end == 132 || meta_end >= size)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: no data set after the file meta "
+                            "information (truncated)", name);
+    if (!strcmp(ts, "1.2.840.10008.1.2")) w.implicit = true;
+    else if (!strcmp(ts, "1.2.840.10008.1.2.2")) w.big = true;
+    else if (!strcmp(ts, "1.2.840.10008.1.2.1.99"))
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: deflated transfer syntax not "
+                            "supported", name);
+    pos = meta_end;
+    if (walk_elements(&w, &pos, size, 0, false)) return status_ok();
+    /* Trailing zero bytes (padding some writers leave) are accepted. */
+    size_t end = size;
+    while (end > meta_end && data[end - 1] == 0) end--;
+    if (end == size) return w.st;
+    raddino_status first = w.st;
+    w.st = status_ok();
+    pos = meta_end;
+    return walk_elements(&w, &pos, end, 0, false) ? status_ok() : first;
+}
+
+/* ---- stored values ------------------------------------------------------------------------ */
+
+/* Sample i of the frame as the stored value (PS3.5 8.1.1: bits High Bit - Bits Stored + 1 ..
+ * High Bit of the allocated word). */
+static int64_t stored_value(const dicom_header *h, const uint8_t *pixels, size_t i)
+{
+    uint64_t raw;
+    switch (h->bits_allocated) {
+    case 8: raw = pixels[i]; break;
+    case 16: raw = (uint64_t)pixels[2 * i] | (uint64_t)pixels[2 * i + 1] << 8; break;
+    default:
+        raw = (uint64_t)pixels[4 * i] | (uint64_t)pixels[4 * i + 1] << 8 |
+              (uint64_t)pixels[4 * i + 2] << 16 | (uint64_t)pixels[4 * i + 3] << 24;
+        break;
+    }
+    int shift = h->high_bit + 1 - h->bits_stored;
+    uint64_t mask = ((uint64_t)1 << h->bits_stored) - 1;
+    uint64_t v = (raw >> shift) & mask;
+    if (h->pixel_representation == 1 && (v >> (h->bits_stored - 1)) & 1)
+        return (int64_t)v - ((int64_t)1 << h->bits_stored);
+    return (int64_t)v;
+}
+
+static double lut_lookup(const dicom_lut *lut, int64_t x)
+{
+    int64_t i = x - lut->first;
+    if (i < 0) i = 0;
+    if (i >= lut->n) i = lut->n - 1;
+    return lut->data[i];
+}
+
+static bool is_padding(const dicom_header *h, int64_t v)
+{
+    if (!h->has_padding) return false;
+    if (!h->has_padding_limit) return v == h->padding_value;
+    int64_t lo = h->padding_value < h->padding_limit ? h->padding_value : h->padding_limit;
+    int64_t hi = h->padding_value < h->padding_limit ? h->padding_limit : h->padding_value;
+    return v >= lo && v <= hi;
+}
+
+raddino_status dicom_grey_values(const dicom_frame *f, const char *name, double *grey,
+                                 uint8_t *padding)
+{
+    const dicom_header *h = &f->header;
+    size_t n = (size_t)h->rows * (size_t)h->columns;
+    if (h->samples_per_pixel != 1 || f->size < n * (size_t)(h->bits_allocated / 8))
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: not a greyscale frame", name);
+    const dicom_lut *lut = h->modality_lut.n ? &h->modality_lut : NULL;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = stored_value(h, f->pixels, i);
+        grey[i] = lut ? lut_lookup(lut, v)
+                      : (double)v * h->rescale_slope + h->rescale_intercept;
+        if (padding) padding[i] = is_padding(h, v);
+    }
+    return status_ok();
+}
+
+/* ---- greyscale to 8 bits ------------------------------------------------------------------ */
+
+typedef enum { VOI_MINMAX, VOI_LINEAR, VOI_LINEAR_EXACT, VOI_SIGMOID, VOI_TABLE } voi_kind;
+
+typedef struct {
+    voi_kind kind;
+    double center, width;
+    const dicom_lut *lut;
+} voi_choice;
+
+static bool voi_is(const dicom_header *h, const char *s) { return strcmp(h->voi_function, s) == 0; }
+
+/* The file's first window (its VOI LUT Function), else its VOI LUT, else min-max. A window the
+ * function cannot use (LINEAR needs width >= 1, the others > 0) is passed over. */
+static voi_choice voi_from_file(const dicom_header *h)
+{
+    voi_choice v = {VOI_MINMAX, 0, 0, NULL};
+    if (h->has_window) {
+        voi_kind kind = voi_is(h, "LINEAR_EXACT") ? VOI_LINEAR_EXACT
+                        : voi_is(h, "SIGMOID")    ? VOI_SIGMOID
+                                                  : VOI_LINEAR;
+        double min_width = kind == VOI_LINEAR ? 1 : 0;
+        if (h->window_width >= min_width && h->window_width > 0) {
+            v.kind = kind;
+            v.center = h->window_center;
+            v.width = h->window_width;
+            return v;
+        }
+    }
+    if (h->voi_lut.n) {
+        v.kind = VOI_TABLE;
+        v.lut = &h->voi_lut;
+    }
+    return v;
+}
+
+/* A VOI function's output for x, in 0..255 (PS3.3 C.11.2.1.2 and C.11.2.1.3). */
+static double voi_apply(const voi_choice *v, double x)
+{
+    const double y_min = 0, y_max = 255;
+    double c = v->center, w = v->width;
+    switch (v->kind) {
+    case VOI_LINEAR:
+        if (x <= c - 0.5 - (w - 1) / 2) return y_min;
+        if (x > c - 0.5 + (w - 1) / 2) return y_max;
+        return ((x - (c - 0.5)) / (w - 1) + 0.5) * (y_max - y_min) + y_min;
+    case VOI_LINEAR_EXACT:
+        if (x <= c - w / 2) return y_min;
+        if (x > c + w / 2) return y_max;
+        return (x - c) / w * (y_max - y_min) + (y_max + y_min) / 2;
+    case VOI_SIGMOID: return (y_max - y_min) / (1 + exp(-4 * (x - c) / w)) + y_min;
+    case VOI_TABLE: {
+        double top = (double)(((uint32_t)1 << v->lut->bits) - 1);
+        double y = lut_lookup(v->lut, (int64_t)floor(x)) * 255.0 / top;
+        return y > 255 ? 255 : y;
+    }
+    default: return 0;
+    }
+}
+
+static uint8_t round_u8(double y)
+{
+    double r = floor(y + 0.5);
+    return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+}
+
+/* grey (after the Modality LUT) -> u8 per the VOI choice and the inversion; padding -> 0. */
+static void grey_to_u8(const double *grey, const uint8_t *padding, size_t n, const voi_choice *v,
+                       bool invert, uint8_t *out)
+{
+    if (v->kind != VOI_MINMAX) {
+        for (size_t i = 0; i < n; i++) {
+            double y = voi_apply(v, grey[i]);
+            out[i] = padding[i] ? 0 : round_u8(invert ? 255 - y : y);
+        }
+        return;
+    }
+    double sign = invert ? -1 : 1, lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (padding[i]) continue;
+        double g = sign * grey[i];
+        if (g < lo) lo = g;
+        if (g > hi) hi = g;
+    }
+    double range = hi - lo;
+    for (size_t i = 0; i < n; i++) {
+        if (padding[i] || !(range > 0)) {
+            out[i] = 0;     /* padding, or a flat image (the 16-bit rule gives 0) */
+            continue;
+        }
+        out[i] = (uint8_t)floor((sign * grey[i] - lo) * 255.0 / range + 0.5);
+    }
+}
+
+static bool photometric_is(const dicom_header *h, const char *s)
+{
+    return strcmp(h->photometric, s) == 0;
+}
+
+static raddino_status greyscale_to_rgb(const dicom_frame *f, const char *name,
+                                       const raddino_load_options *opts, uint8_t *rgb)
+{
+    const dicom_header *h = &f->header;
+    size_t n = (size_t)h->rows * (size_t)h->columns;
+    double *grey = malloc(n * sizeof *grey);
+    uint8_t *padding = malloc(n);
+    uint8_t *u8 = malloc(n);
+    raddino_status st = status_ok();
+    if (!grey || !padding || !u8)
+        st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    if (!st.code) st = dicom_grey_values(f, name, grey, padding);
+    if (!st.code) {
+        voi_choice v = {VOI_MINMAX, 0, 0, NULL};
+        if (opts->window == RADDINO_WINDOW_AUTO) {
+            v = voi_from_file(h);
+        } else if (opts->window == RADDINO_WINDOW_EXPLICIT) {
+            v.kind = VOI_LINEAR;
+            v.center = opts->window_center;
+            v.width = opts->window_width;
+        }
+        bool invert = photometric_is(h, "MONOCHROME1") ||
+                      (photometric_is(h, "MONOCHROME2") &&
+                       strcmp(h->presentation_lut_shape, "INVERSE") == 0);
+        grey_to_u8(grey, padding, n, &v, invert, u8);
+        for (size_t i = 0; i < n; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = u8[i];
+    }
+    free(grey);
+    free(padding);
+    free(u8);
+    return st;
+}
+
+/* ---- colour ------------------------------------------------------------------------------- */
+
+/* PS3.3 C.7.6.3.1.2, the YBR_FULL equations inverted. */
+static void ybr_to_rgb(int y, int cb, int cr, uint8_t *rgb)
+{
+    rgb[0] = round_u8(y + 1.402 * (cr - 128));
+    rgb[1] = round_u8(y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128));
+    rgb[2] = round_u8(y + 1.772 * (cb - 128));
+}
+
+static raddino_status colour_to_rgb(const dicom_frame *f, const char *name, uint8_t *rgb)
+{
+    const dicom_header *h = &f->header;
+    size_t n = (size_t)h->rows * (size_t)h->columns;
+    bool ybr = photometric_is(h, "YBR_FULL") || photometric_is(h, "YBR_FULL_422");
+    bool rgb_like = photometric_is(h, "RGB") || photometric_is(h, "YBR_ICT") ||
+                    photometric_is(h, "YBR_RCT");
+    if (!ybr && !rgb_like)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: photometric interpretation "
+                            "'%s' not supported", name, h->photometric);
+    if (h->subsampled_422) {    /* Y0 Y1 Cb Cr for each pair of pixels, 8-bit only */
+        if (h->bits_allocated != 8 || !photometric_is(h, "YBR_FULL_422"))
+            return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: subsampled %d-bit %s not "
+                                "supported", name, h->bits_allocated, h->photometric);
+        for (size_t p = 0; p < n / 2; p++) {
+            const uint8_t *s = f->pixels + 4 * p;
+            ybr_to_rgb(s[0], s[2], s[3], rgb + 6 * p);
+            ybr_to_rgb(s[1], s[2], s[3], rgb + 6 * p + 3);
+        }
+        return status_ok();
+    }
+    if (ybr && h->bits_allocated != 8)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d-bit %s not supported", name,
+                            h->bits_allocated, h->photometric);
+    /* Sample c of pixel i: interleaved (planar 0) or one plane per colour (planar 1). */
+    bool planar = h->planar_configuration == 1;
+    size_t n_samples = 3 * n;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    if (h->bits_allocated > 8) {    /* one min-max over R, G and B together */
+        for (size_t i = 0; i < n_samples; i++) {
+            int64_t v = stored_value(h, f->pixels, i);
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int s[3];
+        for (int c = 0; c < 3; c++) {
+            size_t at = planar ? (size_t)c * n + i : 3 * i + (size_t)c;
+            int64_t v = stored_value(h, f->pixels, at);
+            if (h->bits_allocated > 8)
+                v = hi > lo ? (int64_t)floor((double)(v - lo) * 255.0 / (double)(hi - lo) + 0.5)
+                            : 0;
+            s[c] = (int)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        if (ybr) {
+            ybr_to_rgb(s[0], s[1], s[2], rgb + 3 * i);
+        } else {
+            rgb[3 * i] = (uint8_t)s[0];
+            rgb[3 * i + 1] = (uint8_t)s[1];
+            rgb[3 * i + 2] = (uint8_t)s[2];
+        }
+    }
+    return status_ok();
+}
+
+/* ---- public ------------------------------------------------------------------------------- */
+
+static raddino_status check_options(const raddino_load_options *o, const char *name)
+{
+    if (o->window < RADDINO_WINDOW_MINMAX || o->window > RADDINO_WINDOW_EXPLICIT)
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: unknown window mode %d", name, o->window);
+    if (o->window == RADDINO_WINDOW_EXPLICIT &&
+        !(o->window_width >= 1 && isfinite(o->window_width) && isfinite(o->window_center)))
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: window width must be at least 1", name);
+    if (o->frame < 0)
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: frame must be 1 or more (0: default)",
+                            name);
+    return status_ok();
+}
+
+raddino_status dicom_load(const uint8_t *data, size_t size, const char *name,
+                          const raddino_load_options *opts, raddino_image *out)
+{
+    raddino_load_options none;
+    memset(&none, 0, sizeof none);
+    if (!opts) opts = &none;
+    raddino_status st = check_options(opts, name);
+    if (st.code) return st;
+    dicom_frame f;
+    st = dicom_decode_frame(data, size, name, opts->max_pixels, opts->frame - 1, &f);
+    if (st.code) return st;
+    const dicom_header *h = &f.header;
+    size_t n = (size_t)h->rows * (size_t)h->columns;
+    uint8_t *rgb = malloc(n * 3);
+    if (!rgb) {
+        st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                          h->columns, h->rows);
+    } else if (h->samples_per_pixel == 1) {
+        if (h->photometric[0] && !photometric_is(h, "MONOCHROME1") &&
+            !photometric_is(h, "MONOCHROME2"))
+            st = status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: photometric interpretation "
+                              "'%s' not supported", name, h->photometric);
+        else
+            st = greyscale_to_rgb(&f, name, opts, rgb);
+    } else {
+        st = colour_to_rgb(&f, name, rgb);
+    }
+    if (st.code) {
+        free(rgb);
+    } else {
+        out->width = h->columns;
+        out->height = h->rows;
+        out->rgb = rgb;
+        out->source_bits = h->bits_stored;
+        out->source_channels = h->samples_per_pixel;
+        out->format = "dicom";
+    }
+    dicom_frame_free(&f);
+    return st;
+}
+
+/* ---- metadata ----------------------------------------------------------------------------- */
+
+/* Hex SHA-256 of salt, 0x00, id (spaces trimmed). */
+static bool patient_key(const char *salt, const char *id, char hex[65])
+{
+    while (*id == ' ') id++;
+    size_t len = strlen(id);
+    while (len && id[len - 1] == ' ') len--;
+    unsigned char digest[32];
+    unsigned int digest_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) &&  /* the salt and its NUL */
+              EVP_DigestUpdate(ctx, id, len) && EVP_DigestFinal_ex(ctx, digest, &digest_len) &&
+              digest_len == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return false;
+    for (int i = 0; i < 32; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = 0;
+    return true;
+}
+
+raddino_status raddino_dicom_read_info_memory(const void *data, size_t size, const char *name,
+                                              const char *salt, raddino_dicom_info *out)
+{
+    if (!name) name = "<memory>";
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "%s: no output", name);
+    memset(out, 0, sizeof *out);
+    if (!data && size) return status_error(RADDINO_ERR_ARGUMENT, "%s: no data", name);
+    if (salt && !*salt)
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: empty salt: the patient key needs one",
+                            name);
+    if (!dicom_sniff(data, size))
+        return status_error(RADDINO_ERR_FORMAT, "%s: not a DICOM file (no DICM marker at byte "
+                            "128)", name);
+    dicom_header h;
+    raddino_status st = dicom_read_header(data, size, name, &h);
+    if (st.code) return st;
+    *out = h.info;
+    if (salt && h.patient_id[0] && !patient_key(salt, h.patient_id, out->patient_key))
+        st = status_error(RADDINO_ERR_NOMEM, "%s: cannot hash the patient key", name);
+    dicom_header_free(&h);
+    return st;
+}
+
+raddino_status raddino_dicom_read_info(const char *path, const char *salt,
+                                       raddino_dicom_info *out)
+{
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "dicom: no output");
+    memset(out, 0, sizeof *out);
+    if (!path) return status_error(RADDINO_ERR_ARGUMENT, "dicom: no path");
+    uint8_t *data;
+    size_t size;
+    raddino_status st = image_read_file(path, &data, &size);
+    if (st.code) return st;
+    st = raddino_dicom_read_info_memory(data, size, path, salt, out);
+    free(data);
+    return st;
+}

@@ -1,0 +1,513 @@
+/* test_dicom.c — DICOM: grey levels equal to pydicom + GDCM references for every file
+ * (tests/data/dicom/refs.tsv, made by tests/tools/make_dicom_refs.py), lossless twins identical
+ * down to the 518x518 crop, MONOCHROME1 bone-white, windowing, multi-frame, metadata, and the
+ * errors malformed files must give.
+ *
+ * Files keyed "dicom/..." are in tests/data; files keyed "shared/..." are read from the shared
+ * data folder beside the clone (../shared/data, as in CI) and skipped with a note when it is
+ * absent. */
+#define _GNU_SOURCE     /* memmem */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "encoder_internal.h"
+#include "test_util.h"
+
+#define SALT "raddino-test-salt"
+
+typedef struct {
+    char key[256];
+    int rows, cols, frames;
+    char grey[65], minmax[65], autow[65];
+    double mean;
+    char twin[32], patient_key[65], sop[65], ts[65], pi[32];
+} ref_line;
+
+static ref_line refs[64];
+static int n_refs;
+
+/* Reads refs.tsv; called before the tests run (no ck_assert here). Returns false on error. */
+static bool read_refs(void)
+{
+    FILE *f = fopen(test_path("dicom/refs.tsv"), "r");
+    if (!f) return false;
+    char line[2048];
+    while (fgets(line, sizeof line, f) && n_refs < 64) {
+        if (line[0] == '#') continue;
+        ref_line *r = &refs[n_refs];
+        int got = sscanf(line, "%255s %d %d %d %64s %64s %64s %lf %31s %64s %64s %64s %31s", r->key,
+                         &r->rows, &r->cols, &r->frames, r->grey, r->minmax, r->autow, &r->mean,
+                         r->twin, r->patient_key, r->sop, r->ts, r->pi);
+        if (got != 13) break;
+        n_refs++;
+    }
+    bool ok = !ferror(f) && feof(f) && n_refs > 20;
+    fclose(f);
+    return ok;
+}
+
+static void load_refs(void) { ck_assert_int_gt(n_refs, 20); }
+
+/* The file of a key, or NULL when it is a shared file and the shared folder is absent. */
+static const char *ref_path(const ref_line *r)
+{
+    static char path[4096];
+    if (strncmp(r->key, "shared/", 7) == 0) {
+        snprintf(path, sizeof path, "%s/../../../shared/data/%s", RADDINO_TEST_DATA, r->key + 7);
+        FILE *f = fopen(path, "rb");
+        if (!f) return NULL;
+        fclose(f);
+        return path;
+    }
+    snprintf(path, sizeof path, "%s/%s", RADDINO_TEST_DATA, r->key);
+    return path;
+}
+
+static void sha256_hex(const void *data, size_t n, char hex[65])
+{
+    unsigned char d[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    ck_assert(ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(ctx, data, n) && EVP_DigestFinal_ex(ctx, d, &len));
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* 8-bit image as the references hash it: one byte per pixel for grey, RGB for colour. */
+static void image_hash(const raddino_image *img, bool colour, char hex[65])
+{
+    size_t n = (size_t)img->width * img->height;
+    if (colour) {
+        sha256_hex(img->rgb, n * 3, hex);
+        return;
+    }
+    uint8_t *grey = malloc(n);
+    bool grey_rgb = true;   /* one ck_assert, not one per pixel (each one is a write to a pipe) */
+    for (size_t i = 0; i < n; i++) {
+        grey_rgb &= img->rgb[3 * i] == img->rgb[3 * i + 1] && img->rgb[3 * i] == img->rgb[3 * i + 2];
+        grey[i] = img->rgb[3 * i];
+    }
+    ck_assert(grey_rgb);
+    sha256_hex(grey, n, hex);
+    free(grey);
+}
+
+static raddino_status load(const char *path, int window, int frame, raddino_image *img)
+{
+    raddino_load_options o;
+    memset(&o, 0, sizeof o);
+    o.window = window;
+    o.frame = frame;
+    return raddino_image_load_ex(path, &o, img);
+}
+
+/* ---- every file against its reference ---------------------------------------------------- */
+
+START_TEST(test_references)
+{
+    load_refs();
+    const ref_line *r = &refs[_i];
+    const char *path = ref_path(r);
+    if (!path) {
+        fprintf(stderr, "test_dicom: %s skipped (no ../shared/data)\n", r->key);
+        return;
+    }
+    bool colour = strcmp(r->grey, "-") == 0;
+    int frame = r->frames > 1 ? 1 : 0;
+
+    /* Grey levels after the Modality LUT. */
+    if (!colour) {
+        size_t size;
+        uint8_t *data = test_read_file(path, &size);
+        dicom_frame f;
+        raddino_status st = dicom_decode_frame(data, size, path, 0, frame - 1, &f);
+        ck_assert_msg(st.code == 0, "%s", st.message);
+        ck_assert_int_eq(f.header.rows, r->rows);
+        ck_assert_int_eq(f.header.columns, r->cols);
+        size_t n = (size_t)r->rows * r->cols;
+        double *grey = malloc(n * sizeof *grey);
+        st = dicom_grey_values(&f, path, grey, NULL);
+        ck_assert_msg(st.code == 0, "%s", st.message);
+        for (size_t i = 0; i < n; i++) {   /* the references hash little-endian float64 */
+            uint64_t bits;
+            memcpy(&bits, &grey[i], 8);
+            for (int b = 0; b < 8; b++) ((uint8_t *)&grey[i])[b] = (uint8_t)(bits >> (8 * b));
+        }
+        char hex[65];
+        sha256_hex(grey, n * sizeof *grey, hex);
+        ck_assert_msg(strcmp(hex, r->grey) == 0, "%s: grey levels differ from the reference",
+                      r->key);
+        free(grey);
+        dicom_frame_free(&f);
+        free(data);
+    }
+
+    /* The 8-bit image, min-max and --window auto. */
+    const int windows[2] = {RADDINO_WINDOW_MINMAX, RADDINO_WINDOW_AUTO};
+    const char *want[2] = {r->minmax, r->autow};
+    for (int w = 0; w < 2; w++) {
+        raddino_image img;
+        raddino_status st = load(path, windows[w], frame, &img);
+        ck_assert_msg(st.code == 0, "%s", st.message);
+        ck_assert_int_eq(img.width, r->cols);
+        ck_assert_int_eq(img.height, r->rows);
+        ck_assert_str_eq(img.format, "dicom");
+        char hex[65];
+        image_hash(&img, colour, hex);
+        ck_assert_msg(strcmp(hex, want[w]) == 0, "%s: 8-bit image (%s) differs from the reference",
+                      r->key, w ? "auto" : "minmax");
+        raddino_image_free(&img);
+    }
+
+    /* Metadata. */
+    raddino_dicom_info info;
+    raddino_status st = raddino_dicom_read_info(path, SALT, &info);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    ck_assert_str_eq(info.sop_instance_uid, r->sop);
+    ck_assert_str_eq(info.transfer_syntax_uid, r->ts);
+    ck_assert_str_eq(info.photometric_interpretation, r->pi);
+    ck_assert_str_eq(info.patient_key, strcmp(r->patient_key, "-") ? r->patient_key : "");
+    ck_assert_int_eq(info.rows, r->rows);
+    ck_assert_int_eq(info.columns, r->cols);
+    ck_assert_int_eq(info.frames, r->frames);
+}
+END_TEST
+
+/* ---- lossless twins ------------------------------------------------------------------------ */
+
+static preprocess_config rad_dino_preprocess(void)
+{
+    preprocess_config cfg;
+    raddino_status st =
+        config_load_preprocess(test_path("models/tiny/preprocessor_config.json"), &cfg);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    return cfg;
+}
+
+static uint8_t *crop_of(const preprocess_config *cfg, const char *path, int *w, int *h)
+{
+    raddino_image img;
+    raddino_status st = raddino_image_load(path, 0, &img);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    preprocess_output_size(cfg, img.width, img.height, w, h);
+    uint8_t *crop = malloc((size_t)*w * *h * 3);
+    st = preprocess_crop(cfg, &img, crop, *w, *h);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+    return crop;
+}
+
+START_TEST(test_lossless_twins)
+{
+    load_refs();
+    preprocess_config cfg = rad_dino_preprocess();
+    int groups_checked = 0;
+    for (int i = 0; i < n_refs; i++) {
+        if (!strcmp(refs[i].twin, "-")) continue;
+        int first;
+        for (first = 0; strcmp(refs[first].twin, refs[i].twin); first++) {}
+        if (first == i) continue;
+        const char *a_path = ref_path(&refs[first]);
+        if (!a_path) continue;
+        char a_copy[4096];
+        snprintf(a_copy, sizeof a_copy, "%s", a_path);
+        const char *b_path = ref_path(&refs[i]);
+        if (!b_path) continue;
+        ck_assert_str_eq(refs[i].grey, refs[first].grey);   /* the references agree */
+        int aw, ah, bw, bh;
+        uint8_t *a = crop_of(&cfg, a_copy, &aw, &ah);
+        uint8_t *b = crop_of(&cfg, b_path, &bw, &bh);
+        ck_assert_int_eq(aw, 518);
+        ck_assert_int_eq(ah, 518);
+        ck_assert_int_eq(bw, aw);
+        ck_assert_int_eq(bh, ah);
+        ck_assert_msg(memcmp(a, b, (size_t)aw * ah * 3) == 0, "%s and %s: crops differ",
+                      refs[first].key, refs[i].key);
+        free(a);
+        free(b);
+        groups_checked++;
+    }
+    ck_assert_int_ge(groups_checked, 6);   /* RG1q x3, 966q, RG2q x2 in the repository */
+}
+END_TEST
+
+/* ---- MONOCHROME1 --------------------------------------------------------------------------- */
+
+static double correlation(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    for (size_t i = 0; i < n; i++) {
+        sa += a[i], sb += b[i];
+        saa += (double)a[i] * a[i], sbb += (double)b[i] * b[i], sab += (double)a[i] * b[i];
+    }
+    double ca = saa - sa * sa / n, cb = sbb - sb * sb / n;
+    return (sab - sa * sb / n) / sqrt(ca * cb);
+}
+
+/* The 16-bit PNG of RG1 was stored flipped to MONOCHROME2 (bone white): the MONOCHROME1 DICOM
+ * must come out like it, not like its negative. Same for 966 (MONOCHROME1 + INVERSE), when the
+ * shared data is there. */
+START_TEST(test_monochrome1_bone_white)
+{
+    preprocess_config cfg = rad_dino_preprocess();
+    const char *pairs[2][2] = {
+        {"dicom/RG1_chest_q_ExplVRLE.dcm", "images/xray_rg1_chest_15bit.png"},
+        {"dicom/966_chest_q_ExplVRLE.dcm", "../../../shared/data/derived_png16/"
+                                           "966_chest_PA_DX_12bit_half.png"},
+    };
+    for (int p = 0; p < 2; p++) {
+        char png[4096];
+        snprintf(png, sizeof png, "%s", test_path("%s", pairs[p][1]));
+        FILE *f = fopen(png, "rb");
+        if (!f) {
+            fprintf(stderr, "test_dicom: %s skipped (no ../shared/data)\n", pairs[p][1]);
+            continue;
+        }
+        fclose(f);
+        int w1, h1, w2, h2;
+        uint8_t *a = crop_of(&cfg, test_path("%s", pairs[p][0]), &w1, &h1);
+        uint8_t *b = crop_of(&cfg, png, &w2, &h2);
+        ck_assert_int_eq(w1 * h1, w2 * h2);
+        double c = correlation(a, b, (size_t)w1 * h1 * 3);
+        ck_assert_msg(c > 0.9, "%s: correlation %.3f with its bone-white twin", pairs[p][0], c);
+        free(a);
+        free(b);
+    }
+}
+END_TEST
+
+/* ---- windows, frames ----------------------------------------------------------------------- */
+
+START_TEST(test_explicit_window)
+{
+    /* The synthetic file's own window is C 50, W 600 (LINEAR): the same numbers given
+     * explicitly give the same image; a different window gives another. */
+    const char *path = test_path("dicom/synthetic/signed12_rescale_padding.dcm");
+    raddino_image a, b, c;
+    ck_assert_int_eq(load(path, RADDINO_WINDOW_AUTO, 0, &a).code, 0);
+    raddino_load_options o;
+    memset(&o, 0, sizeof o);
+    o.window = RADDINO_WINDOW_EXPLICIT;
+    o.window_center = 50;
+    o.window_width = 600;
+    ck_assert_int_eq(raddino_image_load_ex(path, &o, &b).code, 0);
+    ck_assert_int_eq(memcmp(a.rgb, b.rgb, (size_t)a.width * a.height * 3), 0);
+    o.window_width = 1;     /* a threshold at 50 */
+    ck_assert_int_eq(raddino_image_load_ex(path, &o, &c).code, 0);
+    bool binary = true;
+    for (int i = 0; i < c.width * c.height; i++) binary &= c.rgb[3 * i] == 0 || c.rgb[3 * i] == 255;
+    ck_assert(binary);
+    ck_assert(memcmp(a.rgb, c.rgb, (size_t)a.width * a.height * 3) != 0);
+    /* Padding (the first two rows) is black whatever the window. */
+    for (int i = 0; i < 2 * a.width; i++) ck_assert_int_eq(a.rgb[3 * i], 0);
+    raddino_image_free(&a);
+    raddino_image_free(&b);
+    raddino_image_free(&c);
+    o.window_width = 0.5;
+    ck_assert_int_eq(raddino_image_load_ex(path, &o, &c).code, RADDINO_ERR_ARGUMENT);
+}
+END_TEST
+
+START_TEST(test_multi_frame)
+{
+    const char *path = test_path("dicom/synthetic/two_frames.dcm");
+    raddino_image img, f1, f2;
+    raddino_status st = raddino_image_load(path, 0, &img);
+    ck_assert_int_eq(st.code, RADDINO_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(st.message, "2 frames") && strstr(st.message, path), "%s", st.message);
+    ck_assert_int_eq(load(path, 0, 1, &f1).code, 0);
+    ck_assert_int_eq(load(path, 0, 2, &f2).code, 0);
+    /* Frame 2 is the negative of frame 1. */
+    bool negative = true;
+    for (int i = 0; i < f1.width * f1.height * 3; i++) negative &= f1.rgb[i] == 255 - f2.rgb[i];
+    ck_assert(negative);
+    raddino_image_free(&f1);
+    raddino_image_free(&f2);
+    st = load(path, 0, 3, &img);
+    ck_assert_int_eq(st.code, RADDINO_ERR_ARGUMENT);
+    ck_assert_msg(strstr(st.message, "frame 3"), "%s", st.message);
+}
+END_TEST
+
+START_TEST(test_info)
+{
+    raddino_dicom_info info;
+    const char *path = test_path("dicom/966_chest_q_ExplVRLE.dcm");
+    ck_assert_int_eq(raddino_dicom_read_info(path, SALT, &info).code, 0);
+    ck_assert_str_eq(info.modality, "DX");
+    ck_assert_str_eq(info.view_position, "PA");
+    ck_assert_str_eq(info.body_part_examined, "CHEST");
+    ck_assert(fabs(info.pixel_spacing[0] - 0.64) < 1e-9 && fabs(info.pixel_spacing[1] - 0.64) < 1e-9);
+    ck_assert(info.study_instance_uid[0] && info.series_instance_uid[0]);
+    ck_assert_int_eq(strlen(info.patient_key), 64);
+    /* No salt: no key; empty salt: refused; another salt: another key. */
+    char key[65];
+    memcpy(key, info.patient_key, sizeof key);
+    ck_assert_int_eq(raddino_dicom_read_info(path, NULL, &info).code, 0);
+    ck_assert_str_eq(info.patient_key, "");
+    ck_assert_int_eq(raddino_dicom_read_info(path, "", &info).code, RADDINO_ERR_ARGUMENT);
+    ck_assert_int_eq(raddino_dicom_read_info(path, "other", &info).code, 0);
+    ck_assert_str_ne(info.patient_key, key);
+    /* The plain ID appears nowhere in the struct. */
+    ck_assert_ptr_null(memmem(&info, sizeof info, "2010101610-1", 12));
+    /* Not DICOM. */
+    raddino_status st = raddino_dicom_read_info(test_path("images/gray8_14x14.png"), SALT, &info);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+}
+END_TEST
+
+/* ---- malformed files ----------------------------------------------------------------------- */
+
+/* Offset of a tag's explicit-VR element header in the data set, or -1. */
+static long find_tag(const uint8_t *d, size_t n, uint16_t group, uint16_t element)
+{
+    uint8_t pat[4] = {(uint8_t)group, (uint8_t)(group >> 8), (uint8_t)element,
+                      (uint8_t)(element >> 8)};
+    for (size_t i = 132; i + 8 <= n; i++)
+        if (!memcmp(d + i, pat, 4)) return (long)i;
+    return -1;
+}
+
+static raddino_status load_bytes(const uint8_t *d, size_t n, raddino_image *img)
+{
+    const char *p = test_write_temp(d, n, ".dcm");
+    return raddino_image_load(p, 0, img);
+}
+
+static void expect_error(const uint8_t *d, size_t n, int code, const char *what)
+{
+    raddino_image img;
+    raddino_status st = load_bytes(d, n, &img);
+    ck_assert_msg(st.code != 0, "%s: accepted", what);
+    if (code) ck_assert_msg(st.code == code, "%s: code %d (%s)", what, st.code, st.message);
+    ck_assert_msg(strlen(st.message) > 10 && !strchr(st.message, '\n'), "%s: '%s'", what,
+                  st.message);
+    ck_assert_ptr_null(img.rgb);
+}
+
+START_TEST(test_malformed)
+{
+    const char *names[] = {"dicom/RG1_chest_q_ExplVRLE.dcm", "dicom/RG2_hip_q_JLSL.dcm",
+                           "dicom/RG2_hip_q_J2KR.dcm", "dicom/RG1_chest_q_RLE.dcm",
+                           "dicom/RG2_JPLY_fixed.dcm", "dicom/RG1_chest_q_JPEGLossless_P14_SV6.dcm"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        size_t n;
+        uint8_t *orig = test_read_file(test_path("%s", names[k]), &n);
+        uint8_t *d = malloc(n);
+        long px = find_tag(orig, n, 0x7fe0, 0x0010);
+        ck_assert_int_gt(px, 0);
+
+        /* Truncated: in the header, just after the pixel data tag, halfway through pixels. */
+        size_t cuts[] = {140, 300, (size_t)px + 6, (size_t)px + 40, px + (n - px) / 2, n - 3};
+        for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++)
+            expect_error(orig, cuts[c], 0, "truncated");
+
+        /* Missing pixel data: the file ends before its tag. */
+        expect_error(orig, (size_t)px, RADDINO_ERR_FORMAT, "no pixel data");
+
+        /* Huge Rows x Columns: refused by the pixel cap before decoding. */
+        memcpy(d, orig, n);
+        long rows = find_tag(d, n, 0x0028, 0x0010), cols = find_tag(d, n, 0x0028, 0x0011);
+        ck_assert(rows > 0 && cols > 0);
+        d[rows + 8] = d[rows + 9] = d[cols + 8] = d[cols + 9] = 0xFF;
+        expect_error(d, n, RADDINO_ERR_TOO_LARGE, "huge size");
+        /* Zero rows. */
+        memcpy(d, orig, n);
+        d[rows + 8] = d[rows + 9] = 0;
+        expect_error(d, n, 0, "zero rows");
+        /* Rows that disagree with the pixel data. */
+        memcpy(d, orig, n);
+        d[rows + 8] ^= 0x10;
+        if (d[px + 4] == 'O' && !(d[px + 8] == 0xFF && d[px + 9] == 0xFF)) {
+            expect_error(d, n, 0, "native: rows beyond the pixel data");
+        } else {    /* a codec may decode what its stream holds: an error or an image */
+            raddino_image img;
+            if (load_bytes(d, n, &img).code == 0) raddino_image_free(&img);
+        }
+
+        /* Lying lengths: the pixel data's (native) and the Rows element's. */
+        memcpy(d, orig, n);
+        if (d[px + 4] == 'O' && !(d[px + 8] == 0xFF && d[px + 9] == 0xFF)) {
+            d[px + 8] = 0xF0, d[px + 9] = 0xFF, d[px + 10] = 0xFF, d[px + 11] = 0x7F;
+            expect_error(d, n, 0, "pixel data length");
+        }
+        memcpy(d, orig, n);
+        d[rows + 6] = 0xF0, d[rows + 7] = 0x7F;
+        expect_error(d, n, 0, "rows length");
+
+        /* Corrupted compressed stream (bytes inside the pixel data flipped): an error or an
+         * image, never a crash. */
+        memcpy(d, orig, n);
+        for (size_t i = (size_t)px + 60; i < n; i += 97) d[i] ^= 0x5A;
+        raddino_image img;
+        raddino_status st = load_bytes(d, n, &img);
+        if (st.code == 0) raddino_image_free(&img);
+        free(d);
+        free(orig);
+    }
+    /* DICM marker and nothing else. */
+    uint8_t tiny[132] = {0};
+    memcpy(tiny + 128, "DICM", 4);
+    expect_error(tiny, sizeof tiny, 0, "empty data set");
+}
+END_TEST
+
+START_TEST(test_sniff_by_content)
+{
+    /* A DICOM file named .png is still read as DICOM. */
+    size_t n;
+    uint8_t *d = test_read_file(test_path("dicom/dx_image.dcm"), &n);
+    raddino_image img;
+    raddino_status st = raddino_image_load(test_write_temp(d, n, ".png"), 0, &img);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    ck_assert_str_eq(img.format, "dicom");
+    ck_assert_int_eq(img.width, 211);
+    raddino_image_free(&img);
+    st = raddino_image_load_memory(d, n, "mem", 0, &img);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+    free(d);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *test, int loop_end)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, 300);
+    if (loop_end) tcase_add_loop_test(tc, test, 0, loop_end);
+    else tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+static Suite *dicom_suite(void)
+{
+    Suite *s = suite_create("dicom");
+    add_case(s, "references", test_references, n_refs);
+    add_case(s, "twins", test_lossless_twins, 0);
+    add_case(s, "monochrome1", test_monochrome1_bone_white, 0);
+    add_case(s, "window", test_explicit_window, 0);
+    add_case(s, "frames", test_multi_frame, 0);
+    add_case(s, "info", test_info, 0);
+    add_case(s, "malformed", test_malformed, 0);
+    add_case(s, "sniff", test_sniff_by_content, 0);
+    return s;
+}
+
+int main(void)
+{
+    if (!read_refs()) {
+        fprintf(stderr, "test_dicom: cannot read %s\n", test_path("dicom/refs.tsv"));
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(dicom_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,314 @@
+#!/usr/bin/python3
+"""Makes the DICOM test data and reference values of tests/test_dicom.c.
+
+Run once from the repository root, with Debian's python3 (not a virtualenv):
+    /usr/bin/python3 tests/tools/make_dicom_refs.py
+Needs Debian bookworm python3-pydicom, python3-gdcm, python3-numpy. Not needed by the tests.
+
+1. Writes small files into tests/data/dicom/:
+   - RG2_hip_q_J2KR.dcm, RG2_hip_q_JLSL.dcm: GDCM re-encodings (JPEG 2000 lossless, JPEG-LS
+     lossless) of RG2_hip_q_ExplVRLE.dcm, so that every lossless family has an in-repo twin;
+   - synthetic/*.dcm: tiny made-up images for the cases the real files lack (signed pixels with
+     Bits Stored 12, rescale and padding; VOI LUT; MONOCHROME2 + INVERSE; RGB planar; YBR_FULL;
+     two frames).
+2. Writes tests/data/dicom/refs.tsv, one line per DICOM file (the in-repo ones and those of
+   ../shared/data when present), with:
+   - grey_sha256: SHA-256 of the grey levels as little-endian float64, row-major: pixels decoded
+     by pydicom with its GDCM handler, bits above Bits Stored dropped (sign-extended when signed),
+     then pydicom's apply_modality_lut;
+   - minmax_sha256 / auto_sha256: SHA-256 of the 8-bit image (one byte per pixel; for colour,
+     R G B interleaved) with min-max and with --window auto, by the rules of
+     encoder/dicom_pixels.c written again here in numpy;
+   - the 8-bit mean, the twin group (lossless files of one group must decode identically), the
+     patient key for the salt "raddino-test-salt", the SOP Instance UID.
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+import pydicom
+import pydicom.config
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.pixel_data_handlers import gdcm_handler, numpy_handler, rle_handler
+from pydicom.pixel_data_handlers.util import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import gdcm
+
+# GDCM first (JPEG, JPEG-LS, JPEG 2000); pydicom's own RLE and native decoders for the rest.
+pydicom.config.pixel_data_handlers = [gdcm_handler, rle_handler, numpy_handler]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, 'tests', 'data', 'dicom')
+SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+SALT = 'raddino-test-salt'
+
+# Lossless files that must decode to the same grey levels.
+TWINS = {
+    'RG1_chest_q_ExplVRLE.dcm': 'RG1q', 'RG1_chest_q_ImplVRLE.dcm': 'RG1q',
+    'RG1_chest_q_RLE.dcm': 'RG1q', 'RG1_chest_q_JPEGLossless_P14_SV6.dcm': 'RG1q',
+    '966_chest_q_ExplVRLE.dcm': '966q', '966_chest_q_RLE.dcm': '966q',
+    'RG2_hip_q_ExplVRLE.dcm': 'RG2q', 'RG2_hip_q_J2KR.dcm': 'RG2q', 'RG2_hip_q_JLSL.dcm': 'RG2q',
+    'RG2_JLSL.dcm': 'RG2', 'RG2_JPLL.dcm': 'RG2',
+}
+
+
+def reencode(src, dst, syntax):
+    reader = gdcm.ImageReader()
+    reader.SetFileName(src)
+    assert reader.Read(), src
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
+    change.SetInput(reader.GetImage())
+    assert change.Change(), dst
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(dst)
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write(), dst
+
+
+def new_dataset(path, rows, cols, pi, bits_alloc, bits_stored, signed, spp=1):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.1.1'     # DX for presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[path])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(path, {}, file_meta=meta, preamble=b'\0' * 128)
+    ds.is_little_endian = True
+    ds.is_implicit_VR = False
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[path, 'study'])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[path, 'series'])
+    ds.Modality = 'DX'
+    ds.PatientID = ' SYNTH-1 '
+    ds.PatientName = 'Synthetic^Image'
+    ds.ViewPosition = 'PA'
+    ds.BodyPartExamined = 'CHEST'
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = spp
+    ds.PhotometricInterpretation = pi
+    ds.BitsAllocated = bits_alloc
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if spp == 3:
+        ds.PlanarConfiguration = 0
+    return ds
+
+
+def save(ds, array, path):
+    ds.PixelData = array.tobytes()
+    ds['PixelData'].VR = 'OB' if ds.BitsAllocated == 8 else 'OW'
+    ds.save_as(path, write_like_original=False)
+
+
+def make_synthetic():
+    out = os.path.join(DATA, 'synthetic')
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:24, 0:20]
+    ramp = (xx * 37 + yy * 11).astype(np.int64)
+
+    # Signed, 12 of 16 bits, rescale, padding -2048 in a border, junk in the 4 high bits.
+    p = os.path.join(out, 'signed12_rescale_padding.dcm')
+    ds = new_dataset(p, 24, 20, 'MONOCHROME2', 16, 12, True)
+    v = (ramp * 3 - 900).clip(-2000, 2047)
+    v[:2, :] = -2048
+    v[:, -1] = -2048
+    raw = (v & 0xFFF) | (rng.integers(0, 16, v.shape) << 12)   # high bits not part of the value
+    ds.RescaleSlope = '0.5'
+    ds.RescaleIntercept = '-100'
+    ds.PixelPaddingValue = -2048
+    ds['PixelPaddingValue'].VR = 'SS'
+    ds.WindowCenter = '50'
+    ds.WindowWidth = '600'
+    save(ds, raw.astype(np.uint16), p)
+
+    # Unsigned 10 bits, MONOCHROME1 with padding range, VOI LUT and no window.
+    p = os.path.join(out, 'mono1_voilut_padding_range.dcm')
+    ds = new_dataset(p, 24, 20, 'MONOCHROME1', 16, 10, False)
+    v = (ramp % 1024).astype(np.uint16)
+    v[-3:, :] = 1020 + (xx[-3:, :] % 4)       # padding 1020..1023
+    ds.PixelPaddingValue = 1020
+    ds.PixelPaddingRangeLimit = 1023
+    item = Dataset()
+    item.LUTDescriptor = [512, 100, 12]
+    item['LUTDescriptor'].VR = 'US'
+    item.LUTData = [int(4095 * (i / 511) ** 0.5) for i in range(512)]
+    item['LUTData'].VR = 'OW'
+    item.LUTData = np.array(item.LUTData, dtype='<u2').tobytes()
+    ds.VOILUTSequence = [item]
+    save(ds, v, p)
+
+    # MONOCHROME2 + INVERSE: inverted by the shape.
+    p = os.path.join(out, 'mono2_inverse.dcm')
+    ds = new_dataset(p, 24, 20, 'MONOCHROME2', 8, 8, False)
+    ds.PresentationLUTShape = 'INVERSE'
+    save(ds, (ramp % 256).astype(np.uint8), p)
+
+    # RGB, planar configuration 1.
+    p = os.path.join(out, 'rgb_planar.dcm')
+    ds = new_dataset(p, 24, 20, 'RGB', 8, 8, False, spp=3)
+    ds.PlanarConfiguration = 1
+    planes = np.stack([ramp % 256, (ramp * 3) % 256, 255 - ramp % 256]).astype(np.uint8)
+    save(ds, planes, p)
+
+    # YBR_FULL, interleaved.
+    p = os.path.join(out, 'ybr_full.dcm')
+    ds = new_dataset(p, 24, 20, 'YBR_FULL', 8, 8, False, spp=3)
+    ybr = np.stack([ramp % 256, 128 + (xx - 10) * 5, 128 + (yy - 12) * 4], axis=-1)
+    save(ds, ybr.astype(np.uint8), p)
+
+    # Two frames.
+    p = os.path.join(out, 'two_frames.dcm')
+    ds = new_dataset(p, 24, 20, 'MONOCHROME2', 8, 8, False)
+    ds.NumberOfFrames = 2
+    save(ds, np.stack([ramp % 256, 255 - ramp % 256]).astype(np.uint8), p)
+
+
+# ---- the rules of encoder/dicom_pixels.c ----
+
+def stored_values(ds, arr):
+    bits_alloc, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
+    high_bit = int(ds.get('HighBit', bits_stored - 1))
+    raw = arr.astype(np.int64) & ((1 << bits_alloc) - 1)
+    v = (raw >> (high_bit + 1 - bits_stored)) & ((1 << bits_stored) - 1)
+    if int(ds.PixelRepresentation) == 1:
+        v = np.where(v >> (bits_stored - 1) & 1, v - (1 << bits_stored), v)
+    return v
+
+
+def padding_mask(ds, stored):
+    if 'PixelPaddingValue' not in ds:
+        return np.zeros(stored.shape, bool)
+    pv = int(ds.PixelPaddingValue)
+    if 'PixelPaddingRangeLimit' in ds:
+        lo, hi = sorted((pv, int(ds.PixelPaddingRangeLimit)))
+        return (stored >= lo) & (stored <= hi)
+    return stored == pv
+
+
+def round_u8(y):
+    return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+
+
+def to_u8(ds, grey, pad, auto):
+    pi = ds.PhotometricInterpretation
+    invert = pi == 'MONOCHROME1' or (pi == 'MONOCHROME2' and
+                                     ds.get('PresentationLUTShape', '') == 'INVERSE')
+    kind = 'minmax'
+    if auto and 'WindowCenter' in ds and 'WindowWidth' in ds:
+        c = ds.WindowCenter
+        w = ds.WindowWidth
+        c = float(c[0] if isinstance(c, pydicom.multival.MultiValue) else c)
+        w = float(w[0] if isinstance(w, pydicom.multival.MultiValue) else w)
+        fn = ds.get('VOILUTFunction', 'LINEAR') or 'LINEAR'
+        assert fn == 'LINEAR' and w >= 1
+        kind = 'linear'
+    elif auto and 'VOILUTSequence' in ds:
+        kind = 'table'
+    if kind == 'linear':
+        lo_edge, hi_edge = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+        with np.errstate(divide='ignore', invalid='ignore'):
+            mid = ((grey - (c - 0.5)) / (w - 1) + 0.5) * 255.0 + 0.0
+        y = np.where(grey <= lo_edge, 0.0, np.where(grey > hi_edge, 255.0, mid))
+        out = round_u8(255 - y if invert else y)
+        return np.where(pad, 0, out).astype(np.uint8)
+    if kind == 'table':
+        item = ds.VOILUTSequence[0]
+        n, first, bits = [int(x) for x in item.LUTDescriptor]
+        n = n or 65536
+        lut = np.frombuffer(item.LUTData if isinstance(item.LUTData, bytes)
+                            else np.array(item.LUTData, '<u2').tobytes(), '<u2')[:n]
+        idx = np.clip(np.floor(grey).astype(np.int64) - first, 0, n - 1)
+        y = np.minimum(lut[idx].astype(np.float64) * 255.0 / float((1 << bits) - 1), 255)
+        out = round_u8(255 - y if invert else y)
+        return np.where(pad, 0, out).astype(np.uint8)
+    sign = -1.0 if invert else 1.0
+    g = sign * grey
+    if (~pad).any():
+        lo, hi = g[~pad].min(), g[~pad].max()
+    else:
+        lo, hi = np.inf, -np.inf
+    rng = hi - lo
+    if not rng > 0:
+        return np.zeros(grey.shape, np.uint8)
+    out = np.floor((g - lo) * 255.0 / rng + 0.5).astype(np.uint8)
+    return np.where(pad, 0, out).astype(np.uint8)
+
+
+def ybr_to_rgb(ybr):
+    y, cb, cr = [ybr[..., i].astype(np.float64) for i in range(3)]
+    r = y + 1.402 * (cr - 128)
+    g = y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128)
+    b = y + 1.772 * (cb - 128)
+    return np.stack([round_u8(r), round_u8(g), round_u8(b)], axis=-1)
+
+
+def sha(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def patient_key(ds):
+    pid = str(ds.get('PatientID', '')).strip(' ')
+    if not pid:
+        return '-'
+    return hashlib.sha256(SALT.encode() + b'\0' + pid.encode()).hexdigest()
+
+
+def reference(path):
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if int(ds.get('NumberOfFrames', 1) or 1) > 1:
+        arr = arr[0]
+    if int(ds.SamplesPerPixel) == 3:
+        # pydicom's GDCM handler returns RGB for JPEG YBR; native data as stored.
+        a = arr.astype(np.uint8)
+        u8 = ybr_to_rgb(a) if ds.PhotometricInterpretation == 'YBR_FULL' else a
+        return '-', sha(u8), sha(u8), u8.mean()
+    stored = stored_values(ds, arr)
+    grey = np.asarray(apply_modality_lut(stored, ds), dtype='<f8')
+    pad = padding_mask(ds, stored)
+    mm = to_u8(ds, grey, pad, auto=False)
+    au = to_u8(ds, grey, pad, auto=True)
+    return sha(grey), sha(mm), sha(au), mm.mean()
+
+
+def main():
+    rg2 = os.path.join(DATA, 'RG2_hip_q_ExplVRLE.dcm')
+    reencode(rg2, os.path.join(DATA, 'RG2_hip_q_J2KR.dcm'), gdcm.TransferSyntax.JPEG2000Lossless)
+    reencode(rg2, os.path.join(DATA, 'RG2_hip_q_JLSL.dcm'), gdcm.TransferSyntax.JPEGLSLossless)
+    make_synthetic()
+
+    files = []
+    for base, prefix in ((DATA, 'dicom/'), (os.path.join(DATA, 'synthetic'), 'dicom/synthetic/')):
+        files += [(prefix + f, os.path.join(base, f))
+                  for f in sorted(os.listdir(base)) if f.endswith('.dcm')]
+    if os.path.isdir(SHARED):
+        local = {os.path.basename(k) for k, _ in files}
+        for sub in sorted(os.listdir(SHARED)):
+            d = os.path.join(SHARED, sub)
+            if not sub.startswith(('dicom_', 'derived_dicom')) or not os.path.isdir(d):
+                continue
+            files += [('shared/' + sub + '/' + f, os.path.join(d, f))
+                      for f in sorted(os.listdir(d)) if f.endswith('.dcm') and f not in local]
+    lines = ['# key\trows\tcols\tframes\tgrey_sha256\tminmax_sha256\tauto_sha256\tmean\ttwin\t'
+             'patient_key\tsop_instance_uid\ttransfer_syntax\tphotometric']
+    for key, path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        grey, mm, au, mean = reference(path)
+        twin = TWINS.get(os.path.basename(path), '-')
+        lines.append('\t'.join([key, str(ds.Rows), str(ds.Columns),
+                                str(int(ds.get('NumberOfFrames', 1) or 1)), grey, mm, au,
+                                '%.4f' % mean, twin, patient_key(ds), str(ds.SOPInstanceUID),
+                                str(ds.file_meta.TransferSyntaxUID),
+                                str(ds.PhotometricInterpretation)]))
+        print(key, file=sys.stderr)
+    with open(os.path.join(DATA, 'refs.tsv'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+if __name__ == '__main__':
+    main()
