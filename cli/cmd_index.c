@@ -33,7 +33,9 @@ static const char index_usage[] =
     "read; a file whose content is already stored (renamed, copied) reuses its vector; changed\n"
     "files are embedded again; files that cannot be decoded are recorded as failed, with the\n"
     "reason. Images are recognised by content; names starting with '.' are skipped inside\n"
-    "folders; symbolic links are followed, each folder once.\n"
+    "folders; symbolic links are followed, each folder once. DICOM files are decoded with\n"
+    "--window and their metadata (UIDs, modality, view, a salted patient key) is stored;\n"
+    "multi-frame DICOM files are recorded as failed.\n"
     "\n"
     "options:\n"
     CLI_DB_HELP
