@@ -42,6 +42,8 @@
  *               ID: the same patient has the same key within one database, and different keys
  *               in two). Absent attributes are NULL. Never the plain Patient ID or name.
  *               A table of its own, not columns of images: PNG/JPEG rows stay narrow.
+ *               The upgrade from schema 1 sets the size of failed DICOM rows to -1 (schema 1
+ *               could not decode DICOM), so the next index run reads those files again.
  *
  * Migrations are an ordered list of SQL steps in store.c; opening for writing applies the
  * missing ones in one transaction. A read-only store refuses a schema it does not know.

@@ -94,7 +94,10 @@ static const char *const migrations[] = {
     "  patient_key TEXT);"
     "CREATE INDEX dicom_sop ON dicom(sop_instance_uid);"
     "CREATE INDEX dicom_study ON dicom(study_instance_uid);"
-    "CREATE INDEX dicom_patient ON dicom(patient_key);",
+    "CREATE INDEX dicom_patient ON dicom(patient_key);"
+    /* Schema 1 could not decode DICOM and recorded every such file as failed. Size -1 matches
+     * no file, so the next index run reads them again instead of skipping them as unchanged. */
+    "UPDATE images SET size = -1 WHERE status = 'failed' AND format = 'dicom';",
 };
 /* Bytes of the per-database patient key salt (see ensure_salt). */
 #define SALT_BYTES 32
