@@ -33,7 +33,9 @@ static const char index_usage[] =
     "read; a file whose content is already stored (renamed, copied) reuses its vector; changed\n"
     "files are embedded again; files that cannot be decoded are recorded as failed, with the\n"
     "reason. Images are recognised by content; names starting with '.' are skipped inside\n"
-    "folders; symbolic links are followed, each folder once.\n"
+    "folders; symbolic links are followed, each folder once. DICOM files are decoded with\n"
+    "--window and their metadata (UIDs, modality, view, a salted patient key) is stored;\n"
+    "multi-frame DICOM files are recorded as failed.\n"
     "\n"
     "options:\n"
     CLI_DB_HELP
@@ -76,7 +78,8 @@ typedef struct {
     raddino_store *store;
     raddino_encoder *enc;
     raddino_model_info info;
-    uint64_t max_pixels;
+    index_decode_options decode;    /* pixel cap, --window, the store's patient key salt */
+    char salt[65];
     int64_t run_id;
     raddino_store_counts counts;
     int64_t ignored;
@@ -251,11 +254,34 @@ static void repository_from_path(const char *dir, char *repo, size_t repo_cap, c
     snprintf(rev, rev_cap, "%.*s", r_end ? (int)(r_end - r) : (int)strlen(r), r);
 }
 
+/* --window changes the grey levels of DICOM files, so it is part of what made their vectors:
+ * a window other than the default min-max is added to the model's JSON, and a collection made
+ * with another window is refused like another model. The default adds nothing, so databases
+ * made before DICOM support keep their model row. */
+static raddino_status add_window(const cli_model_options *m, char *json, size_t cap)
+{
+    raddino_status st = {RADDINO_OK, ""};
+    if (m->window == RADDINO_WINDOW_MINMAX) return st;
+    size_t len = strlen(json);
+    if (len == 0 || json[len - 1] != '}') return st;
+    int n = m->window == RADDINO_WINDOW_AUTO
+                ? snprintf(json + len - 1, cap - len + 1, ", \"dicom_window\": \"auto\"}")
+                : snprintf(json + len - 1, cap - len + 1,
+                           ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
+                           m->window_center, m->window_width);
+    if (n < 0 || (size_t)n >= cap - len + 1) {
+        st.code = RADDINO_ERR_ARGUMENT;
+        snprintf(st.message, sizeof st.message, "model description too long");
+    }
+    return st;
+}
+
 static int use_model(indexer *x)
 {
     char sha[65], json[4096], repo[256], rev[128];
     raddino_status st = cli_file_sha256(x->info.weights_path, sha);
     if (!st.code) st = raddino_store_model_json(&x->info, json, sizeof json);
+    if (!st.code) st = add_window(&x->o->model, json, sizeof json);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
@@ -364,6 +390,7 @@ static void row_from(const index_file *f, const index_item *item, raddino_store_
     row->format = item->format;
     row->width = item->width;
     row->height = item->height;
+    row->dicom = item->has_dicom ? &item->dicom : NULL;
 }
 
 static raddino_status record_failure(indexer *x, const index_file *f, const index_item *item,
@@ -411,16 +438,22 @@ static raddino_status store_vector(indexer *x, const index_file *f, index_item *
     row.status = RADDINO_IMAGE_OK;
     row.embedded_at = unix_now();
     if (found) {
-        /* Same bytes as a stored image: its vector, without the encoder. */
+        /* Same bytes as a stored image: its vector, and its DICOM metadata (same bytes, same
+         * database salt: the same row), without the decoder or the encoder. */
         row.width = source.width;
         row.height = source.height;
         row.format = source.format;
+        raddino_dicom_info dicom;
+        int has_dicom = 0;
+        if (!item->has_dicom) st = raddino_store_get_dicom(x->store, source.id, &dicom, &has_dicom);
+        if (st.code) return st;
+        if (has_dicom) row.dicom = &dicom;
         x->counts.reused++;
         return raddino_store_put_image(x->store, &row, x->cls, NULL);
     }
     if (item->state == ITEM_KNOWN_HASH) {
         /* The stored copy went away during this run: decode after all. */
-        index_item_load(x->enc, x->max_pixels, f->path, NULL, item);
+        index_item_load(x->enc, &x->decode, f->path, NULL, item);
         if (item->state != ITEM_READY)
             return item->state == ITEM_FAILED ? record_failure(x, f, item, item->reason)
                                               : raddino_store_remove_path(x->store, f->path,
@@ -466,7 +499,7 @@ static int embed_files(indexer *x, const index_walk *w, const size_t *todo,
                        const index_hash_set *known)
 {
     index_pipeline *p;
-    raddino_status st = index_pipeline_start(x->enc, x->max_pixels, w->files, todo, x->n_todo,
+    raddino_status st = index_pipeline_start(x->enc, &x->decode, w->files, todo, x->n_todo,
                                              x->o->jobs, known, &p);
     if (st.code) {
         cli_status_error(&st);
@@ -611,7 +644,13 @@ static int open_all(indexer *x)
         return EXIT_INPUT_FAILED;
     }
     raddino_encoder_info(x->enc, &x->info);
-    x->max_pixels = x->o->model.max_pixels ? x->o->model.max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
+    st = raddino_store_dicom_salt(x->store, x->salt);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    x->decode.load = cli_load_options(&x->o->model);
+    x->decode.salt = x->salt;
     size_t tokens = x->info.tokens > 0 ? (size_t)x->info.tokens : 1;
     x->cls = malloc((size_t)x->info.hidden * sizeof(float));
     x->tokens = malloc(tokens * (size_t)x->info.hidden * sizeof(float));

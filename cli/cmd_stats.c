@@ -9,15 +9,19 @@
 static const char stats_usage[] =
     "usage: raddino stats [--db FILE] [--json]\n"
     "\n"
-    "Summarises a database: images by status (and the commonest failure reasons), the model\n"
-    "and dimension of its vectors, the embeddings generation, and the last run.\n"
+    "Summarises a database: images by status (and the commonest failure reasons), DICOM files\n"
+    "by modality, the model and dimension of its vectors, the embeddings generation, and the\n"
+    "last run.\n"
     "\n"
     "options:\n"
     CLI_DB_HELP
-    "  --json             one JSON object: images, ok, failed, vectors, dim, models, ...\n"
+    "  --json             one JSON object: images, ok, failed, vectors, dim, models, dicom,\n"
+    "                     modalities ({\"CR\": N, ...}), ...\n"
     "  -h, --help         this help\n";
 
 #define MAX_REASONS 10
+/* Modalities listed (most frequent first); the rest are counted together. */
+#define MAX_MODALITIES 32
 
 typedef struct {
     const char *reasons[MAX_REASONS];
@@ -33,6 +37,24 @@ static void collect_reason(void *user, const char *reason, int64_t count)
     snprintf(r->text[r->n], sizeof r->text[r->n], "%s", reason);
     r->reasons[r->n] = r->text[r->n];
     r->counts[r->n++] = count;
+}
+
+typedef struct {
+    char names[MAX_MODALITIES][40];
+    int64_t counts[MAX_MODALITIES];
+    int n;
+    int64_t others;         /* images of the modalities past MAX_MODALITIES */
+} modality_list;
+
+static void collect_modality(void *user, const char *modality, int64_t count)
+{
+    modality_list *m = user;
+    if (m->n == MAX_MODALITIES) {
+        m->others += count;
+        return;
+    }
+    snprintf(m->names[m->n], sizeof m->names[m->n], "%s", modality);
+    m->counts[m->n++] = count;
 }
 
 static void format_time(double t, char *out, size_t cap)
@@ -51,7 +73,8 @@ static void print_counts_json(const raddino_store_counts *c)
            (long long)c->unchanged, (long long)c->failed, (long long)c->removed);
 }
 
-static void print_json(const char *path, const raddino_store_stats *s, const reason_list *r)
+static void print_json(const char *path, const raddino_store_stats *s, const reason_list *r,
+                       const modality_list *m)
 {
     fputs("{\"database\": ", stdout);
     cli_json_string(stdout, path);
@@ -69,7 +92,13 @@ static void print_json(const char *path, const raddino_store_stats *s, const rea
         else fputs("null", stdout);
         printf(", \"dim\": %d, \"vectors\": %lld}", s->dim, (long long)s->vectors);
     }
-    fputs("], \"failure_reasons\": [", stdout);
+    printf("], \"dicom\": %lld, \"modalities\": {", (long long)s->dicom);
+    for (int i = 0; i < m->n; i++) {
+        if (i) fputs(", ", stdout);
+        cli_json_string(stdout, m->names[i]);
+        printf(": %lld", (long long)m->counts[i]);
+    }
+    fputs("}, \"failure_reasons\": [", stdout);
     for (int i = 0; i < r->n; i++) {
         fputs(i ? ", {\"reason\": " : "{\"reason\": ", stdout);
         cli_json_string(stdout, r->reasons[i]);
@@ -92,7 +121,8 @@ static void print_json(const char *path, const raddino_store_stats *s, const rea
            s->run_wall_seconds);
 }
 
-static void print_text(const char *path, const raddino_store_stats *s, const reason_list *r)
+static void print_text(const char *path, const raddino_store_stats *s, const reason_list *r,
+                       const modality_list *m)
 {
     printf("database:   %s (schema %d, generation %lld)\n", path, s->schema,
            (long long)s->generation);
@@ -100,6 +130,14 @@ static void print_text(const char *path, const raddino_store_stats *s, const rea
            (long long)s->failed);
     for (int i = 0; i < r->n; i++)
         printf("  %8lld  %s\n", (long long)r->counts[i], r->reasons[i]);
+    if (s->dicom) {
+        printf("dicom:      %lld:", (long long)s->dicom);
+        for (int i = 0; i < m->n; i++)
+            printf("%s %lld %s", i ? "," : "", (long long)m->counts[i],
+                   m->names[i][0] ? m->names[i] : "(no modality)");
+        if (m->others) printf(", %lld other", (long long)m->others);
+        putchar('\n');
+    }
     if (s->model_id) {
         printf("vectors:    %lld x %d float32\n", (long long)s->vectors, s->dim);
         printf("model:      weights sha256 %s", s->weights_sha256);
@@ -154,16 +192,19 @@ int cmd_stats(int argc, char **argv)
     raddino_store_stats s;
     reason_list reasons;
     memset(&reasons, 0, sizeof reasons);
+    modality_list modalities;
+    memset(&modalities, 0, sizeof modalities);
     if (!st.code) st = raddino_store_read_begin(db);
     if (!st.code) st = raddino_store_get_stats(db, &s);
     if (!st.code) st = raddino_store_failure_reasons(db, MAX_REASONS, collect_reason, &reasons);
+    if (!st.code) st = raddino_store_dicom_modalities(db, collect_modality, &modalities);
     raddino_store_read_end(db);
     raddino_store_close(db);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
     }
-    if (json) print_json(path, &s, &reasons);
-    else print_text(path, &s, &reasons);
+    if (json) print_json(path, &s, &reasons, &modalities);
+    else print_text(path, &s, &reasons, &modalities);
     return EXIT_OK;
 }

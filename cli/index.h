@@ -49,8 +49,9 @@ void index_walk_free(index_walk *w);
  * without matches any single component's name). */
 bool index_excluded(char *const *globs, int n, const char *path);
 
-/* Recognises an image by its first bytes (at least 132 when the file has them); the name is
- * used only for TGA, which has no magic number. Returns false for anything else. *format is a
+/* Recognises an image by its first bytes (at least 132 when the file has them: DICOM's "DICM"
+ * marker is at 128, whatever the name); the name is used only for TGA, which has no magic
+ * number. Returns false for anything else. *format is a
  * short name ("png", "jpeg", "dicom"...) and *decodable says whether raddino_image_load
  * handles it; when it does not, *why says so. */
 bool index_sniff(const uint8_t *head, size_t n, const char *name, const char **format,
@@ -75,7 +76,15 @@ typedef struct {
     char reason[RADDINO_MESSAGE_MAX];
     float *pixels;              /* READY with a fixed input size: the network input (owned) */
     raddino_image image;        /* READY otherwise: the decoded image (owned) */
+    bool has_dicom;             /* a DICOM file whose header was read (READY or FAILED) */
+    raddino_dicom_info dicom;   /* its metadata, patient key salted with the store's salt */
 } index_item;
+
+/* How the decoder threads read files. */
+typedef struct {
+    raddino_load_options load;  /* pixel cap and DICOM --window (cli_load_options) */
+    const char *salt;           /* the store's patient key salt (raddino_store_dicom_salt) */
+} index_decode_options;
 
 typedef struct index_pipeline index_pipeline;
 
@@ -89,9 +98,10 @@ void index_hash_set_sort(index_hash_set *set);
 void index_hash_set_free(index_hash_set *set);
 
 /* Starts `jobs` threads that read, hash, sniff, decode and preprocess files[todo[i]] in order,
- * at most a window ahead of the consumer. enc is only read (its configuration); known may be
- * NULL. */
-raddino_status index_pipeline_start(const raddino_encoder *enc, uint64_t max_pixels,
+ * at most a window ahead of the consumer. enc is only read (its configuration); options (kept,
+ * not copied) and its salt must outlive the pipeline; known may be NULL. */
+raddino_status index_pipeline_start(const raddino_encoder *enc,
+                                     const index_decode_options *options,
                                      const index_file *files, const size_t *todo, size_t n_todo,
                                      int jobs, const index_hash_set *known,
                                      index_pipeline **out);
@@ -102,10 +112,11 @@ index_item *index_pipeline_next(index_pipeline *p, double *waited);
 void index_pipeline_free(index_pipeline *p);
 
 /* What one decoder thread does for one file: read it, sniff it, hash it, and unless its hash is
- * in `known` (may be NULL), decode and preprocess it. item->file must be set; the rest is
- * filled. The main thread uses it too when a known hash turned out to be gone. */
-void index_item_load(const raddino_encoder *enc, uint64_t max_pixels, const char *path,
-                     const index_hash_set *known, index_item *item);
+ * in `known` (may be NULL), read its DICOM header (DICOM files) and decode and preprocess it.
+ * item->file must be set; the rest is filled. The main thread uses it too when a known hash
+ * turned out to be gone. */
+void index_item_load(const raddino_encoder *enc, const index_decode_options *options,
+                     const char *path, const index_hash_set *known, index_item *item);
 /* Frees what an item owns (pixels, image) and clears it. */
 void index_item_clear(index_item *item);
 

@@ -26,7 +26,10 @@ bool index_sniff(const uint8_t *h, size_t n, const char *name, const char **form
 {
     *decodable = true;
     *why = NULL;
-    if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) *format = "jpeg";
+    /* DICOM first: its 128-byte preamble is free, and some files put another format's header
+     * there (TIFF/DICOM dual files); the "DICM" marker after it is what decides. */
+    if (n >= 132 && !memcmp(h + 128, "DICM", 4)) *format = "dicom";
+    else if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) *format = "jpeg";
     else if (n >= 8 && !memcmp(h, "\x89PNG\r\n\x1a\n", 8)) *format = "png";
     /* "BM" alone is too weak: also ask for a known DIB header size. */
     else if (n >= 18 && h[0] == 'B' && h[1] == 'M' &&
@@ -38,10 +41,7 @@ bool index_sniff(const uint8_t *h, size_t n, const char *name, const char **form
     else if (name && has_suffix(name, ".tga")) *format = "tga";
     else {
         *decodable = false;
-        if (n >= 132 && !memcmp(h + 128, "DICM", 4)) {
-            *format = "dicom";
-            *why = "DICOM files are not supported yet";
-        } else if (n >= 4 && (!memcmp(h, "II*\0", 4) || !memcmp(h, "MM\0*", 4))) {
+        if (n >= 4 && (!memcmp(h, "II*\0", 4) || !memcmp(h, "MM\0*", 4))) {
             *format = "tiff";
             *why = "TIFF images are not supported (convert them to PNG)";
         } else if ((n >= 12 && !memcmp(h, "\0\0\0\x0cjP  \r\n\x87\n", 12)) ||

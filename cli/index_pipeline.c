@@ -6,9 +6,9 @@
  * next item only when its slot is free, i.e. when fewer than `window` items are ahead of the
  * consumer. This bounds memory (window network inputs) and keeps runs deterministic.
  *
- * The threads call only raddino_image_load_memory and raddino_preprocess, which read the
- * encoder's configuration and never its scratch buffers (see raddino_encoder.h), so they may
- * run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count. */
+ * The threads call only raddino_dicom_read_info_memory, raddino_image_load_memory_ex and
+ * raddino_preprocess, which read the encoder's configuration and never its scratch buffers
+ * (see raddino_encoder.h), so they may run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count. */
 #include "cli.h"
 #include "index.h"
 
@@ -167,10 +167,14 @@ static void read_candidate(const char *path, index_item *item, uint8_t **data, s
     if (!decodable) set_reason(item, path, why);
 }
 
-static void decode(const raddino_encoder *enc, uint64_t max_pixels, const char *path,
+static void decode(const raddino_encoder *enc, const index_decode_options *o, const char *path,
                    const uint8_t *data, size_t size, index_item *item)
 {
-    raddino_status st = raddino_image_load_memory(data, size, path, max_pixels, &item->image);
+    /* The header first: a file the decoder refuses (multi-frame, say) still says what it is. */
+    if (item->format && !strcmp(item->format, "dicom"))
+        item->has_dicom = !raddino_dicom_read_info_memory(data, size, path, o->salt,
+                                                          &item->dicom).code;
+    raddino_status st = raddino_image_load_memory_ex(data, size, path, &o->load, &item->image);
     if (st.code) {
         set_reason(item, path, st.message);
         return;
@@ -195,8 +199,8 @@ static void decode(const raddino_encoder *enc, uint64_t max_pixels, const char *
     raddino_image_free(&item->image);
 }
 
-void index_item_load(const raddino_encoder *enc, uint64_t max_pixels, const char *path,
-                     const index_hash_set *known, index_item *item)
+void index_item_load(const raddino_encoder *enc, const index_decode_options *options,
+                     const char *path, const index_hash_set *known, index_item *item)
 {
     size_t file = item->file;
     index_item_clear(item);
@@ -211,7 +215,7 @@ void index_item_load(const raddino_encoder *enc, uint64_t max_pixels, const char
     } else if (hash_set_has(known, item->sha256)) {
         item->state = ITEM_KNOWN_HASH;
     } else {
-        decode(enc, max_pixels, path, data, size, item);
+        decode(enc, options, path, data, size, item);
     }
     free(data);
 }
@@ -232,7 +236,7 @@ typedef struct {
 
 struct index_pipeline {
     const raddino_encoder *enc;
-    uint64_t max_pixels;
+    const index_decode_options *options;
     const index_file *files;
     const size_t *todo;
     size_t n_todo;
@@ -264,7 +268,7 @@ static void *decoder_thread(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         s->item.file = p->todo[i];
-        index_item_load(p->enc, p->max_pixels, p->files[p->todo[i]].path, p->known, &s->item);
+        index_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known, &s->item);
 
         pthread_mutex_lock(&p->lock);
         s->ready = true;
@@ -274,7 +278,8 @@ static void *decoder_thread(void *arg)
     return NULL;
 }
 
-raddino_status index_pipeline_start(const raddino_encoder *enc, uint64_t max_pixels,
+raddino_status index_pipeline_start(const raddino_encoder *enc,
+                                     const index_decode_options *options,
                                      const index_file *files, const size_t *todo, size_t n_todo,
                                      int jobs, const index_hash_set *known,
                                      index_pipeline **out)
@@ -294,7 +299,7 @@ raddino_status index_pipeline_start(const raddino_encoder *enc, uint64_t max_pix
         return st;
     }
     p->enc = enc;
-    p->max_pixels = max_pixels;
+    p->options = options;
     p->files = files;
     p->todo = todo;
     p->n_todo = n_todo;

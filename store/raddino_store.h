@@ -31,6 +31,19 @@
  *   meta        key/value; 'generation' goes up by one whenever a row of embeddings is added,
  *               changed or removed (SQL triggers, so no writer can forget it). A derived index
  *               records the generation it was built from and is stale when it differs.
+ *               'dicom_salt' (since schema 2): 32 random bytes (a BLOB, from getrandom) made
+ *               once per database, the salt of its patient keys (raddino_store_dicom_salt).
+ *   dicom       (since schema 2) one row per image read from a DICOM file, failed ones too
+ *               when their header could be read: image_id -> images(id) ON DELETE CASCADE
+ *               (the primary key), sop/study/series_instance_uid, modality, view_position,
+ *               body_part_examined, photometric_interpretation, rows, columns, frames,
+ *               pixel_spacing_row/_column and imager_pixel_spacing_row/_column (mm),
+ *               transfer_syntax_uid, patient_key (hex SHA-256 of the salt and the Patient
+ *               ID: the same patient has the same key within one database, and different keys
+ *               in two). Absent attributes are NULL. Never the plain Patient ID or name.
+ *               A table of its own, not columns of images: PNG/JPEG rows stay narrow.
+ *               The upgrade from schema 1 sets the size of failed DICOM rows to -1 (schema 1
+ *               could not decode DICOM), so the next index run reads those files again.
  *
  * Migrations are an ordered list of SQL steps in store.c; opening for writing applies the
  * missing ones in one transaction. A read-only store refuses a schema it does not know.
@@ -63,7 +76,7 @@
 extern "C" {
 #endif
 
-#define RADDINO_STORE_SCHEMA 1
+#define RADDINO_STORE_SCHEMA 2
 #define RADDINO_STORE_DEFAULT_PATH "raddino.db"
 
 typedef struct raddino_store raddino_store;
@@ -121,6 +134,10 @@ typedef struct {
     const char *reason;         /* why it failed (NULL when ok) */
     double embedded_at;         /* unix seconds; 0 when it has no vector */
     int has_vector;             /* a vector of the model in use is stored */
+    /* put_image: the file's DICOM metadata, written with the row; NULL: not a DICOM file (or
+     * its header could not be read), and a metadata row stored before is removed. Lookups
+     * leave it NULL: read it with raddino_store_get_dicom. */
+    const raddino_dicom_info *dicom;
 } raddino_store_image;
 
 /* Looks a path up (already normalised). *found = 0 when absent. The strings of *out stay valid
@@ -148,6 +165,18 @@ void raddino_store_read_end(raddino_store *db);
  * image loses its vector. *id (may be NULL) receives the row id. */
 raddino_status raddino_store_put_image(raddino_store *db, const raddino_store_image *img,
                                        const float *vector, int64_t *id);
+
+/* The DICOM metadata of an image row: put replaces it (NULL removes it; inside a batch), get
+ * fills *out (*found = 0 when the image has none). The patient key is stored as given: compute
+ * it with raddino_dicom_read_info and the salt of raddino_store_dicom_salt. */
+raddino_status raddino_store_put_dicom(raddino_store *db, int64_t image_id,
+                                       const raddino_dicom_info *info);
+raddino_status raddino_store_get_dicom(raddino_store *db, int64_t image_id,
+                                       raddino_dicom_info *out, int *found);
+
+/* This database's patient key salt as 64 hex digits, the `salt` to give
+ * raddino_dicom_read_info (made when the database was created or upgraded to schema 2). */
+raddino_status raddino_store_dicom_salt(raddino_store *db, char out[65]);
 
 /* Removes a path's row (and its vectors). *removed = 1 when there was one (may be NULL). */
 raddino_status raddino_store_remove_path(raddino_store *db, const char *path, int *removed);
@@ -198,6 +227,7 @@ typedef struct {
     int schema;
     int64_t generation;
     int64_t images, ok, failed, vectors;
+    int64_t dicom;              /* images with DICOM metadata (ok or failed) */
     int models;                 /* models with vectors stored */
     int64_t model_id;           /* the model of the vectors (0 when none) */
     int dim;                    /* its dim (0 when none) */
@@ -218,6 +248,12 @@ raddino_status raddino_store_get_stats(raddino_store *db, raddino_store_stats *o
 typedef void (*raddino_store_reason_fn)(void *user, const char *reason, int64_t count);
 raddino_status raddino_store_failure_reasons(raddino_store *db, int limit,
                                              raddino_store_reason_fn fn, void *user);
+
+/* Calls fn for each DICOM Modality with its count of images, most frequent first ("" stands
+ * for files without one). */
+typedef void (*raddino_store_modality_fn)(void *user, const char *modality, int64_t count);
+raddino_status raddino_store_dicom_modalities(raddino_store *db, raddino_store_modality_fn fn,
+                                              void *user);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +70,38 @@ static const char *const migrations[] = {
     "  UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"
     "CREATE TRIGGER embeddings_removed AFTER DELETE ON embeddings BEGIN"
     "  UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;",
+    /* 1 -> 2: DICOM metadata, one row per image read from a DICOM file. A table of its own
+     * rather than columns on images: PNG/JPEG rows stay narrow, and deleting an image deletes
+     * its metadata. The patient key's salt (meta 'dicom_salt', 32 random bytes as a BLOB) is
+     * written by migrate() in the same transaction: SQL has no good source of randomness. */
+    "CREATE TABLE dicom("
+    "  image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
+    "  sop_instance_uid TEXT,"
+    "  study_instance_uid TEXT,"
+    "  series_instance_uid TEXT,"
+    "  modality TEXT,"
+    "  view_position TEXT,"
+    "  body_part_examined TEXT,"
+    "  photometric_interpretation TEXT,"
+    "  rows INTEGER,"
+    "  columns INTEGER,"
+    "  pixel_spacing_row REAL,"
+    "  pixel_spacing_column REAL,"
+    "  imager_pixel_spacing_row REAL,"
+    "  imager_pixel_spacing_column REAL,"
+    "  transfer_syntax_uid TEXT,"
+    "  frames INTEGER,"
+    "  patient_key TEXT);"
+    "CREATE INDEX dicom_sop ON dicom(sop_instance_uid);"
+    "CREATE INDEX dicom_study ON dicom(study_instance_uid);"
+    "CREATE INDEX dicom_patient ON dicom(patient_key);"
+    /* Schema 1 could not decode DICOM and recorded every such file as failed. Size -1 matches
+     * no file, so the next index run reads them again instead of skipping them as unchanged. */
+    "UPDATE images SET size = -1 WHERE status = 'failed' AND format = 'dicom';",
 };
+/* Bytes of the per-database patient key salt (see ensure_salt). */
+#define SALT_BYTES 32
+
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(N_MIGRATIONS == RADDINO_STORE_SCHEMA, "one migration step per schema version");
 
@@ -98,6 +130,20 @@ static const char *const query_sql[Q_COUNT] = {
         " vector = excluded.vector WHERE embeddings.vector IS NOT excluded.vector",
     [Q_DELETE_VECTORS] = "DELETE FROM embeddings WHERE image_id = ?1",
     [Q_DELETE_PATH] = "DELETE FROM images WHERE path = ?1",
+    [Q_UPSERT_DICOM] =
+        "INSERT OR REPLACE INTO dicom(image_id, sop_instance_uid, study_instance_uid,"
+        " series_instance_uid, modality, view_position, body_part_examined,"
+        " photometric_interpretation, rows, columns, pixel_spacing_row, pixel_spacing_column,"
+        " imager_pixel_spacing_row, imager_pixel_spacing_column, transfer_syntax_uid, frames,"
+        " patient_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+        " ?16, ?17)",
+    [Q_DELETE_DICOM] = "DELETE FROM dicom WHERE image_id = ?1",
+    [Q_GET_DICOM] =
+        "SELECT sop_instance_uid, study_instance_uid, series_instance_uid, modality,"
+        " view_position, body_part_examined, photometric_interpretation, rows, columns,"
+        " pixel_spacing_row, pixel_spacing_column, imager_pixel_spacing_row,"
+        " imager_pixel_spacing_column, transfer_syntax_uid, frames, patient_key"
+        " FROM dicom WHERE image_id = ?1",
 };
 
 raddino_status store_ok(void)
@@ -218,6 +264,56 @@ static raddino_status take_writer_lock(raddino_store *s)
     return store_ok();
 }
 
+/* The secret that salts patient keys: 32 bytes from the kernel's CSPRNG, made once per
+ * database. Two databases never share it, so their keys cannot be joined, and a key cannot be
+ * looked up in a table of hashed IDs without the database. */
+static raddino_status ensure_salt(raddino_store *s)
+{
+    int64_t have;
+    raddino_status st = query_int(s, "SELECT count(*) FROM meta WHERE key = 'dicom_salt'", &have);
+    if (st.code || have) return st;
+    uint8_t salt[SALT_BYTES];
+    size_t got = 0;
+    while (got < sizeof salt) {
+        ssize_t n = getrandom(salt + got, sizeof salt - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return store_error(s, RADDINO_ERR_IO, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO meta(key, value) VALUES ('dicom_salt', ?1)", -1,
+                           &q, NULL) != SQLITE_OK)
+        return store_sql_error(s, "making the patient key salt");
+    sqlite3_bind_blob(q, 1, salt, sizeof salt, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_sql_error(s, "making the patient key salt");
+    return store_ok();
+}
+
+raddino_status raddino_store_dicom_salt(raddino_store *s, char out[65])
+{
+    if (!s || !out) return store_error(s, RADDINO_ERR_ARGUMENT, "dicom_salt: NULL");
+    out[0] = 0;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'dicom_salt'", -1, &q,
+                           NULL) != SQLITE_OK)
+        return store_sql_error(s, "reading the patient key salt");
+    int rc = sqlite3_step(q);
+    raddino_status st = store_ok();
+    if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) == SQLITE_BLOB &&
+        sqlite3_column_bytes(q, 0) == SALT_BYTES) {
+        const uint8_t *salt = sqlite3_column_blob(q, 0);
+        for (int i = 0; i < SALT_BYTES; i++) snprintf(out + 2 * i, 3, "%02x", salt[i]);
+    } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        st = store_error(s, RADDINO_ERR_FORMAT, "no valid patient key salt in meta");
+    } else {
+        st = store_sql_error(s, "reading the patient key salt");
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
 static raddino_status migrate(raddino_store *s, int64_t version)
 {
     if (version == N_MIGRATIONS) return store_ok();
@@ -225,6 +321,7 @@ static raddino_status migrate(raddino_store *s, int64_t version)
     if (st.code) return st;
     for (int64_t v = version; v < N_MIGRATIONS && !st.code; v++)
         st = exec(s, migrations[v], "migrating the schema");
+    if (!st.code) st = ensure_salt(s);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", N_MIGRATIONS);
     if (!st.code) st = exec(s, sql, "migrating the schema");
@@ -709,6 +806,7 @@ raddino_status raddino_store_get_stats(raddino_store *s, raddino_store_stats *ou
     if (!st.code)
         st = query_int(s, "SELECT count(*) FROM images WHERE status = 'failed'", &out->failed);
     if (!st.code) st = query_int(s, "SELECT count(*) FROM embeddings", &out->vectors);
+    if (!st.code) st = query_int(s, "SELECT count(*) FROM dicom", &out->dicom);
     if (!st.code) st = model_stats(s, out);
     if (!st.code) st = run_stats(s, out);
     if (own) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
@@ -731,5 +829,22 @@ raddino_status raddino_store_failure_reasons(raddino_store *s, int limit,
         fn(user, (const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1));
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE) return store_sql_error(s, "reading failures");
+    return store_ok();
+}
+
+raddino_status raddino_store_dicom_modalities(raddino_store *s, raddino_store_modality_fn fn,
+                                              void *user)
+{
+    if (!s || !fn) return store_error(s, RADDINO_ERR_ARGUMENT, "dicom_modalities: NULL");
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT coalesce(modality, ''), count(*) AS n FROM dicom"
+                           " GROUP BY 1 ORDER BY n DESC, 1", -1, &q, NULL) != SQLITE_OK)
+        return store_sql_error(s, "reading DICOM modalities");
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        fn(user, (const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1));
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_sql_error(s, "reading DICOM modalities");
     return store_ok();
 }

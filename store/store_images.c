@@ -108,6 +108,98 @@ static raddino_status delete_vectors(raddino_store *s, int64_t id)
     return store_ok();
 }
 
+/* ---- DICOM metadata ---------------------------------------------------------------------- */
+
+/* Empty text and non-positive numbers are absent attributes: NULL. */
+static void bind_text_or_null(sqlite3_stmt *q, int i, const char *text)
+{
+    if (text[0]) sqlite3_bind_text(q, i, text, -1, SQLITE_TRANSIENT);
+}
+
+static void bind_positive(sqlite3_stmt *q, int i, double v)
+{
+    if (v > 0) sqlite3_bind_double(q, i, v);
+}
+
+static void bind_count(sqlite3_stmt *q, int i, int v)
+{
+    if (v > 0) sqlite3_bind_int(q, i, v);
+}
+
+raddino_status raddino_store_put_dicom(raddino_store *s, int64_t image_id,
+                                       const raddino_dicom_info *d)
+{
+    if (!s) return store_error(s, RADDINO_ERR_ARGUMENT, "put_dicom: NULL");
+    if (!s->in_batch) return store_error(s, RADDINO_ERR_ARGUMENT, "put_dicom: no batch open");
+    sqlite3_stmt *q = store_query_get(s, d ? Q_UPSERT_DICOM : Q_DELETE_DICOM);
+    if (!q) return store_sql_error(s, "storing DICOM metadata");
+    sqlite3_bind_int64(q, 1, image_id);
+    if (d) {
+        bind_text_or_null(q, 2, d->sop_instance_uid);
+        bind_text_or_null(q, 3, d->study_instance_uid);
+        bind_text_or_null(q, 4, d->series_instance_uid);
+        bind_text_or_null(q, 5, d->modality);
+        bind_text_or_null(q, 6, d->view_position);
+        bind_text_or_null(q, 7, d->body_part_examined);
+        bind_text_or_null(q, 8, d->photometric_interpretation);
+        bind_count(q, 9, d->rows);
+        bind_count(q, 10, d->columns);
+        bind_positive(q, 11, d->pixel_spacing[0]);
+        bind_positive(q, 12, d->pixel_spacing[1]);
+        bind_positive(q, 13, d->imager_pixel_spacing[0]);
+        bind_positive(q, 14, d->imager_pixel_spacing[1]);
+        bind_text_or_null(q, 15, d->transfer_syntax_uid);
+        bind_count(q, 16, d->frames);
+        bind_text_or_null(q, 17, d->patient_key);
+    }
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) return store_sql_error(s, "storing DICOM metadata");
+    return store_ok();
+}
+
+static void column_text(sqlite3_stmt *q, int i, char *out, size_t cap)
+{
+    const unsigned char *text = sqlite3_column_text(q, i);
+    snprintf(out, cap, "%s", text ? (const char *)text : "");
+}
+
+raddino_status raddino_store_get_dicom(raddino_store *s, int64_t image_id,
+                                       raddino_dicom_info *d, int *found)
+{
+    if (!s || !d || !found) return store_error(s, RADDINO_ERR_ARGUMENT, "get_dicom: NULL");
+    memset(d, 0, sizeof *d);
+    *found = 0;
+    sqlite3_stmt *q = store_query_get(s, Q_GET_DICOM);
+    if (!q) return store_sql_error(s, "reading DICOM metadata");
+    sqlite3_bind_int64(q, 1, image_id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        column_text(q, 0, d->sop_instance_uid, sizeof d->sop_instance_uid);
+        column_text(q, 1, d->study_instance_uid, sizeof d->study_instance_uid);
+        column_text(q, 2, d->series_instance_uid, sizeof d->series_instance_uid);
+        column_text(q, 3, d->modality, sizeof d->modality);
+        column_text(q, 4, d->view_position, sizeof d->view_position);
+        column_text(q, 5, d->body_part_examined, sizeof d->body_part_examined);
+        column_text(q, 6, d->photometric_interpretation, sizeof d->photometric_interpretation);
+        d->rows = sqlite3_column_int(q, 7);
+        d->columns = sqlite3_column_int(q, 8);
+        d->pixel_spacing[0] = sqlite3_column_double(q, 9);
+        d->pixel_spacing[1] = sqlite3_column_double(q, 10);
+        d->imager_pixel_spacing[0] = sqlite3_column_double(q, 11);
+        d->imager_pixel_spacing[1] = sqlite3_column_double(q, 12);
+        column_text(q, 13, d->transfer_syntax_uid, sizeof d->transfer_syntax_uid);
+        d->frames = sqlite3_column_int(q, 14);
+        column_text(q, 15, d->patient_key, sizeof d->patient_key);
+        *found = 1;
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return store_sql_error(s, "reading DICOM metadata");
+    return store_ok();
+}
+
+/* ---- images -------------------------------------------------------------------------------- */
+
 raddino_status raddino_store_put_image(raddino_store *s, const raddino_store_image *img,
                                        const float *vector, int64_t *id)
 {
@@ -135,6 +227,8 @@ raddino_status raddino_store_put_image(raddino_store *s, const raddino_store_ima
     sqlite3_reset(q);
     if (rc != SQLITE_DONE || !row) return store_sql_error(s, "storing an image");
     raddino_status st = ok ? write_vector(s, row, vector) : delete_vectors(s, row);
+    /* The metadata describes the file's content, which this row now stands for. */
+    if (!st.code) st = raddino_store_put_dicom(s, row, img->dicom);
     if (!st.code && id) *id = row;
     return st;
 }

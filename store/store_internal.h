@@ -20,6 +20,9 @@ typedef enum {
     Q_UPSERT_VECTOR,
     Q_DELETE_VECTORS,
     Q_DELETE_PATH,
+    Q_UPSERT_DICOM,
+    Q_DELETE_DICOM,
+    Q_GET_DICOM,
     Q_COUNT
 } store_query;
 

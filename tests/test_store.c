@@ -1,6 +1,7 @@
 /* test_store.c — the SQLite store through its public API: schema and pragmas, path
  * normalisation, rows and vectors round trip exactly, the generation counter, one model per
- * collection, the writer lock, pruning, dimension checks on read, schema versions. */
+ * collection, the writer lock, pruning, dimension checks on read, schema versions, the upgrade
+ * of a schema 1 database, DICOM metadata rows and the per-database patient key salt. */
 #include "raddino_store.h"
 #include "test_util.h"
 
@@ -416,6 +417,242 @@ START_TEST(foreign_and_future_databases_refused)
 }
 END_TEST
 
+/* The schema raddino wrote before DICOM metadata (schema 1), verbatim, with rows in it: a
+ * database "made by the previous version". */
+static const char schema1[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT INTO meta(key, value) VALUES ('generation', 0);"
+    "CREATE TABLE models(id INTEGER PRIMARY KEY, weights_sha256 TEXT NOT NULL,"
+    "  config_json TEXT NOT NULL, repository TEXT, revision TEXT,"
+    "  dim INTEGER NOT NULL CHECK (dim > 0), created REAL NOT NULL,"
+    "  UNIQUE (weights_sha256, config_json));"
+    "CREATE TABLE images(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,"
+    "  size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT, width INTEGER,"
+    "  height INTEGER, format TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('ok', 'failed')), reason TEXT, embedded_at REAL);"
+    "CREATE INDEX images_sha256 ON images(sha256);"
+    "CREATE TABLE embeddings("
+    "  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+    "  model_id INTEGER NOT NULL REFERENCES models(id), dim INTEGER NOT NULL CHECK (dim > 0),"
+    "  vector BLOB NOT NULL CHECK (length(vector) = 4 * dim), PRIMARY KEY (image_id, model_id));"
+    "CREATE INDEX embeddings_model ON embeddings(model_id);"
+    "CREATE TABLE runs(id INTEGER PRIMARY KEY, started REAL NOT NULL, finished REAL,"
+    "  command TEXT NOT NULL, model_id INTEGER REFERENCES models(id),"
+    "  added INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,"
+    "  reused INTEGER NOT NULL DEFAULT 0, unchanged INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,"
+    "  encoder_seconds REAL NOT NULL DEFAULT 0, wall_seconds REAL NOT NULL DEFAULT 0);"
+    "CREATE TRIGGER embeddings_added AFTER INSERT ON embeddings BEGIN"
+    "  UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"
+    "CREATE TRIGGER embeddings_changed AFTER UPDATE ON embeddings BEGIN"
+    "  UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"
+    "CREATE TRIGGER embeddings_removed AFTER DELETE ON embeddings BEGIN"
+    "  UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;"
+    "PRAGMA user_version = 1;"
+    /* One model, an ok image with its vector (DIM floats 0, 0.5, 1, ...), a failed DICOM. */
+    "INSERT INTO models VALUES (1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',"
+    "  '{\"test\": 1}', 'org/name', 'rev', 8, 1.0);"
+    "INSERT INTO images VALUES (1, '/old/a.png', 10, 20, "
+    "  'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 64, 32, 'png', 'ok',"
+    "  NULL, 3.0);"
+    "INSERT INTO images VALUES (2, '/old/b.dcm', 11, 21, NULL, NULL, NULL, 'dicom', 'failed',"
+    "  'DICOM files are not supported yet', NULL);"
+    "INSERT INTO embeddings VALUES (1, 1, 8,"
+    "  X'000000000000003f0000803f0000c03f00000040000020400000404000006040');"
+    "INSERT INTO runs(started, finished, command, model_id, added, failed)"
+    "  VALUES (1.0, 2.0, 'index /old', 1, 1, 1);";
+
+static int64_t salt_of(const char *path, char hex[65])
+{
+    raddino_store *db = open_writer(path);
+    raddino_status st = raddino_store_dicom_salt(db, hex);
+    ck_assert_msg(!st.code, "%s", st.message);
+    raddino_store_close(db);
+    ck_assert_int_eq(strlen(hex), 64);
+    return sql_int(path, "SELECT length(value) FROM meta WHERE key = 'dicom_salt'"
+                         " AND typeof(value) = 'blob'");
+}
+
+START_TEST(schema_1_database_upgrades)
+{
+    const char *path = db_path();
+    sql_exec(path, schema1);
+    /* A reader does not upgrade; it says how to. */
+    raddino_store_params p = raddino_store_default_params();
+    p.read_only = 1;
+    raddino_store *db;
+    raddino_status st = raddino_store_open(path, &p, &db);
+    ck_assert_int_eq(st.code, RADDINO_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(st.message, "run 'raddino index' once"));
+    int64_t generation_before = sql_int(path, "SELECT value FROM meta WHERE key = 'generation'");
+
+    char salt[65];
+    ck_assert_int_eq(salt_of(path, salt), 32);      /* a writer upgrades, making the salt */
+    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), RADDINO_STORE_SCHEMA);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM dicom"), 0);
+    ck_assert_int_eq(sql_int(path, "SELECT value FROM meta WHERE key = 'generation'"),
+                     generation_before);
+
+    /* The old rows are intact and usable. */
+    db = open_reader(path);
+    raddino_store_image img;
+    int found;
+    ck_assert_int_eq(raddino_store_find_path(db, "/old/a.png", &img, &found).code, 0);
+    ck_assert_int_eq(found, 1);
+    ck_assert_int_eq(img.width, 64);
+    ck_assert_int_eq(img.has_vector, 1);
+    ck_assert_int_eq(raddino_store_find_path(db, "/old/b.dcm", &img, &found).code, 0);
+    ck_assert_str_eq(img.reason, "DICOM files are not supported yet");
+    ck_assert_int_eq(img.size, -1);     /* due to be read again by the next index run */
+    float rows[3 * DIM];
+    memset(rows, 0, sizeof rows);
+    ck_assert_int_eq(raddino_store_foreach_vector(db, 0, collect_vector, rows).code, 0);
+    for (int i = 0; i < DIM; i++) ck_assert(rows[i] == 0.5f * (float)i);
+    raddino_store_stats s;
+    ck_assert_int_eq(raddino_store_get_stats(db, &s).code, 0);
+    ck_assert_int_eq(s.schema, RADDINO_STORE_SCHEMA);
+    ck_assert_int_eq(s.images, 2);
+    ck_assert_int_eq(s.vectors, 1);
+    ck_assert_int_eq(s.dicom, 0);
+    ck_assert_int_eq(s.run_counts.failed, 1);
+    raddino_store_close(db);
+
+    /* The same model keeps its vectors; the salt is made once, not at every open. */
+    db = open_writer(path);
+    ck_assert_int_eq(use_model(db, SHA_A, 0, NULL), 1);
+    raddino_store_close(db);
+    char again[65];
+    ck_assert_int_eq(salt_of(path, again), 32);
+    ck_assert_str_eq(salt, again);
+}
+END_TEST
+
+static void fill_dicom(raddino_dicom_info *d, const char *sop, const char *modality)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->sop_instance_uid, sizeof d->sop_instance_uid, "%s", sop);
+    snprintf(d->study_instance_uid, sizeof d->study_instance_uid, "1.2.3");
+    snprintf(d->series_instance_uid, sizeof d->series_instance_uid, "1.2.3.4");
+    snprintf(d->modality, sizeof d->modality, "%s", modality);
+    snprintf(d->view_position, sizeof d->view_position, "PA");
+    snprintf(d->photometric_interpretation, sizeof d->photometric_interpretation, "MONOCHROME1");
+    snprintf(d->transfer_syntax_uid, sizeof d->transfer_syntax_uid, "1.2.840.10008.1.2.5");
+    d->rows = 2048;
+    d->columns = 1536;
+    d->frames = 1;
+    d->pixel_spacing[0] = 0.139;
+    d->pixel_spacing[1] = 0.143;
+    memset(d->patient_key, 'e', 64);
+    /* body_part_examined and imager_pixel_spacing absent */
+}
+
+static void put_dicom_image(raddino_store *db, const char *path, const raddino_dicom_info *d,
+                            int64_t *id)
+{
+    raddino_store_image img;
+    memset(&img, 0, sizeof img);
+    img.path = path;
+    img.size = 5;
+    img.format = "dicom";
+    img.status = RADDINO_IMAGE_OK;
+    img.dicom = d;
+    float v[DIM] = {0};
+    raddino_status st = raddino_store_put_image(db, &img, v, id);
+    ck_assert_msg(!st.code, "%s", st.message);
+}
+
+static void count_modality(void *user, const char *modality, int64_t count)
+{
+    char *out = user;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s=%lld;", modality, (long long)count);
+}
+
+START_TEST(dicom_metadata_rows)
+{
+    const char *path = db_path();
+    raddino_store *db = open_writer(path);
+    use_model(db, SHA_A, 0, NULL);
+    raddino_dicom_info a, b, got;
+    fill_dicom(&a, "1.2.3.4.5.1", "CR");
+    fill_dicom(&b, "1.2.3.4.5.2", "DX");
+    int64_t id_a, id_b, id_c;
+    int found;
+    ck_assert_int_eq(raddino_store_put_dicom(db, 1, &a).code, RADDINO_ERR_ARGUMENT);  /* no batch */
+    ck_assert_int_eq(raddino_store_begin(db).code, 0);
+    put_dicom_image(db, "/d/a.dcm", &a, &id_a);
+    put_dicom_image(db, "/d/b.dcm", &b, &id_b);
+    put_dicom_image(db, "/d/c.dcm", &a, &id_c);
+    put(db, "/d/x.png", SHA_B, 1.0f, true);
+    ck_assert_int_eq(raddino_store_commit(db).code, 0);
+
+    /* Round trip, field by field; absent attributes come back empty. */
+    ck_assert_int_eq(raddino_store_get_dicom(db, id_a, &got, &found).code, 0);
+    ck_assert_int_eq(found, 1);
+    ck_assert_int_eq(memcmp(&got, &a, sizeof got), 0);
+    ck_assert_str_eq(got.body_part_examined, "");
+    ck_assert(got.imager_pixel_spacing[0] == 0);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM dicom WHERE body_part_examined IS NULL"
+                                   " AND imager_pixel_spacing_row IS NULL"), 3);
+
+    /* Statistics: by modality, most frequent first. */
+    raddino_store_stats s;
+    ck_assert_int_eq(raddino_store_get_stats(db, &s).code, 0);
+    ck_assert_int_eq(s.dicom, 3);
+    char modalities[256] = "";
+    ck_assert_int_eq(raddino_store_dicom_modalities(db, count_modality, modalities).code, 0);
+    ck_assert_str_eq(modalities, "CR=2;DX=1;");
+
+    /* A changed file replaces its row; one that is no longer DICOM loses it; put_dicom(NULL)
+     * removes; deleting the image deletes its metadata. */
+    ck_assert_int_eq(raddino_store_begin(db).code, 0);
+    put_dicom_image(db, "/d/a.dcm", &b, NULL);
+    put_dicom_image(db, "/d/b.dcm", NULL, NULL);
+    ck_assert_int_eq(raddino_store_put_dicom(db, id_c, NULL).code, 0);
+    ck_assert_int_eq(raddino_store_commit(db).code, 0);
+    ck_assert_int_eq(raddino_store_get_dicom(db, id_a, &got, &found).code, 0);
+    ck_assert_int_eq(found, 1);
+    ck_assert_str_eq(got.sop_instance_uid, "1.2.3.4.5.2");
+    ck_assert_str_eq(got.modality, "DX");
+    ck_assert_int_eq(raddino_store_get_dicom(db, id_b, &got, &found).code, 0);
+    ck_assert_int_eq(found, 0);
+    ck_assert_int_eq(raddino_store_get_dicom(db, id_c, &got, &found).code, 0);
+    ck_assert_int_eq(found, 0);
+    ck_assert_int_eq(raddino_store_begin(db).code, 0);
+    ck_assert_int_eq(raddino_store_put_dicom(db, id_b, &b).code, 0);
+    ck_assert_int_eq(raddino_store_remove_path(db, "/d/b.dcm", NULL).code, 0);
+    ck_assert_int_eq(raddino_store_commit(db).code, 0);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM dicom"), 1);
+    raddino_store_close(db);
+
+    /* A reader gets the rows too. */
+    db = open_reader(path);
+    ck_assert_int_eq(raddino_store_get_dicom(db, id_a, &got, &found).code, 0);
+    ck_assert_int_eq(found, 1);
+    ck_assert_str_eq(got.patient_key, b.patient_key);
+    raddino_store_close(db);
+}
+END_TEST
+
+START_TEST(salt_per_database)
+{
+    char one[65], two[65], again[65], a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/one.db", test_temp_dir());
+    snprintf(b, sizeof b, "%s/two.db", test_temp_dir());
+    ck_assert_int_eq(salt_of(a, one), 32);
+    ck_assert_int_eq(salt_of(b, two), 32);
+    ck_assert_str_ne(one, two);
+    ck_assert_int_eq(salt_of(a, again), 32);
+    ck_assert_str_eq(one, again);
+    /* A damaged salt is an error, not an unsalted key. */
+    sql_exec(a, "UPDATE meta SET value = X'00' WHERE key = 'dicom_salt'");
+    raddino_store *db = open_writer(a);
+    ck_assert_int_eq(raddino_store_dicom_salt(db, one).code, RADDINO_ERR_FORMAT);
+    ck_assert_str_eq(one, "");
+    raddino_store_close(db);
+}
+END_TEST
+
 START_TEST(model_json_describes_preprocessing)
 {
     raddino_model_info info;
@@ -448,6 +685,9 @@ int main(void)
     tcase_add_test(t, runs_recorded);
     tcase_add_test(t, foreign_and_future_databases_refused);
     tcase_add_test(t, model_json_describes_preprocessing);
+    tcase_add_test(t, schema_1_database_upgrades);
+    tcase_add_test(t, dicom_metadata_rows);
+    tcase_add_test(t, salt_per_database);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
