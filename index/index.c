@@ -150,7 +150,7 @@ raddino_status raddino_index_choose_type(size_t n, int dim, uint64_t max_memory,
         if (m <= 0 || dim % m != 0 || (i > 0 && m >= candidates[0])) continue;
         double bytes = nn * (m + 8) + (double)(nlist + 256) * 4 * d;
         if (bytes <= (double)budget) {
-            snprintf(type, type_size, "IVF%zu,PQ%d", nlist, m);
+            snprintf(type, type_size, "IVF%zu,PQ%dnp", nlist, m);
             return index_ok();
         }
     }

@@ -13,6 +13,7 @@
 
 #define ASSIGN_CHUNK 16384
 #define SILHOUETTE_BLOCK 256
+#define SILHOUETTE_MAX 50000
 
 raddino_kmeans_params raddino_kmeans_default_params(void)
 {
@@ -294,6 +295,7 @@ raddino_status raddino_silhouette(const float *vectors, size_t n, int dim,
             return index_error(RADDINO_ERR_ARGUMENT, "silhouette: vector %zu has cluster %d", i,
                                (int)assignment[i]);
     size_t m = sample ? sample : 5000;
+    if (m > SILHOUETTE_MAX) m = SILHOUETTE_MAX;   /* sample^2 * dim work */
     if (m > n) m = n;
     size_t *rows;
     raddino_status st = index_sample_rows(n, m, seed, &rows);

@@ -31,9 +31,10 @@
  *               - n <= 10,000: "flat", whatever the budget (under 31 MB at 768-d);
  *               - n <= 200,000 and n*(4d+8) bytes fit the budget: "flat";
  *               - n*(4d+320) bytes fit: "HNSW32" (graph: 64 level-0 links of 4 bytes a vector);
- *               - else "IVF{L},PQ{m}" with L = the power of two nearest 4*sqrt(n), within
+ *               - else "IVF{L},PQ{m}np" with L = the power of two nearest 4*sqrt(n), within
  *                 [64, 65536] and at most n/39, and m the largest divisor of d among
- *                 d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d bytes fit;
+ *                 d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d bytes fit ("np": no
+ *                 polysemous training, slow and unused since we never set a Hamming threshold);
  *               - nothing fits: RADDINO_ERR_TOO_LARGE.
  *             max_memory 0 means half of the machine's physical memory.
  *   anything else: a FAISS index_factory string ("IVF1024,Flat", "HNSW32", "IVF4096,PQ64",
@@ -209,9 +210,9 @@ raddino_status raddino_kmeans(const float *vectors, size_t n, int dim,
                               const raddino_kmeans_params *params, raddino_kmeans_result *out);
 void raddino_kmeans_result_free(raddino_kmeans_result *result);
 
-/* Mean silhouette (cosine distance) of `sample` vectors chosen with `seed` (0 = min(n, 5000)),
- * computed within the sample. In [-1, 1], higher is better; a vector alone in its cluster
- * scores 0. Cost: sample^2 * dim. */
+/* Mean silhouette (cosine distance) of `sample` vectors chosen with `seed` (0 = 5000; at most
+ * 50,000 and n), computed within the sample. In [-1, 1], higher is better; a vector alone in
+ * its cluster scores 0. Cost: sample^2 * dim. */
 raddino_status raddino_silhouette(const float *vectors, size_t n, int dim,
                                   const int32_t *assignment, int k, size_t sample, uint64_t seed,
                                   int n_threads, double *score);

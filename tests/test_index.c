@@ -369,7 +369,7 @@ static void check_same_results(raddino_index *a, raddino_index *b, const float *
 
 START_TEST(save_load_round_trip)
 {
-    const char *types[] = {"flat", "IVF32,Flat", "HNSW16", "IVF16,PQ32x4"};
+    const char *types[] = {"flat", "IVF32,Flat", "HNSW16", "IVF16,PQ32x4np"};
     size_t n = 3000;
     float *x = clustered(n, DIM, 30, 1.0f, 41, NULL);
     int64_t *ids = make_ids(n, 5);
@@ -554,15 +554,15 @@ START_TEST(auto_rule_as_documented)
     ck_assert_str_eq(choose(5000, 1), "flat");                 /* tiny: flat whatever budget */
     ck_assert_str_eq(choose(200000, 1000 * MB), "flat");       /* 200k * 3080 = 616 MB */
     /* 616 MB flat and 678 MB HNSW both miss 600 MB: 4*sqrt(200k) = 1789 -> 2048 lists. */
-    ck_assert_str_eq(choose(200000, 600 * MB), "IVF2048,PQ96");
+    ck_assert_str_eq(choose(200000, 600 * MB), "IVF2048,PQ96np");
     ck_assert_str_eq(choose(200001, 100000 * MB), "HNSW32");   /* past the flat size */
     ck_assert_str_eq(choose(1000000, 4000 * MB), "HNSW32");    /* 1M * 3392 = 3.39 GB */
     /* 1M: 4*sqrt(n) = 4000 -> 4096 lists; m = 96 fits 1 GB: 104 MB + 13 MB. */
-    ck_assert_str_eq(choose(1000000, 1000 * MB), "IVF4096,PQ96");
+    ck_assert_str_eq(choose(1000000, 1000 * MB), "IVF4096,PQ96np");
     /* 150k: 4*sqrt = 1549 -> 2048 (log-nearest); 2048 * 39 < 150k. */
-    ck_assert_str_eq(choose(150000, 100 * MB), "IVF2048,PQ96");
+    ck_assert_str_eq(choose(150000, 100 * MB), "IVF2048,PQ96np");
     /* Tight budget: m shrinks. 1M * (32 + 8) + 4352 * 3072 = 53.4 MB. */
-    ck_assert_str_eq(choose(1000000, 54 * MB), "IVF4096,PQ32");
+    ck_assert_str_eq(choose(1000000, 54 * MB), "IVF4096,PQ32np");
     char type[64];
     raddino_status st = raddino_index_choose_type(1000000, DIM, 1 * MB, type, sizeof type);
     ck_assert_int_eq(st.code, RADDINO_ERR_TOO_LARGE);
