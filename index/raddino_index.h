@@ -1,0 +1,224 @@
+/* raddino_index.h — nearest-neighbour search and clustering of RAD-DINO embeddings (FAISS).
+ *
+ * What it does: keeps float32 vectors (CLS embeddings, any dimension) under int64 ids (the
+ * store's image ids) in a FAISS index and answers "which stored vectors are most similar to
+ * these?" by cosine similarity. Vectors are L2-normalised inside (on a copy: the caller's arrays
+ * are never modified), so inner product = cosine and every score is in [-1, 1] (approximate
+ * types: close to it). Also: range search (all neighbours above a similarity, for duplicate
+ * finding), recall measurement, atomic save/load, spherical k-means and silhouette scores.
+ *
+ * Usage:
+ *
+ *     raddino_index_params p = raddino_index_default_params();   // type "flat": exact
+ *     raddino_index *ix;
+ *     raddino_status st = raddino_index_build(vectors, ids, n, 768, &p, &ix);
+ *     if (st.code) { fprintf(stderr, "%s\n", st.message); return 1; }
+ *     float scores[5 * 2]; int64_t found[5 * 2];
+ *     st = raddino_index_search(ix, queries, 2, 5, scores, found);    // 2 queries, top 5
+ *     raddino_index_meta meta = { .generation = 42 };
+ *     strcpy(meta.model_id, "microsoft/rad-dino@main");
+ *     st = raddino_index_save(ix, "raddino.db.faiss", &meta);
+ *     raddino_index_free(ix);
+ *
+ * Every call returns a raddino_status (encoder/raddino_encoder.h): code 0 is success, otherwise
+ * `message` is one line a user can read. FAISS's C++ exceptions never escape: they become
+ * statuses. There is no global mutable state; searches on one index may run from several threads
+ * at once, but add/remove/set_search_params/free need the index to themselves.
+ *
+ * Index types (params.type):
+ *   "flat"    exact inner product (FAISS IndexIDMap over IndexFlatIP). The default.
+ *   "auto"    picks by collection size and params.max_memory (raddino_index_choose_type):
+ *               - n <= 10,000: "flat", whatever the budget (under 31 MB at 768-d);
+ *               - n <= 200,000 and n*(4d+8) bytes fit the budget: "flat";
+ *               - n*(4d+320) bytes fit: "HNSW32" (graph: 64 level-0 links of 4 bytes a vector);
+ *               - else "IVF{L},PQ{m}np" with L = the power of two nearest 4*sqrt(n), within
+ *                 [64, 65536] and at most n/39, and m the largest divisor of d among
+ *                 d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d bytes fit ("np": no
+ *                 polysemous training, slow and unused since we never set a Hamming threshold);
+ *               - nothing fits: RADDINO_ERR_TOO_LARGE.
+ *             max_memory 0 means half of the machine's physical memory.
+ *   anything else: a FAISS index_factory string ("IVF1024,Flat", "HNSW32", "IVF4096,PQ64",
+ *             "PCA128,IVF256,Flat"...), built with METRIC_INNER_PRODUCT. Types that need
+ *             training are trained on the vectors given to raddino_index_build, or on a seeded
+ *             random sample of params.train_size of them; train_size 0 means
+ *             min(n, max(65,536, 64 * nlist)) (FAISS itself uses at most 256 per centroid).
+ *             Types that cannot keep ids themselves (all but IVF) are wrapped in an IndexIDMap.
+ *
+ * Search parameters: nprobe (IVF lists visited; 0 = max(8, nlist/32), at most nlist) and
+ * ef_search (HNSW beam width; 0 = 64; never below k in FAISS). They are applied at build and
+ * load and can be changed with raddino_index_set_search_params. Typical recall@10 on clustered
+ * 768-d data (tests/test_index.c checks >= 0.9): IVF256,Flat with nprobe 16, HNSW32 with
+ * ef_search 64.
+ *
+ * Removing ids: flat, IVF and PQ indexes remove in place. FAISS's HNSW graph cannot delete, so
+ * removing from an HNSW index rebuilds it from its stored vectors (the cost of a build).
+ * Adding does not check for ids already present: remove an id before adding it again.
+ *
+ * Files (raddino_index_save / raddino_index_load): one file = the FAISS index exactly as
+ * faiss::write_index writes it (Python's faiss.read_index reads the file as it is), then a small
+ * JSON metadata block (generation, model id, type, dimension, search parameters), then a 32-byte
+ * footer: "RDXIDX01", the two lengths and a 64-bit checksum of everything before the footer.
+ * Load verifies the checksum before FAISS sees a byte, so a truncated or damaged file is a clean
+ * RADDINO_ERR_FORMAT. Saves are atomic: a temporary file in the same folder, fsync, rename,
+ * fsync of the folder; a crash leaves the old file or the new one, never a mix.
+ * The generation is the caller's: store the collection's change counter when saving and compare
+ * it (raddino_index_read_meta reads only the metadata, cheaply) to know whether to rebuild.
+ *
+ * Threads: FAISS and OpenBLAS (OpenMP build) share one OpenMP thread pool. params.n_threads = 0
+ * means $RADDINO_THREADS when set, else all cores. k-means is deterministic for a given seed and
+ * thread count.
+ */
+#ifndef RADDINO_INDEX_H
+#define RADDINO_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raddino_encoder.h"   /* raddino_status */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RADDINO_INDEX_TYPE_MAX 128
+#define RADDINO_INDEX_MODEL_ID_MAX 256
+
+typedef struct {
+    const char *type;       /* "flat" (NULL = flat), "auto", or a FAISS factory string */
+    uint64_t max_memory;    /* "auto"'s budget in bytes; 0 = half the physical memory */
+    size_t train_size;      /* vectors to train on; 0 = min(n, max(65536, 64 * nlist)) */
+    int nprobe;             /* IVF; 0 = max(8, nlist / 32) */
+    int ef_search;          /* HNSW; 0 = 64 */
+    int n_threads;          /* 0 = $RADDINO_THREADS, else all cores */
+    uint64_t seed;          /* choice of the training sample */
+} raddino_index_params;
+
+raddino_index_params raddino_index_default_params(void);
+
+typedef struct raddino_index raddino_index;
+
+/* Builds an index of `n` vectors of `dim` floats (row-major) with ids[i] >= 0 for row i.
+ * Non-finite values are refused; an all-zero vector is kept as it is (score 0 to everything). */
+raddino_status raddino_index_build(const float *vectors, const int64_t *ids, size_t n, int dim,
+                                   const raddino_index_params *params, raddino_index **out);
+void raddino_index_free(raddino_index *index);
+
+/* The auto rule above, on its own: writes the factory string (or "flat") to `type`. */
+raddino_status raddino_index_choose_type(size_t n, int dim, uint64_t max_memory, char *type,
+                                         size_t type_size);
+
+raddino_status raddino_index_add(raddino_index *index, const float *vectors, const int64_t *ids,
+                                 size_t n);
+/* Removes every stored vector whose id is in ids; *n_removed (may be NULL) says how many. */
+raddino_status raddino_index_remove(raddino_index *index, const int64_t *ids, size_t n,
+                                    size_t *n_removed);
+/* 0 leaves a parameter as it is; a parameter the type lacks is ignored. */
+raddino_status raddino_index_set_search_params(raddino_index *index, int nprobe, int ef_search);
+
+/* Top-k for nq queries at once: scores and ids are nq*k, best first. A query with fewer than k
+ * stored neighbours gets id -1 and score -INFINITY in the remaining slots. */
+raddino_status raddino_index_search(const raddino_index *index, const float *queries, size_t nq,
+                                    int k, float *scores, int64_t *ids);
+/* Marks results below min_score as missing (id -1, score -INFINITY); *n_kept (may be NULL)
+ * counts the results left. Rows stay sorted, so what is kept is a prefix of each row. */
+raddino_status raddino_index_apply_min_score(float *scores, int64_t *ids, size_t nq, int k,
+                                             float min_score, size_t *n_kept);
+
+/* All stored vectors with cosine >= threshold, per query, best first:
+ * query q's results are ids[lims[q] .. lims[q+1]) and scores[...]. Approximate types may miss
+ * some (as in their top-k). Types without a FAISS range search (HNSW) are answered by top-k
+ * searches of growing k. */
+typedef struct {
+    size_t nq;
+    size_t *lims;       /* nq + 1 */
+    int64_t *ids;
+    float *scores;
+} raddino_range_result;
+
+raddino_status raddino_index_range_search(const raddino_index *index, const float *queries,
+                                          size_t nq, float threshold, raddino_range_result *out);
+void raddino_range_result_free(raddino_range_result *result);
+
+typedef struct {
+    char type[RADDINO_INDEX_TYPE_MAX]; /* "flat" or the factory string ("auto" resolved) */
+    int exact;              /* 1 for "flat": scores are exact cosines */
+    int dim;
+    int64_t ntotal;
+    uint64_t memory_bytes;  /* approximate: the size FAISS serialises (vectors, codes, lists,
+                               graph, id map); the in-memory size is within a few percent */
+    int nprobe;             /* in force; 0 when the type has no such parameter */
+    int ef_search;
+    int nlist;              /* IVF lists; 0 for other types */
+} raddino_index_info;
+
+raddino_status raddino_index_get_info(const raddino_index *index, raddino_index_info *out);
+
+/* recall@k of this index against exact search. `vectors`/`ids` are the n stored vectors (the
+ * same as the index holds, e.g. read back from the store); n_queries of them, chosen with
+ * `seed`, are the queries. A returned id counts as a hit when its exact cosine is at least the
+ * k-th best exact cosine (less 1e-5), so ties and duplicates do not count as misses.
+ * Cost: n_queries * n * dim multiply-adds (200 queries on 1M x 768: a few seconds). */
+raddino_status raddino_index_measure_recall(const raddino_index *index, const float *vectors,
+                                            const int64_t *ids, size_t n, size_t n_queries,
+                                            int k, uint64_t seed, double *recall);
+
+/* ---- Files -------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t generation;                        /* the caller's; at most 2^53 */
+    char model_id[RADDINO_INDEX_MODEL_ID_MAX];  /* the caller's, e.g. repo@revision */
+    /* Filled by load/read_meta, ignored by save: */
+    char type[RADDINO_INDEX_TYPE_MAX];
+    int dim;
+    int64_t ntotal;
+} raddino_index_meta;
+
+raddino_status raddino_index_save(const raddino_index *index, const char *path,
+                                  const raddino_index_meta *meta);
+/* params: n_threads and search parameters (0: the values saved in the file). May be NULL. */
+raddino_status raddino_index_load(const char *path, const raddino_index_params *params,
+                                  raddino_index **out, raddino_index_meta *meta);
+/* Reads the metadata only (no checksum of the index bytes): for staleness checks. */
+raddino_status raddino_index_read_meta(const char *path, raddino_index_meta *meta);
+
+/* ---- Clustering --------------------------------------------------------------------------- */
+
+typedef struct {
+    int k;
+    uint64_t seed;          /* FAISS uses the low 31 bits */
+    int iterations;         /* 0 = 20 */
+    size_t sample;          /* train on this many vectors (seeded random); 0 = min(n, 256 * k) */
+    int n_threads;          /* 0 = $RADDINO_THREADS, else all cores */
+} raddino_kmeans_params;
+
+raddino_kmeans_params raddino_kmeans_default_params(void);
+
+typedef struct {
+    int k, dim;
+    size_t n;               /* vectors assigned */
+    size_t n_train;         /* vectors trained on */
+    float *centroids;       /* k * dim, unit length */
+    int32_t *assignment;    /* n: nearest centroid by cosine */
+    float *distance;        /* n: cosine distance 1 - cos(vector, its centroid) */
+    size_t *sizes;          /* k: vectors per cluster */
+    double objective;       /* sum of distance[] over all n vectors (lower is better) */
+} raddino_kmeans_result;
+
+/* Spherical k-means (FAISS Clustering with spherical = 1, inner product) on L2-normalised
+ * copies of the vectors; every vector (not only the sample) is then assigned. */
+raddino_status raddino_kmeans(const float *vectors, size_t n, int dim,
+                              const raddino_kmeans_params *params, raddino_kmeans_result *out);
+void raddino_kmeans_result_free(raddino_kmeans_result *result);
+
+/* Mean silhouette (cosine distance) of `sample` vectors chosen with `seed` (0 = 5000; at most
+ * 50,000 and n), computed within the sample. In [-1, 1], higher is better; a vector alone in
+ * its cluster scores 0. Cost: sample^2 * dim. */
+raddino_status raddino_silhouette(const float *vectors, size_t n, int dim,
+                                  const int32_t *assignment, int k, size_t sample, uint64_t seed,
+                                  int n_threads, double *score);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
