@@ -468,6 +468,14 @@ raddino_status raddino_index_set_search_params(raddino_index *index, int nprobe,
     return index_ok();
 }
 
+raddino_status raddino_index_set_threads(raddino_index *index, int n_threads)
+{
+    if (!index || n_threads < 0 || n_threads > 1024)
+        return index_error(RADDINO_ERR_ARGUMENT, "index: bad thread count");
+    index->n_threads = index_threads(n_threads);
+    return index_ok();
+}
+
 /* ---- Search ------------------------------------------------------------------------------- */
 
 raddino_status raddino_index_search(const raddino_index *index, const float *queries, size_t nq,

@@ -115,6 +115,10 @@ raddino_status raddino_index_remove(raddino_index *index, const int64_t *ids, si
 /* 0 leaves a parameter as it is; a parameter the type lacks is ignored. */
 raddino_status raddino_index_set_search_params(raddino_index *index, int nprobe, int ef_search);
 
+/* Threads for the calls that follow (0 = $RADDINO_THREADS, else all cores). One query at a time
+ * uses one thread whatever this says; a latency-bound caller may set 1. */
+raddino_status raddino_index_set_threads(raddino_index *index, int n_threads);
+
 /* Top-k for nq queries at once: scores and ids are nq*k, best first. A query with fewer than k
  * stored neighbours gets id -1 and score -INFINITY in the remaining slots. */
 raddino_status raddino_index_search(const raddino_index *index, const float *queries, size_t nq,

@@ -152,6 +152,8 @@ START_TEST(fewer_than_k_and_min_score)
     for (int i = 0; i < 3 * DIM; i++) x[i] = rng_gauss(&s);
     int64_t ids[3] = {10, 20, 30};
     raddino_index *ix = build(x, ids, 3, "flat", 0, 0, 0);
+    ck_assert_int_eq(raddino_index_set_threads(ix, 1).code, 0);
+    ck_assert_int_eq(raddino_index_set_threads(ix, -1).code, RADDINO_ERR_ARGUMENT);
     float scores[5];
     int64_t found[5];
     raddino_status st = raddino_index_search(ix, x, 1, 5, scores, found);
