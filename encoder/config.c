@@ -86,17 +86,25 @@ static raddino_status parse_object(const char *json, size_t len, const char *nam
         return status_error(RADDINO_ERR_TOO_LARGE,
                             "%s: %zu bytes is too large for a config file (limit %u)", name, len,
                             CONFIG_MAX_BYTES);
+    /* A NUL-terminated private copy: cJSON before Debian's fix of CVE-2023-53154 read past the
+     * end of a buffer that was not terminated, and the caller's need not be. */
+    char *text = malloc(len + 1);
+    if (!text) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    memcpy(text, json, len);
+    text[len] = 0;
     /* cJSON reports the error position through return_parse_end; its global error pointer is
      * not ours to read (the library keeps no global state). */
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    long long at = end ? (long long)(end - text) : -1LL;
+    bool trailing = root && !only_whitespace(end, text + len);
+    free(text);     /* cJSON keeps copies of every string */
     if (!root)
-        return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON (at byte %lld)", name,
-                            end ? (long long)(end - json) : -1LL);
-    if (!only_whitespace(end, json + len)) {
+        return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON (at byte %lld)", name, at);
+    if (trailing) {
         cJSON_Delete(root);
         return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON: extra text at byte %lld",
-                            name, (long long)(end - json));
+                            name, at);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
