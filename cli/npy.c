@@ -151,49 +151,94 @@ static bool parse_shape(const char *header, int *n_dims, int64_t *shape)
     }
 }
 
+/* Data is read in pieces of at most this many bytes, the buffer growing as they arrive: a header
+ * that claims more values than the file holds costs no more memory than the file itself. */
+#define NPY_READ_CHUNK ((size_t)64 << 20)
+
+static raddino_status read_data(FILE *f, const char *name, uint64_t count, float **out)
+{
+    if (count > SIZE_MAX / sizeof(float))
+        return npy_error(RADDINO_ERR_TOO_LARGE, name, "array too large");
+    size_t want = (size_t)count * sizeof(float), got = 0;
+    size_t cap = want < NPY_READ_CHUNK ? want : NPY_READ_CHUNK;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    while (buf && got < want) {
+        if (got == cap) {
+            size_t bigger = cap > want - cap ? want : cap * 2;
+            uint8_t *grown = realloc(buf, bigger);
+            if (!grown) break;
+            buf = grown;
+            cap = bigger;
+        }
+        size_t n = fread(buf + got, 1, cap - got, f);
+        got += n;
+        if (n == 0) {
+            free(buf);
+            return npy_error(RADDINO_ERR_FORMAT, name,
+                             ferror(f) ? strerror(errno) : "truncated data (fewer values than "
+                                                           "the shape says)");
+        }
+    }
+    if (!buf || got < want) {
+        free(buf);
+        return npy_error(RADDINO_ERR_NOMEM, name, "out of memory");
+    }
+    *out = (float *)(void *)buf;
+    return npy_ok();
+}
+
+/* The header's element count, or an error when the product of the shape overflows. */
+static raddino_status element_count(const char *name, int n_dims, const int64_t *shape,
+                                    uint64_t *count)
+{
+    *count = 1;
+    for (int i = 0; i < n_dims; i++)
+        if (__builtin_mul_overflow(*count, (uint64_t)shape[i], count) ||
+            *count > UINT64_MAX / sizeof(float))
+            return npy_error(RADDINO_ERR_TOO_LARGE, name, "array too large");
+    return npy_ok();
+}
+
+static raddino_status read_stream(FILE *f, const char *name, float **data, int *n_dims,
+                                  int64_t *shape)
+{
+    unsigned char preamble[10];
+    char header[65536];
+    if (fread(preamble, 1, 10, f) != 10 || memcmp(preamble, NPY_MAGIC, 6) != 0 ||
+        preamble[6] != 1)
+        return npy_error(RADDINO_ERR_FORMAT, name, "not a .npy version 1 file");
+    size_t header_len = preamble[8] | (size_t)preamble[9] << 8;
+    if (fread(header, 1, header_len, f) != header_len)
+        return npy_error(RADDINO_ERR_FORMAT, name, "truncated header");
+    header[header_len] = 0;
+    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False") ||
+        !parse_shape(header, n_dims, shape))
+        return npy_error(RADDINO_ERR_UNSUPPORTED, name, "only C-order '<f4' arrays are read");
+    uint64_t count;
+    raddino_status st = element_count(name, *n_dims, shape, &count);
+    if (st.code) return st;
+    return read_data(f, name, count, data);
+}
+
 raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t *shape)
 {
     *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
-    unsigned char preamble[10];
-    char header[65536];
-    raddino_status st = npy_ok();
-    if (fread(preamble, 1, 10, f) != 10 || memcmp(preamble, NPY_MAGIC, 6) != 0 ||
-        preamble[6] != 1) {
-        st = npy_error(RADDINO_ERR_FORMAT, path, "not a .npy version 1 file");
-        goto done;
-    }
-    size_t header_len = preamble[8] | (size_t)preamble[9] << 8;
-    if (fread(header, 1, header_len, f) != header_len) {
-        st = npy_error(RADDINO_ERR_FORMAT, path, "truncated header");
-        goto done;
-    }
-    header[header_len] = 0;
-    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False") ||
-        !parse_shape(header, n_dims, shape)) {
-        st = npy_error(RADDINO_ERR_UNSUPPORTED, path, "only C-order '<f4' arrays are read");
-        goto done;
-    }
-    uint64_t count = 1;
-    for (int i = 0; i < *n_dims; i++) {
-        if (shape[i] > 0 && count > (UINT64_MAX / 4) / (uint64_t)shape[i]) {
-            st = npy_error(RADDINO_ERR_TOO_LARGE, path, "array too large");
-            goto done;
-        }
-        count *= (uint64_t)shape[i];
-    }
-    *data = malloc(count ? count * sizeof(float) : 1);
-    if (!*data) {
-        st = npy_error(RADDINO_ERR_NOMEM, path, "out of memory");
-        goto done;
-    }
-    if (fread(*data, sizeof(float), count, f) != count) {
-        free(*data);
-        *data = NULL;
-        st = npy_error(RADDINO_ERR_FORMAT, path, "truncated data");
-    }
-done:
+    raddino_status st = read_stream(f, path, data, n_dims, shape);
+    fclose(f);
+    return st;
+}
+
+raddino_status npy_read_f32_memory(const void *bytes, size_t size, const char *name,
+                                   float **data, int *n_dims, int64_t *shape)
+{
+    *data = NULL;
+    if (!name) name = "<memory>";
+    if (size == 0) return npy_error(RADDINO_ERR_FORMAT, name, "not a .npy version 1 file");
+    FILE *f = fmemopen((void *)(uintptr_t)bytes, size, "rb");
+    if (!f) return npy_error(RADDINO_ERR_NOMEM, name, strerror(errno));
+    raddino_status st = read_stream(f, name, data, n_dims, shape);
     fclose(f);
     return st;
 }

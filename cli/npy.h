@@ -26,4 +26,7 @@ void npy_writer_abort(npy_writer *w);
 
 /* Reads a '<f4' C-order .npy; *data is malloc'd. shape has room for 8 dims. */
 raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t *shape);
+/* The same on bytes in memory (the fuzz harness); name is used in messages (NULL: "<memory>"). */
+raddino_status npy_read_f32_memory(const void *bytes, size_t size, const char *name,
+                                   float **data, int *n_dims, int64_t *shape);
 #endif

@@ -16,8 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Real configs are under 1 KB; anything this big is not a config. */
-#define CONFIG_MAX_BYTES (16u << 20)
+/* Real configs are under 1 KB (a classifier's id2label for 22k classes is ~700 KB); anything
+ * bigger is not a config. cJSON spends ~64 bytes per value: 1 MiB of JSON stays under 32 MiB. */
+#define CONFIG_MAX_BYTES (1u << 20)
 
 /* Sanity caps: far beyond ViT-g (hidden 1536, 40 layers, 24 heads), small enough that sizes
  * computed from them cannot overflow an int or ask for absurd allocations. */
@@ -42,8 +43,9 @@ static raddino_status read_file(const char *path, char **out, size_t *len)
     else if (!S_ISREG(sb.st_mode))
         st = status_error(RADDINO_ERR_IO, "%s: not a regular file", path);
     else if ((uint64_t)sb.st_size > CONFIG_MAX_BYTES)
-        st = status_error(RADDINO_ERR_TOO_LARGE, "%s: %lld bytes is too large for a config file",
-                          path, (long long)sb.st_size);
+        st = status_error(RADDINO_ERR_TOO_LARGE,
+                          "%s: %lld bytes is too large for a config file (limit %u)", path,
+                          (long long)sb.st_size, CONFIG_MAX_BYTES);
     else if (!(buf = malloc((size_t)sb.st_size + 1)))
         st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
     size_t got = 0;
@@ -80,17 +82,29 @@ static raddino_status parse_object(const char *json, size_t len, const char *nam
 {
     *out = NULL;
     if (!json) return status_error(RADDINO_ERR_ARGUMENT, "%s: no JSON text", name);
+    if (len > CONFIG_MAX_BYTES)
+        return status_error(RADDINO_ERR_TOO_LARGE,
+                            "%s: %zu bytes is too large for a config file (limit %u)", name, len,
+                            CONFIG_MAX_BYTES);
+    /* A NUL-terminated private copy: cJSON before Debian's fix of CVE-2023-53154 read past the
+     * end of a buffer that was not terminated, and the caller's need not be. */
+    char *text = malloc(len + 1);
+    if (!text) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    memcpy(text, json, len);
+    text[len] = 0;
     /* cJSON reports the error position through return_parse_end; its global error pointer is
      * not ours to read (the library keeps no global state). */
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    long long at = end ? (long long)(end - text) : -1LL;
+    bool trailing = root && !only_whitespace(end, text + len);
+    free(text);     /* cJSON keeps copies of every string */
     if (!root)
-        return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON (at byte %lld)", name,
-                            end ? (long long)(end - json) : -1LL);
-    if (!only_whitespace(end, json + len)) {
+        return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON (at byte %lld)", name, at);
+    if (trailing) {
         cJSON_Delete(root);
         return status_error(RADDINO_ERR_FORMAT, "%s: not valid JSON: extra text at byte %lld",
-                            name, (long long)(end - json));
+                            name, at);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

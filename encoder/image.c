@@ -190,6 +190,75 @@ static raddino_status check_png_header(const uint8_t *d, size_t size, const char
     return check_size(name, w, h, max_pixels);
 }
 
+/* stb_image 2.27 reads a PNM header with `value = value * 10 + digit` in an int (signed overflow
+ * on a long number) and ignores a short read of the pixel data (the rest of the buffer stays
+ * uninitialised: different pixels on every run). So we read the header first, exactly as stb
+ * tokenises it (same whitespace, comments and end-of-data rules), and refuse numbers over
+ * INT_MAX, a maxval stb rejects, and files shorter than the pixels the header promises. */
+typedef struct {
+    const uint8_t *p, *end;
+} pnm_reader;
+
+static char pnm_get(pnm_reader *r) { return r->p < r->end ? (char)*r->p++ : 0; }
+static bool pnm_eof(const pnm_reader *r) { return r->p >= r->end; }
+
+static bool pnm_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+static void pnm_skip(pnm_reader *r, char *c)
+{
+    for (;;) {
+        while (!pnm_eof(r) && pnm_space(*c)) *c = pnm_get(r);
+        if (pnm_eof(r) || *c != '#') break;
+        while (!pnm_eof(r) && *c != '\n' && *c != '\r') *c = pnm_get(r);
+    }
+}
+
+/* false when the number does not fit an int (stb would overflow). */
+static bool pnm_int(pnm_reader *r, char *c, uint64_t *v)
+{
+    *v = 0;
+    bool fits = true;
+    while (!pnm_eof(r) && *c >= '0' && *c <= '9') {
+        if (fits) *v = *v * 10 + (uint64_t)(*c - '0');
+        if (*v > INT_MAX) fits = false;
+        *c = pnm_get(r);
+    }
+    return fits;
+}
+
+static raddino_status check_pnm_header(const uint8_t *d, size_t size, const char *name,
+                                       uint64_t max_pixels)
+{
+    if (size < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return status_ok();
+    pnm_reader r = {d + 2, d + size};
+    uint64_t w, h, maxval;
+    char c = pnm_get(&r);
+    pnm_skip(&r, &c);
+    bool ok = pnm_int(&r, &c, &w);
+    pnm_skip(&r, &c);
+    ok = pnm_int(&r, &c, &h) && ok;
+    pnm_skip(&r, &c);
+    ok = pnm_int(&r, &c, &maxval) && ok;
+    if (!ok)
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode pnm: number too large in the "
+                            "header", name);
+    if (maxval > 65535)
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode pnm: maxval %llu is over "
+                            "65535", name, (unsigned long long)maxval);
+    raddino_status st = check_size(name, w, h, max_pixels);
+    if (st.code) return st;
+    uint64_t need, per_pixel = (d[1] == '6' ? 3u : 1u) * (maxval > 255 ? 2u : 1u);
+    size_t have = (size_t)(r.end - r.p);
+    if (__builtin_mul_overflow(w * h, per_pixel, &need) || need > have)
+        return status_error(RADDINO_ERR_FORMAT,
+                            "%s: cannot decode pnm: truncated (%zu bytes of pixels for "
+                            "%llux%llu)", name, have, (unsigned long long)w, (unsigned long long)h);
+    return status_ok();
+}
+
 static raddino_status decode_stb(const uint8_t *data, size_t size, const char *name,
                                  uint64_t max_pixels, raddino_image *out)
 {
@@ -199,6 +268,7 @@ static raddino_status decode_stb(const uint8_t *data, size_t size, const char *n
     int len = (int)size, w, h, n;
     const char *format = stb_format_name(data, size);
     raddino_status st = check_png_header(data, size, name, max_pixels);
+    if (!st.code) st = check_pnm_header(data, size, name, max_pixels);
     if (st.code) return st;
     if (!stbi_info_from_memory(data, len, &w, &h, &n)) {
         if (strcmp(format, "tga") == 0)

@@ -294,7 +294,33 @@ static raddino_status map_file(const char *path, safetensors_file *f)
     if (map == MAP_FAILED) return status_error(RADDINO_ERR_IO, "%s: cannot map: %s", path, strerror(e));
     f->map = map;
     f->map_size = (size_t)sb.st_size;
+    f->mapped = true;
     return status_ok();
+}
+
+/* Validates f->map[0 .. map_size): the 8-byte length, then the header. */
+static raddino_status parse_file(const char *path, safetensors_file *f)
+{
+    if (f->map_size < 8)
+        return status_error(RADDINO_ERR_FORMAT,
+                            "%s: truncated: %llu bytes, a safetensors file starts with an 8-byte "
+                            "header length",
+                            path, (unsigned long long)f->map_size);
+    const uint8_t *p = f->map;
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; i--) header_len = header_len << 8 | p[i];
+    if (header_len > SAFETENSORS_MAX_HEADER)
+        return status_error(RADDINO_ERR_TOO_LARGE,
+                            "%s: header length %llu is over the %u-byte limit", path,
+                            (unsigned long long)header_len, SAFETENSORS_MAX_HEADER);
+    if (header_len > f->map_size - 8)
+        return status_error(RADDINO_ERR_FORMAT,
+                            "%s: truncated: header length %llu but only %llu bytes follow", path,
+                            (unsigned long long)header_len,
+                            (unsigned long long)(f->map_size - 8));
+    f->data_section = p + 8 + header_len;
+    f->data_size = f->map_size - 8 - header_len;
+    return parse_header(path, f, header_len);
 }
 
 raddino_status safetensors_open(const char *path, safetensors_file *out)
@@ -303,22 +329,22 @@ raddino_status safetensors_open(const char *path, safetensors_file *out)
     memset(out, 0, sizeof *out);
     snprintf(out->path, sizeof out->path, "%s", path);
     raddino_status st = map_file(path, out);
-    if (st.code) return st;
-    const uint8_t *p = out->map;
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; i--) header_len = header_len << 8 | p[i];
-    if (header_len > SAFETENSORS_MAX_HEADER)
-        st = status_error(RADDINO_ERR_TOO_LARGE, "%s: header length %llu is over the %u-byte limit",
-                          path, (unsigned long long)header_len, SAFETENSORS_MAX_HEADER);
-    else if (header_len > out->map_size - 8)
-        st = status_error(RADDINO_ERR_FORMAT,
-                          "%s: truncated: header length %llu but only %llu bytes follow", path,
-                          (unsigned long long)header_len, (unsigned long long)(out->map_size - 8));
-    if (!st.code) {
-        out->data_section = p + 8 + header_len;
-        out->data_size = out->map_size - 8 - header_len;
-        st = parse_header(path, out, header_len);
-    }
+    if (!st.code) st = parse_file(path, out);
+    if (st.code) safetensors_close(out);
+    return st;
+}
+
+raddino_status safetensors_open_memory(const void *data, size_t size, const char *name,
+                                       safetensors_file *out)
+{
+    if (!out || (!data && size))
+        return status_error(RADDINO_ERR_ARGUMENT, "safetensors_open_memory: NULL argument");
+    if (!name) name = "<memory>";
+    memset(out, 0, sizeof *out);
+    snprintf(out->path, sizeof out->path, "%s", name);
+    out->map = (void *)(uintptr_t)data;     /* never written, never unmapped (mapped false) */
+    out->map_size = size;
+    raddino_status st = parse_file(out->path, out);
     if (st.code) safetensors_close(out);
     return st;
 }
@@ -326,7 +352,7 @@ raddino_status safetensors_open(const char *path, safetensors_file *out)
 void safetensors_close(safetensors_file *f)
 {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_size);
+    if (f->map && f->mapped) munmap(f->map, f->map_size);
     free(f->tensors);
     memset(f, 0, sizeof *f);
 }

@@ -178,14 +178,21 @@ START_TEST(files)
     expect(config_load_model(bad, &c), RADDINO_ERR_FORMAT, bad, "not valid JSON");
     const char *swiglu = test_write_temp("{\"use_swiglu_ffn\": true}", 24, ".json");
     expect(config_load_model(swiglu, &c), RADDINO_ERR_UNSUPPORTED, swiglu, "use_swiglu_ffn");
-    size_t big_size = (16u << 20) + 1;
+    /* The size limit (1 MiB), from the file and from a buffer: at the limit is read. */
+    size_t big_size = (1u << 20) + 1;
     char *big = malloc(big_size);
     memset(big, ' ', big_size);
     big[0] = '{';
     big[big_size - 1] = '}';
     const char *big_path = test_write_temp(big, big_size, ".json");
-    free(big);
     expect(config_load_preprocess(big_path, &p), RADDINO_ERR_TOO_LARGE, big_path, "too large");
+    expect(config_parse_model(big, big_size, "big.json", &c), RADDINO_ERR_TOO_LARGE,
+           "big.json", "limit 1048576");
+    big[big_size - 2] = '}';
+    const char *limit_path = test_write_temp(big, big_size - 1, ".json");
+    raddino_status st = config_load_preprocess(limit_path, &p);
+    ck_assert_msg(!st.code, "%s", st.message);
+    free(big);
 }
 END_TEST
 

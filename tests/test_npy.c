@@ -64,6 +64,23 @@ START_TEST(one_and_three_dims)
 }
 END_TEST
 
+/* A .npy v1 file with the given shape text and data bytes (malloc'd). */
+static char *npy_bytes(const char *shape, const char *tail, size_t tail_len, size_t *size)
+{
+    char header[256];
+    int n = snprintf(header, sizeof header,
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }\n", shape);
+    char *out = malloc(10 + (size_t)n + tail_len);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (char)(n & 0xff);
+    out[9] = (char)(n >> 8);
+    memcpy(out + 10, header, (size_t)n);
+    memcpy(out + 10 + n, tail, tail_len);
+    *size = 10 + (size_t)n + tail_len;
+    return out;
+}
+
 START_TEST(bad_files)
 {
     float *data;
@@ -82,6 +99,33 @@ START_TEST(bad_files)
     st = npy_read_f32(truncated, &data, &n_dims, shape);
     ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
     ck_assert_ptr_null(data);
+    /* Claims 2^40 floats (4 TiB) in a small file: refused as truncated, not by trying to
+     * allocate what the header says (the buffer grows only as data arrives). */
+    size_t size;
+    char *bytes = npy_bytes("(1099511627776,)", "abcd", 4, &size);
+    const char *liar = test_write_temp(bytes, size, ".npy");
+    free(bytes);
+    st = npy_read_f32(liar, &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "truncated"), "%s", st.message);
+    ck_assert_ptr_null(data);
+    /* A shape whose product overflows. */
+    bytes = npy_bytes("(4294967296, 4294967296)", "", 0, &size);
+    st = npy_read_f32_memory(bytes, size, "over.npy", &data, &n_dims, shape);
+    free(bytes);
+    ck_assert_int_eq(st.code, RADDINO_ERR_TOO_LARGE);
+    ck_assert_msg(strstr(st.message, "over.npy: "), "%s", st.message);
+    /* The memory reader agrees with the file reader. */
+    bytes = npy_bytes("(1,)", "\x00\x00\x80\x3f", 4, &size);
+    st = npy_read_f32_memory(bytes, size, NULL, &data, &n_dims, shape);
+    free(bytes);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert_int_eq(n_dims, 1);
+    ck_assert(data[0] == 1.0f);
+    free(data);
+    st = npy_read_f32_memory("", 0, NULL, &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "<memory>: "), "%s", st.message);
     /* Writing into a folder that does not exist fails cleanly. */
     int64_t one = 1;
     float x = 0;
