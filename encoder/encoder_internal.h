@@ -211,6 +211,9 @@ void gemm_release_source(const float *w, size_t bytes);
  * GEMM_AVX512_BF16, else unused. Parallel (OpenMP) inside. */
 void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
                  float *y, size_t ldy, uint16_t *bf16_scratch);
+/* y = LayerNorm(x) row by row (biased variance), vectorised where AVX-512 is. */
+void vector_layer_norm(const float *x, int rows, int D, const float *gamma, const float *beta,
+                       float eps, float *y);
 /* x = 0.5 x (1 + erf(x / sqrt 2)) in place (exact-erf GELU), vectorised where AVX-512 is. */
 void vector_gelu(float *x, size_t n);
 /* Our kernels' attention, in float32 for both precisions: ctx[T, D] = per head

@@ -524,6 +524,75 @@ __attribute__((target("avx512f"))) static void gelu_avx512(float *x, size_t n)
 }
 #endif
 
+#if GEMM_HAVE_X86
+/* One row of LayerNorm: mean, then the biased variance around it (two passes, as a float64
+ * reference would, so no cancellation), 16 lanes of float32 partial sums. */
+__attribute__((target("avx512f"))) static void layer_norm_row_avx512(const float *x, int D,
+                                                                      const float *gamma,
+                                                                      const float *beta, float eps,
+                                                                      float *y)
+{
+    __mmask16 tail = (__mmask16)((1u << (D % 16)) - 1);
+    int full = D - D % 16;
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16) sum = _mm512_add_ps(sum, _mm512_loadu_ps(x + j));
+    sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(tail, x + full));
+    __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)D);
+    __m512 sq = _mm512_setzero_ps();
+    for (int j = 0; j < full; j += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + j), mean);
+        sq = _mm512_fmadd_ps(d, d, sq);
+    }
+    __m512 d = _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, x + full), mean);
+    sq = _mm512_fmadd_ps(d, d, sq);
+    float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)D + eps);
+    __m512 r = _mm512_set1_ps(rstd);
+    for (int j = 0; j < full; j += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), mean), r);
+        _mm512_storeu_ps(y + j, _mm512_fmadd_ps(v, _mm512_loadu_ps(gamma + j),
+                                                _mm512_loadu_ps(beta + j)));
+    }
+    if (tail) {
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), mean), r);
+        _mm512_mask_storeu_ps(y + full, tail,
+                              _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(tail, gamma + full),
+                                              _mm512_maskz_loadu_ps(tail, beta + full)));
+    }
+}
+#endif
+
+/* Biased variance, as torch.nn.LayerNorm; the portable path keeps its statistics in double. */
+static void layer_norm_row(const float *x, int D, const float *gamma, const float *beta, float eps,
+                           float *y)
+{
+    double sum = 0, sum2 = 0;
+    for (int j = 0; j < D; j++) sum += x[j];
+    double mean = sum / D;
+    for (int j = 0; j < D; j++) sum2 += (x[j] - mean) * (x[j] - mean);
+    float rstd = (float)(1.0 / sqrt(sum2 / D + (double)eps));
+    float m = (float)mean;
+    for (int j = 0; j < D; j++) y[j] = (x[j] - m) * rstd * gamma[j] + beta[j];
+}
+
+void vector_layer_norm(const float *x, int rows, int D, const float *gamma, const float *beta,
+                       float eps, float *y)
+{
+    bool wide = gemm_cpu_has_avx512();
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *yr = y + (size_t)r * D;
+#if GEMM_HAVE_X86
+        if (wide) {
+            layer_norm_row_avx512(xr, D, gamma, beta, eps, yr);
+            continue;
+        }
+#endif
+        layer_norm_row(xr, D, gamma, beta, eps, yr);
+    }
+    (void)wide;
+}
+
 void vector_gelu(float *x, size_t n)
 {
     size_t chunk = 4096;

@@ -199,25 +199,6 @@ void vit_position_embeddings(const vit_config *cfg, const vit_weights *w, int gr
 
 /* ---- building blocks ---------------------------------------------------------------------- */
 
-/* Biased variance, as torch.nn.LayerNorm; statistics in double so that the result does not
- * depend on the summation order. */
-static void layer_norm(const float *x, int rows, int D, const float *gamma, const float *beta,
-                       float eps, float *y)
-{
-    #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * D;
-        float *yr = y + (size_t)r * D;
-        double sum = 0, sum2 = 0;
-        for (int j = 0; j < D; j++) sum += xr[j];
-        double mean = sum / D;
-        for (int j = 0; j < D; j++) sum2 += (xr[j] - mean) * (xr[j] - mean);
-        float rstd = (float)(1.0 / sqrt(sum2 / D + (double)eps));
-        float m = (float)mean;
-        for (int j = 0; j < D; j++) yr[j] = (xr[j] - m) * rstd * gamma[j] + beta[j];
-    }
-}
-
 /* x += scale * branch, row by row (scale is the LayerScale vector). */
 static void residual_add(float *x, const float *branch, const float *scale, int rows, int D)
 {
@@ -351,7 +332,7 @@ static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_
     char prefix[32], name[64];
     snprintf(prefix, sizeof prefix, "layer%d", index);
 
-    layer_norm(s->x, T, D, lw->norm1_w, lw->norm1_b, cfg->layer_norm_eps, s->h);
+    vector_layer_norm(s->x, T, D, lw->norm1_w, lw->norm1_b, cfg->layer_norm_eps, s->h);
     snprintf(name, sizeof name, "%s.norm1", prefix);
     emit(s, name, s->h, T, D);
     attention(cfg, lw, lk, s, prefix);
@@ -359,7 +340,7 @@ static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_
     snprintf(name, sizeof name, "%s.resid1", prefix);
     emit(s, name, s->x, T, D);
 
-    layer_norm(s->x, T, D, lw->norm2_w, lw->norm2_b, cfg->layer_norm_eps, s->h);
+    vector_layer_norm(s->x, T, D, lw->norm2_w, lw->norm2_b, cfg->layer_norm_eps, s->h);
     snprintf(name, sizeof name, "%s.norm2", prefix);
     emit(s, name, s->h, T, D);
     mlp(cfg, lw, lk, s, prefix);
@@ -378,7 +359,8 @@ raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, const vi
         return status_error(RADDINO_ERR_ARGUMENT, "run state was made for another kernel");
     embed(cfg, w, kern, s, pixels);
     for (int i = 0; i < cfg->layers; i++) layer(cfg, &w->layers[i], &kern->layers[i], s, i);
-    layer_norm(s->x, s->n_tokens, cfg->hidden, w->norm_w, w->norm_b, cfg->layer_norm_eps, tokens);
+    vector_layer_norm(s->x, s->n_tokens, cfg->hidden, w->norm_w, w->norm_b, cfg->layer_norm_eps,
+                      tokens);
     emit(s, "last_hidden_state", tokens, s->n_tokens, cfg->hidden);
     return status_ok();
 }

@@ -169,6 +169,33 @@ START_TEST(gelu_matches_erf)
 }
 END_TEST
 
+START_TEST(layer_norm_matches_reference)
+{
+    const int widths[] = {1, 37, 64, 768};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        int D = widths[w], rows = 5;
+        float *x = random_matrix((size_t)rows * D, 11 + (uint64_t)D);
+        for (int i = 0; i < rows * D; i++) x[i] = x[i] * 3.0f + 100.0f;   /* a large mean */
+        float *gamma = random_matrix((size_t)D, 12), *beta = random_matrix((size_t)D, 13);
+        float *y = malloc((size_t)rows * D * sizeof(float));
+        vector_layer_norm(x, rows, D, gamma, beta, 1e-6f, y);
+        for (int r = 0; r < rows; r++) {
+            double mean = 0, var = 0;
+            for (int j = 0; j < D; j++) mean += x[r * D + j];
+            mean /= D;
+            for (int j = 0; j < D; j++) var += (x[r * D + j] - mean) * (x[r * D + j] - mean);
+            var /= D;
+            for (int j = 0; j < D; j++) {
+                double want = (x[r * D + j] - mean) / sqrt(var + 1e-6) * gamma[j] + beta[j];
+                ck_assert_msg(fabs(y[r * D + j] - want) <= 2e-5, "D=%d: y = %.8g, want %.8g", D,
+                              y[r * D + j], want);
+            }
+        }
+        free(x), free(gamma), free(beta), free(y);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gemm");
@@ -179,6 +206,7 @@ int main(void)
     tcase_add_test(tc, bf16_rounding);
     tcase_add_test(tc, attention_matches_reference);
     tcase_add_test(tc, gelu_matches_erf);
+    tcase_add_test(tc, layer_norm_matches_reference);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
