@@ -16,6 +16,8 @@ static const char usage[] =
     "  index        embed whole folders into a database, keeping it up to date\n"
     "  stats        summarise a database: images, failures, model, last run\n"
     "  export       write a database's vectors as .npy (and their paths as CSV)\n"
+    "  search       the stored images most similar to images, ids or stored paths\n"
+    "  index-info   the search index: type, size, memory, recall of approximate types\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -41,6 +43,8 @@ int main(int argc, char **argv)
     if (!strcmp(command, "index")) return cmd_index(argc - 1, argv + 1);
     if (!strcmp(command, "stats")) return cmd_stats(argc - 1, argv + 1);
     if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(command, "search")) return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(command, "index-info")) return cmd_index_info(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }

@@ -145,11 +145,24 @@ typedef struct {
 raddino_status raddino_store_find_path(raddino_store *db, const char *path,
                                        raddino_store_image *out, int *found);
 
+/* Looks an image id up. When vector is not NULL and the image has a vector of the model in use
+ * (read-only: the model of the stored vectors), it is copied there (dim floats) and
+ * out->has_vector is 1. *found = 0 when there is no such row. Strings as find_path. */
+raddino_status raddino_store_find_id(raddino_store *db, int64_t id, float *vector,
+                                     raddino_store_image *out, int *found);
+
 /* Finds a vector of the model in use stored for a file with this content hash. On *found = 1,
  * vector (dim floats) is filled and *source describes the image it belongs to (strings valid
  * until the next call). */
 raddino_status raddino_store_find_sha256(raddino_store *db, const char *sha256, float *vector,
                                          raddino_store_image *source, int *found);
+
+/* Compares a model with the one the stored vectors come from: *same = 1 when the weights
+ * sha256 and config_json are equal (or nothing is stored yet), else 0 and `why` (may be NULL)
+ * describes the stored model. For readers that embed queries (search): vectors of two models
+ * are not comparable. */
+raddino_status raddino_store_model_matches(raddino_store *db, const raddino_store_model *model,
+                                           int *same, char *why, size_t why_cap);
 
 /* Opens / commits a write batch. Every write below must happen inside one. */
 raddino_status raddino_store_begin(raddino_store *db);

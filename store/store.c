@@ -144,6 +144,11 @@ static const char *const query_sql[Q_COUNT] = {
         " pixel_spacing_row, pixel_spacing_column, imager_pixel_spacing_row,"
         " imager_pixel_spacing_column, transfer_syntax_uid, frames, patient_key"
         " FROM dicom WHERE image_id = ?1",
+    [Q_FIND_ID] =
+        "SELECT i.id, i.path, i.size, i.mtime_ns, i.sha256, i.width, i.height, i.format,"
+        " i.status, i.reason, i.embedded_at, e.vector IS NOT NULL, e.vector"
+        " FROM images i LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_id = ?2"
+        " WHERE i.id = ?1",
 };
 
 raddino_status store_ok(void)
@@ -668,6 +673,32 @@ raddino_status raddino_store_use_model(raddino_store *s, const raddino_store_mod
     s->model_dim = m->dim;
     if (model_id) *model_id = id;
     return st;
+}
+
+raddino_status raddino_store_model_matches(raddino_store *s, const raddino_store_model *m,
+                                           int *same, char *why, size_t why_cap)
+{
+    if (!s || !m || !m->weights_sha256 || !m->config_json || !same)
+        return store_error(s, RADDINO_ERR_ARGUMENT, "model_matches: bad model");
+    *same = 1;
+    int64_t stored;
+    int dim;
+    raddino_status st = store_vectors_model(s, &stored, &dim);
+    if (st.code || !stored) return st;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT weights_sha256 = ?2 AND config_json = ?3 AND dim = ?4"
+                           " FROM models WHERE id = ?1", -1, &q, NULL) != SQLITE_OK)
+        return store_sql_error(s, "reading models");
+    sqlite3_bind_int64(q, 1, stored);
+    sqlite3_bind_text(q, 2, m->weights_sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, m->config_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 4, m->dim);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *same = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW) return store_sql_error(s, "reading models");
+    if (!*same && why) describe_model(s, stored, why, why_cap);
+    return store_ok();
 }
 
 /* ---- runs -------------------------------------------------------------------------------- */

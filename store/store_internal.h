@@ -23,6 +23,7 @@ typedef enum {
     Q_UPSERT_DICOM,
     Q_DELETE_DICOM,
     Q_GET_DICOM,
+    Q_FIND_ID,
     Q_COUNT
 } store_query;
 
