@@ -116,5 +116,7 @@ int cmd_preprocess(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_index_info(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
+int cmd_clusters(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const char usage[] =
     "  export       write a database's vectors as .npy (and their paths as CSV)\n"
     "  search       the stored images most similar to images, ids or stored paths\n"
     "  index-info   the search index: type, size, memory, recall of approximate types\n"
+    "  cluster      group the images by k-means (stored in the database)\n"
+    "  clusters     show stored clustering results again\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
     if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(command, "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(command, "index-info")) return cmd_index_info(argc - 1, argv + 1);
+    if (!strcmp(command, "cluster")) return cmd_cluster(argc - 1, argv + 1);
+    if (!strcmp(command, "clusters")) return cmd_clusters(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }

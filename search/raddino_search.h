@@ -63,6 +63,8 @@ typedef struct {
     const char *index_path;         /* NULL: the database path + ".faiss" */
     int rebuild;                    /* 1: build afresh (and retrain) even when current */
     int no_save;                    /* 1: never write the index file */
+    int no_index;                   /* 1: the snapshot only, no index (clustering, eval):
+                                       raddino_collection_index returns NULL, search fails */
 } raddino_collection_params;
 
 raddino_collection_params raddino_collection_default_params(void);
@@ -79,7 +81,7 @@ typedef struct {
     int64_t generation;             /* of the snapshot */
     int64_t model_id;
     int dim;
-    int64_t vectors;                /* in the index */
+    int64_t vectors;                /* in the index (no_index: in the snapshot) */
     int origin;                     /* raddino_index_origin */
     int saved;                      /* 1 when this open wrote the file */
     char save_error[RADDINO_MESSAGE_MAX];   /* why it could not be written ("" when fine) */

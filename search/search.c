@@ -256,9 +256,10 @@ raddino_status raddino_collection_open(const char *db_path, const raddino_collec
         st = error(RADDINO_ERR_ARGUMENT, "%s: path too long", db_path);
     int64_t n_vectors = 0;
     if (!st.code) st = open_snapshot(c, db_path, &n_vectors);
-    if (!st.code) st = ensure_index(c, p, n_vectors);
+    if (!st.code && !p->no_index) st = ensure_index(c, p, n_vectors);
     raddino_index_info ii;
-    if (!st.code) st = raddino_index_get_info(c->index, &ii);
+    ii.ntotal = n_vectors;
+    if (!st.code && c->index) st = raddino_index_get_info(c->index, &ii);
     if (st.code) {
         raddino_collection_close(c);
         return st;
@@ -355,8 +356,8 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
                                          const char *const *exclude_sha256, float *scores,
                                          int64_t *ids)
 {
-    if (!c || (nq && (!queries || !scores || !ids)) || k <= 0)
-        return error(RADDINO_ERR_ARGUMENT, "collection search: bad arguments");
+    if (!c || !c->index || (nq && (!queries || !scores || !ids)) || k <= 0)
+        return error(RADDINO_ERR_ARGUMENT, "collection search: bad arguments or no index");
     int64_t total = c->info.vectors;
     int excluding = exclude_ids || exclude_sha256;
     int64_t most = total > k ? total : k;   /* fetching more than this finds nothing new */
