@@ -118,5 +118,7 @@ int cmd_search(int argc, char **argv);
 int cmd_index_info(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_clusters(int argc, char **argv);
+int cmd_dedup(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

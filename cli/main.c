@@ -20,6 +20,8 @@ static const char usage[] =
     "  index-info   the search index: type, size, memory, recall of approximate types\n"
     "  cluster      group the images by k-means (stored in the database)\n"
     "  clusters     show stored clustering results again\n"
+    "  dedup        groups of exact and near-duplicate images\n"
+    "  eval         retrieval quality on labelled images: P@k, recall@k, mAP\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
     if (!strcmp(command, "index-info")) return cmd_index_info(argc - 1, argv + 1);
     if (!strcmp(command, "cluster")) return cmd_cluster(argc - 1, argv + 1);
     if (!strcmp(command, "clusters")) return cmd_clusters(argc - 1, argv + 1);
+    if (!strcmp(command, "dedup")) return cmd_dedup(argc - 1, argv + 1);
+    if (!strcmp(command, "eval")) return cmd_eval(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }
