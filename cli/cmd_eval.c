@@ -139,7 +139,7 @@ static int names(const char *value, const char *normalised_value, const char *pa
 }
 
 typedef struct {
-    size_t rows, matched_rows, labelled, conflicts;
+    size_t rows, incomplete_rows, matched_rows, labelled, conflicts;
 } label_counts;
 
 static raddino_status set_text(char **slot, const char *text)
@@ -223,7 +223,10 @@ static raddino_status read_labels(const eval_options *o, image_set *s, label_cou
         counts->rows++;
         size_t need = (size_t)(path_col > label_col ? path_col : label_col);
         if (group_col > (int)need) need = (size_t)group_col;
-        if (r.n_fields <= need || !r.fields[path_col][0] || !r.fields[label_col][0]) continue;
+        if (r.n_fields <= need || !r.fields[path_col][0] || !r.fields[label_col][0]) {
+            counts->incomplete_rows++;      /* no path or no label: nothing to apply */
+            continue;
+        }
         st = apply_row(s, r.fields[path_col], r.fields[label_col],
                        group_col >= 0 ? r.fields[group_col] : NULL, counts);
     }
@@ -379,13 +382,14 @@ static void print_results(const tally *t, size_t n_t, const eval_options *o,
             print_tally_json(&t[i], o);
         }
         printf("}, \"queries\": %zu, \"skipped\": %zu, \"labelled\": %zu, \"csv_rows\": %zu, "
-               "\"unmatched_rows\": %zu, \"conflicts\": %zu}\n", t[0].queries, skipped,
-               c->labelled, c->rows, c->rows - c->matched_rows, c->conflicts);
+               "\"incomplete_rows\": %zu, \"unmatched_rows\": %zu, \"conflicts\": %zu}\n",
+               t[0].queries, skipped, c->labelled, c->rows, c->incomplete_rows,
+               c->rows - c->incomplete_rows - c->matched_rows, c->conflicts);
         return;
     }
-    printf("%zu CSV rows, %zu matched stored images: %zu labelled images, %zu queries "
-           "(%zu skipped: no other image with their label)\n",
-           c->rows, c->matched_rows, c->labelled, t[0].queries, skipped);
+    printf("%zu CSV rows (%zu without a path or label), %zu matched stored images: %zu labelled "
+           "images, %zu queries (%zu skipped: no other image with their label)\n",
+           c->rows, c->incomplete_rows, c->matched_rows, c->labelled, t[0].queries, skipped);
     if (c->conflicts)
         printf("%zu images named by rows with another label kept their first label\n",
                c->conflicts);
