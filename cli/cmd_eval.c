@@ -126,16 +126,75 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* Whether a CSV value names this stored path: the path itself, its file name, or the file name
- * without its extension. */
-static int names(const char *value, const char *normalised_value, const char *path)
+/* Lookup tables from a CSV value to stored images: rows sorted by path, by file name and by
+ * file name without its extension (its stem), searched by bisection, so that a label file of
+ * many rows costs n log n, not rows x n. */
+typedef struct {
+    const char *text;       /* the path, or its file name */
+    size_t len;             /* compared length (the stem: up to the last '.') */
+    size_t row;
+} name_key;
+
+typedef struct {
+    name_key *by_path, *by_name, *by_stem;
+    size_t n;
+} name_index;
+
+static int compare_keys(const void *a, const void *b)
 {
-    if (strchr(value, '/')) return normalised_value && !strcmp(normalised_value, path);
-    const char *b = base_name(path);
-    if (!strcmp(b, value)) return 1;
-    const char *dot = strrchr(b, '.');
-    size_t len = strlen(value);
-    return dot && (size_t)(dot - b) == len && !strncmp(b, value, len);
+    const name_key *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->text, y->text, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+static raddino_status build_name_index(const image_set *s, name_index *ix)
+{
+    size_t n = s->n ? s->n : 1;
+    ix->n = s->n;
+    ix->by_path = malloc(n * sizeof *ix->by_path);
+    ix->by_name = malloc(n * sizeof *ix->by_name);
+    ix->by_stem = malloc(n * sizeof *ix->by_stem);
+    if (!ix->by_path || !ix->by_name || !ix->by_stem) return nomem();
+    for (size_t i = 0; i < s->n; i++) {
+        const char *b = base_name(s->paths[i]);
+        const char *dot = strrchr(b, '.');
+        ix->by_path[i] = (name_key){s->paths[i], strlen(s->paths[i]), i};
+        ix->by_name[i] = (name_key){b, strlen(b), i};
+        ix->by_stem[i] = (name_key){b, dot ? (size_t)(dot - b) : strlen(b), i};
+    }
+    qsort(ix->by_path, s->n, sizeof *ix->by_path, compare_keys);
+    qsort(ix->by_name, s->n, sizeof *ix->by_name, compare_keys);
+    qsort(ix->by_stem, s->n, sizeof *ix->by_stem, compare_keys);
+    return (raddino_status){RADDINO_OK, ""};
+}
+
+static void free_name_index(name_index *ix)
+{
+    free(ix->by_path);
+    free(ix->by_name);
+    free(ix->by_stem);
+}
+
+/* The first key equal to text in a sorted table (row 0 sorts first among equals); n if none. */
+static size_t first_equal(const name_key *keys, size_t n, const char *text)
+{
+    name_key probe = {text, strlen(text), 0};
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (compare_keys(&keys[mid], &probe) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static int key_is(const name_key *k, const char *text)
+{
+    size_t len = strlen(text);
+    return k->len == len && !memcmp(k->text, text, len);
 }
 
 typedef struct {
@@ -149,27 +208,46 @@ static raddino_status set_text(char **slot, const char *text)
     return *slot ? (raddino_status){RADDINO_OK, ""} : nomem();
 }
 
-/* Applies one CSV row to every image it names. */
-static raddino_status apply_row(image_set *s, const char *value, const char *label,
-                                const char *group, label_counts *counts)
+static raddino_status label_row(image_set *s, size_t i, const char *label, const char *group,
+                                label_counts *counts)
 {
+    if (s->label[i]) {
+        counts->conflicts += strcmp(s->label[i], label) != 0;
+        return (raddino_status){RADDINO_OK, ""};
+    }
+    raddino_status st = set_text(&s->label[i], label);
+    if (!st.code && group && *group) st = set_text(&s->group[i], group);
+    counts->labelled++;
+    return st;
+}
+
+/* Applies one CSV row to every image it names: a value with '/' is a path (normalised as the
+ * store does), else a file name, with or without its extension. */
+static raddino_status apply_row(image_set *s, const name_index *ix, const char *value,
+                                const char *label, const char *group, label_counts *counts)
+{
+    const name_key *tables[2] = {ix->by_name, ix->by_stem};
+    int n_tables = 2;
     char normalised[RADDINO_PATH_MAX];
-    const char *nv = NULL;
-    if (strchr(value, '/') && !raddino_store_normalise_path(value, normalised, sizeof normalised).code)
-        nv = normalised;
+    if (strchr(value, '/')) {
+        if (raddino_store_normalise_path(value, normalised, sizeof normalised).code)
+            return (raddino_status){RADDINO_OK, ""};
+        value = normalised;
+        tables[0] = ix->by_path;
+        n_tables = 1;
+    }
     int matched = 0;
     raddino_status st = {RADDINO_OK, ""};
-    for (size_t i = 0; i < s->n && !st.code; i++) {
-        if (!names(value, nv, s->paths[i])) continue;
-        matched = 1;
-        if (s->label[i]) {
-            counts->conflicts += strcmp(s->label[i], label) != 0;
-            continue;
+    for (int t = 0; t < n_tables && !st.code; t++)
+        for (size_t j = first_equal(tables[t], ix->n, value);
+             j < ix->n && key_is(&tables[t][j], value) && !st.code; j++) {
+            /* a file named exactly like a stem ("a" and "a.png") is found twice: once counts */
+            if (t == 1 && s->label[tables[t][j].row] &&
+                !strcmp(base_name(s->paths[tables[t][j].row]), value))
+                continue;
+            matched = 1;
+            st = label_row(s, tables[t][j].row, label, group, counts);
         }
-        st = set_text(&s->label[i], label);
-        if (!st.code && group && *group) st = set_text(&s->group[i], group);
-        counts->labelled++;
-    }
     counts->matched_rows += matched;
     return st;
 }
@@ -219,6 +297,8 @@ static raddino_status read_labels(const eval_options *o, image_set *s, label_cou
         csv_close(&r);
         return st;
     }
+    name_index ix = {0};
+    st = build_name_index(s, &ix);
     while (!st.code && (got = csv_next(&r, &st)) > 0) {
         counts->rows++;
         size_t need = (size_t)(path_col > label_col ? path_col : label_col);
@@ -227,9 +307,10 @@ static raddino_status read_labels(const eval_options *o, image_set *s, label_cou
             counts->incomplete_rows++;      /* no path or no label: nothing to apply */
             continue;
         }
-        st = apply_row(s, r.fields[path_col], r.fields[label_col],
+        st = apply_row(s, &ix, r.fields[path_col], r.fields[label_col],
                        group_col >= 0 ? r.fields[group_col] : NULL, counts);
     }
+    free_name_index(&ix);
     csv_close(&r);
     return st;
 }
