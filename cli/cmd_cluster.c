@@ -184,6 +184,12 @@ static int show_run(raddino_store *db, int64_t run_id, const cluster_options *o)
                (long long)run.generation, params);
     } else {
         print_run_header(&run);
+        const char *reason = strstr(params, "\"reason\": \"");   /* written by params_json */
+        if (reason) {
+            reason += 11;
+            const char *end = strchr(reason, '"');
+            printf("%.*s\n", end ? (int)(end - reason) : 0, reason);
+        }
     }
     if (o->format != OUT_CSV) {
         size_t b = 0;
@@ -230,7 +236,7 @@ static raddino_status run_kmeans(const float *v, size_t n, int dim, int k,
 static char *params_json(const cluster_options *o, const k_score *tried, int n_tried, int best,
                          size_t n)
 {
-    size_t cap = 512 + (size_t)n_tried * 96;
+    size_t cap = 1024 + (size_t)n_tried * 192;   /* each tried k: under 100 bytes */
     char *j = malloc(cap);
     if (!j) return NULL;
     size_t len = 0;
@@ -321,14 +327,6 @@ static int store_run(const char *db_path, const raddino_collection_info *ci,
         cli_status_error(&st);
         raddino_store_close(db);
         return EXIT_INPUT_FAILED;
-    }
-    if (o->format == OUT_TEXT) {
-        char *reason = strstr(params, "\"reason\": \"");
-        if (reason) {
-            reason += 11;
-            char *end = strchr(reason, '"');
-            printf("%.*s\n", end ? (int)(end - reason) : 0, reason);
-        }
     }
     int exit_code = show_run(db, run.id, o);
     raddino_store_close(db);
