@@ -85,6 +85,11 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
 /* The image loading options the model options describe (pixel cap, DICOM window). */
 raddino_load_options cli_load_options(const cli_model_options *o);
 
+/* Appends the DICOM --window setting to a model's config_json (raddino_store_model_json) when it
+ * is not the default, so that vectors made with another window count as another model. The
+ * default adds nothing: databases made before DICOM support keep their model row. */
+raddino_status cli_model_json_window(const cli_model_options *o, char *json, size_t cap);
+
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out);
 
@@ -109,5 +114,11 @@ int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_index_info(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
+int cmd_clusters(int argc, char **argv);
+int cmd_dedup(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -257,3 +257,21 @@ void cli_csv_field(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+raddino_status cli_model_json_window(const cli_model_options *m, char *json, size_t cap)
+{
+    raddino_status st = {RADDINO_OK, ""};
+    if (m->window == RADDINO_WINDOW_MINMAX) return st;
+    size_t len = strlen(json);
+    if (len == 0 || json[len - 1] != '}') return st;
+    int n = m->window == RADDINO_WINDOW_AUTO
+                ? snprintf(json + len - 1, cap - len + 1, ", \"dicom_window\": \"auto\"}")
+                : snprintf(json + len - 1, cap - len + 1,
+                           ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
+                           m->window_center, m->window_width);
+    if (n < 0 || (size_t)n >= cap - len + 1) {
+        st.code = RADDINO_ERR_ARGUMENT;
+        snprintf(st.message, sizeof st.message, "model description too long");
+    }
+    return st;
+}

@@ -254,34 +254,12 @@ static void repository_from_path(const char *dir, char *repo, size_t repo_cap, c
     snprintf(rev, rev_cap, "%.*s", r_end ? (int)(r_end - r) : (int)strlen(r), r);
 }
 
-/* --window changes the grey levels of DICOM files, so it is part of what made their vectors:
- * a window other than the default min-max is added to the model's JSON, and a collection made
- * with another window is refused like another model. The default adds nothing, so databases
- * made before DICOM support keep their model row. */
-static raddino_status add_window(const cli_model_options *m, char *json, size_t cap)
-{
-    raddino_status st = {RADDINO_OK, ""};
-    if (m->window == RADDINO_WINDOW_MINMAX) return st;
-    size_t len = strlen(json);
-    if (len == 0 || json[len - 1] != '}') return st;
-    int n = m->window == RADDINO_WINDOW_AUTO
-                ? snprintf(json + len - 1, cap - len + 1, ", \"dicom_window\": \"auto\"}")
-                : snprintf(json + len - 1, cap - len + 1,
-                           ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
-                           m->window_center, m->window_width);
-    if (n < 0 || (size_t)n >= cap - len + 1) {
-        st.code = RADDINO_ERR_ARGUMENT;
-        snprintf(st.message, sizeof st.message, "model description too long");
-    }
-    return st;
-}
-
 static int use_model(indexer *x)
 {
     char sha[65], json[4096], repo[256], rev[128];
     raddino_status st = cli_file_sha256(x->info.weights_path, sha);
     if (!st.code) st = raddino_store_model_json(&x->info, json, sizeof json);
-    if (!st.code) st = add_window(&x->o->model, json, sizeof json);
+    if (!st.code) st = cli_model_json_window(&x->o->model, json, sizeof json);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;

@@ -16,6 +16,12 @@ static const char usage[] =
     "  index        embed whole folders into a database, keeping it up to date\n"
     "  stats        summarise a database: images, failures, model, last run\n"
     "  export       write a database's vectors as .npy (and their paths as CSV)\n"
+    "  search       the stored images most similar to images, ids or stored paths\n"
+    "  index-info   the search index: type, size, memory, recall of approximate types\n"
+    "  cluster      group the images by k-means (stored in the database)\n"
+    "  clusters     show stored clustering results again\n"
+    "  dedup        groups of exact and near-duplicate images\n"
+    "  eval         retrieval quality on labelled images: P@k, recall@k, mAP\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -41,6 +47,12 @@ int main(int argc, char **argv)
     if (!strcmp(command, "index")) return cmd_index(argc - 1, argv + 1);
     if (!strcmp(command, "stats")) return cmd_stats(argc - 1, argv + 1);
     if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(command, "search")) return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(command, "index-info")) return cmd_index_info(argc - 1, argv + 1);
+    if (!strcmp(command, "cluster")) return cmd_cluster(argc - 1, argv + 1);
+    if (!strcmp(command, "clusters")) return cmd_clusters(argc - 1, argv + 1);
+    if (!strcmp(command, "dedup")) return cmd_dedup(argc - 1, argv + 1);
+    if (!strcmp(command, "eval")) return cmd_eval(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }

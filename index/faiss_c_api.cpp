@@ -94,6 +94,11 @@ int faiss_Index_train(FaissIndex *index, idx_t n, const float *x)
     return guarded([&] { cxx(index)->train(n, x); });
 }
 
+int faiss_Index_reset(FaissIndex *index)
+{
+    return guarded([&] { cxx(index)->reset(); });
+}
+
 int faiss_Index_add_with_ids(FaissIndex *index, idx_t n, const float *x, const idx_t *xids)
 {
     return guarded([&] { cxx(index)->add_with_ids(n, x, xids); });

@@ -380,6 +380,13 @@ raddino_status raddino_index_add(raddino_index *index, const float *vectors, con
     return st;
 }
 
+raddino_status raddino_index_clear(raddino_index *index)
+{
+    if (!index) return index_error(RADDINO_ERR_ARGUMENT, "index clear: no index");
+    int rc = faiss_Index_reset(index->faiss);
+    return rc ? index_faiss_error(rc, "emptying the index") : index_ok();
+}
+
 static int compare_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -112,6 +112,9 @@ raddino_status raddino_index_add(raddino_index *index, const float *vectors, con
 /* Removes every stored vector whose id is in ids; *n_removed (may be NULL) says how many. */
 raddino_status raddino_index_remove(raddino_index *index, const int64_t *ids, size_t n,
                                     size_t *n_removed);
+/* Removes every vector and keeps the training (IVF centroids, PQ codebooks, PCA): refilling
+ * with raddino_index_add costs no training. */
+raddino_status raddino_index_clear(raddino_index *index);
 /* 0 leaves a parameter as it is; a parameter the type lacks is ignored. */
 raddino_status raddino_index_set_search_params(raddino_index *index, int nprobe, int ef_search);
 

@@ -44,9 +44,18 @@
  *               A table of its own, not columns of images: PNG/JPEG rows stay narrow.
  *               The upgrade from schema 1 sets the size of failed DICOM rows to -1 (schema 1
  *               could not decode DICOM), so the next index run reads those files again.
+ *   cluster_runs (since schema 3) one row per `raddino cluster` result: created, model_id,
+ *               generation (of the vectors clustered), k, dim, seed, iterations, n (vectors
+ *               assigned), n_train, objective (sum of cosine distances), silhouette (mean, on a
+ *               sample; NULL when not measured), params_json (the command's parameters and,
+ *               for -k auto, the k tried with their scores and why one was kept), centroids
+ *               (k x dim float32 BLOB, unit length)
+ *   cluster_assignments (since schema 3) run_id -> cluster_runs(id), image_id -> images(id),
+ *               both ON DELETE CASCADE; cluster (0..k-1), distance (1 - cosine to its centroid)
  *
  * Migrations are an ordered list of SQL steps in store.c; opening for writing applies the
- * missing ones in one transaction. A read-only store refuses a schema it does not know.
+ * missing ones in one transaction. A read-only store refuses a schema it does not know, and
+ * one older than 2; it reads a schema 2 file as it is (no cluster runs in it).
  *
  * Paths: stored as the absolute, lexically normalised form of the path the user gave (the
  * current folder prepended to a relative path; "//", "/./" and "dir/.." folded), without
@@ -76,7 +85,7 @@
 extern "C" {
 #endif
 
-#define RADDINO_STORE_SCHEMA 2
+#define RADDINO_STORE_SCHEMA 3
 #define RADDINO_STORE_DEFAULT_PATH "raddino.db"
 
 typedef struct raddino_store raddino_store;
@@ -145,11 +154,24 @@ typedef struct {
 raddino_status raddino_store_find_path(raddino_store *db, const char *path,
                                        raddino_store_image *out, int *found);
 
+/* Looks an image id up. When vector is not NULL and the image has a vector of the model in use
+ * (read-only: the model of the stored vectors), it is copied there (dim floats) and
+ * out->has_vector is 1. *found = 0 when there is no such row. Strings as find_path. */
+raddino_status raddino_store_find_id(raddino_store *db, int64_t id, float *vector,
+                                     raddino_store_image *out, int *found);
+
 /* Finds a vector of the model in use stored for a file with this content hash. On *found = 1,
  * vector (dim floats) is filled and *source describes the image it belongs to (strings valid
  * until the next call). */
 raddino_status raddino_store_find_sha256(raddino_store *db, const char *sha256, float *vector,
                                          raddino_store_image *source, int *found);
+
+/* Compares a model with the one the stored vectors come from: *same = 1 when the weights
+ * sha256 and config_json are equal (or nothing is stored yet), else 0 and `why` (may be NULL)
+ * describes the stored model. For readers that embed queries (search): vectors of two models
+ * are not comparable. */
+raddino_status raddino_store_model_matches(raddino_store *db, const raddino_store_model *model,
+                                           int *same, char *why, size_t why_cap);
 
 /* Opens / commits a write batch. Every write below must happen inside one. */
 raddino_status raddino_store_begin(raddino_store *db);
@@ -199,6 +221,41 @@ raddino_status raddino_store_foreach_vector(raddino_store *db, int64_t model_id,
 typedef void (*raddino_store_hash_fn)(void *user, const char *sha256);
 raddino_status raddino_store_foreach_sha256(raddino_store *db, raddino_store_hash_fn fn,
                                             void *user);
+
+/* ---- Clustering results ------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t id;                 /* filled by put */
+    double created;             /* unix seconds; filled by put */
+    int64_t model_id, generation;
+    int k, dim, iterations;
+    uint64_t seed;
+    int64_t n, n_train;
+    double objective;
+    double silhouette;          /* NAN: not measured */
+    const char *params_json;    /* a JSON object */
+    const float *centroids;     /* k x dim; get: valid until the next call on the store */
+} raddino_store_cluster_run;
+
+/* Stores a run and the assignment of n images (ids, cluster numbers, cosine distances), in a
+ * batch of its own (or the open one). Images deleted since they were read are skipped. */
+raddino_status raddino_store_put_cluster_run(raddino_store *db, raddino_store_cluster_run *run,
+                                             const int64_t *image_ids, const int32_t *clusters,
+                                             const float *distances, size_t n);
+/* Reads run `run_id` (0: the latest); *found = 0 when there is none. Strings and centroids
+ * stay valid until the next call on db. */
+raddino_status raddino_store_get_cluster_run(raddino_store *db, int64_t run_id,
+                                             raddino_store_cluster_run *out, int *found);
+/* Calls fn for every run, newest first (centroids NULL). */
+typedef void (*raddino_store_cluster_run_fn)(void *user, const raddino_store_cluster_run *run);
+raddino_status raddino_store_list_cluster_runs(raddino_store *db, raddino_store_cluster_run_fn fn,
+                                               void *user);
+/* Calls fn for every assignment of a run still in the collection, by cluster then distance
+ * (nearest the centroid first). A non-zero return stops the walk. */
+typedef int (*raddino_store_assignment_fn)(void *user, int64_t image_id, const char *path,
+                                           int cluster, float distance);
+raddino_status raddino_store_foreach_assignment(raddino_store *db, int64_t run_id,
+                                                raddino_store_assignment_fn fn, void *user);
 
 /* ---- Runs, statistics ---------------------------------------------------------------------- */
 

@@ -98,11 +98,38 @@ static const char *const migrations[] = {
     /* Schema 1 could not decode DICOM and recorded every such file as failed. Size -1 matches
      * no file, so the next index run reads them again instead of skipping them as unchanged. */
     "UPDATE images SET size = -1 WHERE status = 'failed' AND format = 'dicom';",
+    /* 2 -> 3: k-means runs (raddino cluster) and every image's assignment, so that results can
+     * be listed again without recomputing. Derived data: deleting an image deletes its
+     * assignments; the run keeps its counts as they were. */
+    "CREATE TABLE cluster_runs("
+    "  id INTEGER PRIMARY KEY,"
+    "  created REAL NOT NULL,"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  generation INTEGER NOT NULL,"
+    "  k INTEGER NOT NULL CHECK (k > 0),"
+    "  dim INTEGER NOT NULL CHECK (dim > 0),"
+    "  seed INTEGER NOT NULL,"
+    "  iterations INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  n_train INTEGER NOT NULL,"
+    "  objective REAL NOT NULL,"
+    "  silhouette REAL,"
+    "  params_json TEXT NOT NULL,"
+    "  centroids BLOB NOT NULL CHECK (length(centroids) = 4 * k * dim));"
+    "CREATE TABLE cluster_assignments("
+    "  run_id INTEGER NOT NULL REFERENCES cluster_runs(id) ON DELETE CASCADE,"
+    "  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+    "  cluster INTEGER NOT NULL CHECK (cluster >= 0),"
+    "  distance REAL NOT NULL,"
+    "  PRIMARY KEY (run_id, image_id)) WITHOUT ROWID;"
+    "CREATE INDEX cluster_assignments_image ON cluster_assignments(image_id);",
 };
 /* Bytes of the per-database patient key salt (see ensure_salt). */
 #define SALT_BYTES 32
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+/* The oldest schema a read-only store opens (see check_schema). */
+#define READ_ONLY_FLOOR 2
 _Static_assert(N_MIGRATIONS == RADDINO_STORE_SCHEMA, "one migration step per schema version");
 
 static const char *const query_sql[Q_COUNT] = {
@@ -144,6 +171,11 @@ static const char *const query_sql[Q_COUNT] = {
         " pixel_spacing_row, pixel_spacing_column, imager_pixel_spacing_row,"
         " imager_pixel_spacing_column, transfer_syntax_uid, frames, patient_key"
         " FROM dicom WHERE image_id = ?1",
+    [Q_FIND_ID] =
+        "SELECT i.id, i.path, i.size, i.mtime_ns, i.sha256, i.width, i.height, i.format,"
+        " i.status, i.reason, i.embedded_at, e.vector IS NOT NULL, e.vector"
+        " FROM images i LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_id = ?2"
+        " WHERE i.id = ?1",
 };
 
 raddino_status store_ok(void)
@@ -345,11 +377,17 @@ static raddino_status check_schema(raddino_store *s)
         return store_error(s, RADDINO_ERR_FORMAT, "an SQLite database, but not raddino's");
     if (s->read_only && version == 0)
         return store_error(s, RADDINO_ERR_FORMAT, "empty database (nothing indexed yet)");
-    if (s->read_only && version < N_MIGRATIONS)
+    s->schema = (int)version;
+    /* Steps past READ_ONLY_FLOOR only add tables that readers without them treat as empty
+     * (cluster runs), so a reader need not wait for a writer to upgrade the file. */
+    if (s->read_only && version < READ_ONLY_FLOOR)
         return store_error(s, RADDINO_ERR_UNSUPPORTED,
                            "schema version %lld is older than %d: run 'raddino index' once to "
-                           "upgrade it", (long long)version, N_MIGRATIONS);
-    return s->read_only ? store_ok() : migrate(s, version);
+                           "upgrade it", (long long)version, READ_ONLY_FLOOR);
+    if (s->read_only) return store_ok();
+    st = migrate(s, version);
+    if (!st.code) s->schema = N_MIGRATIONS;
+    return st;
 }
 
 static raddino_status configure(raddino_store *s, int busy_timeout_ms)
@@ -418,6 +456,8 @@ void raddino_store_close(raddino_store *s)
     free(s->format_text.text);
     free(s->reason_text.text);
     free(s->vector);
+    free(s->params_text.text);
+    free(s->centroids);
     free(s);
 }
 
@@ -670,6 +710,32 @@ raddino_status raddino_store_use_model(raddino_store *s, const raddino_store_mod
     return st;
 }
 
+raddino_status raddino_store_model_matches(raddino_store *s, const raddino_store_model *m,
+                                           int *same, char *why, size_t why_cap)
+{
+    if (!s || !m || !m->weights_sha256 || !m->config_json || !same)
+        return store_error(s, RADDINO_ERR_ARGUMENT, "model_matches: bad model");
+    *same = 1;
+    int64_t stored;
+    int dim;
+    raddino_status st = store_vectors_model(s, &stored, &dim);
+    if (st.code || !stored) return st;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT weights_sha256 = ?2 AND config_json = ?3 AND dim = ?4"
+                           " FROM models WHERE id = ?1", -1, &q, NULL) != SQLITE_OK)
+        return store_sql_error(s, "reading models");
+    sqlite3_bind_int64(q, 1, stored);
+    sqlite3_bind_text(q, 2, m->weights_sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, m->config_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 4, m->dim);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *same = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW) return store_sql_error(s, "reading models");
+    if (!*same && why) describe_model(s, stored, why, why_cap);
+    return store_ok();
+}
+
 /* ---- runs -------------------------------------------------------------------------------- */
 
 static double now_seconds(void)
@@ -796,7 +862,7 @@ raddino_status raddino_store_get_stats(raddino_store *s, raddino_store_stats *ou
 {
     if (!s || !out) return store_error(s, RADDINO_ERR_ARGUMENT, "stats: NULL");
     memset(out, 0, sizeof *out);
-    out->schema = N_MIGRATIONS;
+    out->schema = s->schema;
     /* One read transaction: the numbers describe one moment. */
     bool own = !s->in_batch && !s->in_read;
     raddino_status st = own ? exec(s, "BEGIN", "reading") : store_ok();

@@ -83,6 +83,28 @@ raddino_status raddino_store_find_sha256(raddino_store *s, const char *sha256, f
     return st;
 }
 
+raddino_status raddino_store_find_id(raddino_store *s, int64_t id, float *vector,
+                                     raddino_store_image *out, int *found)
+{
+    if (!s || !out || !found) return store_error(s, RADDINO_ERR_ARGUMENT, "find_id");
+    *found = 0;
+    sqlite3_stmt *q = store_query_get(s, Q_FIND_ID);
+    if (!q) return store_sql_error(s, "looking up an image");
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_int64(q, 2, s->model_id);
+    int rc = sqlite3_step(q);
+    raddino_status st = store_ok();
+    if (rc == SQLITE_ROW) {
+        read_image(s, q, out);
+        if (out->has_vector && vector) st = read_vector(s, q, 12, id, s->model_dim, vector);
+        *found = !st.code;
+    } else if (rc != SQLITE_DONE) {
+        st = store_sql_error(s, "looking up an image");
+    }
+    sqlite3_reset(q);
+    return st;
+}
+
 static raddino_status write_vector(raddino_store *s, int64_t id, const float *vector)
 {
     sqlite3_stmt *q = store_query_get(s, Q_UPSERT_VECTOR);

@@ -2,6 +2,7 @@
  *
  *   store.c         open/close, writer lock, migrations, batches, models, runs, statistics
  *   store_images.c  images and vectors: lookups, upserts, pruning, iteration
+ *   store_clusters.c  k-means runs and assignments
  */
 #ifndef RADDINO_STORE_INTERNAL_H
 #define RADDINO_STORE_INTERNAL_H
@@ -23,6 +24,7 @@ typedef enum {
     Q_UPSERT_DICOM,
     Q_DELETE_DICOM,
     Q_GET_DICOM,
+    Q_FIND_ID,
     Q_COUNT
 } store_query;
 
@@ -37,6 +39,7 @@ struct raddino_store {
     char path[PATH_MAX];
     int lock_fd;                /* writer: flock'd descriptor on the database file, else -1 */
     bool read_only;
+    int schema;                 /* user_version when opened (a reader may see an older one) */
     bool in_batch;
     bool in_read;               /* raddino_store_read_begin */
     int64_t model_id;           /* the model in use: 0 until raddino_store_use_model */
@@ -45,6 +48,9 @@ struct raddino_store {
     store_text path_text, format_text, reason_text;
     float *vector;              /* aligned copy of a BLOB, model_dim floats (foreach) */
     size_t vector_cap;
+    store_text params_text;     /* cluster run parameters (get_cluster_run) */
+    float *centroids;           /* cluster run centroids (get_cluster_run) */
+    size_t centroids_cap;
 };
 
 raddino_status store_ok(void);

@@ -6,6 +6,7 @@
 #include "test_util.h"
 
 #include <check.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -670,6 +671,127 @@ START_TEST(model_json_describes_preprocessing)
 }
 END_TEST
 
+/* Cluster runs: stored with their assignments, read back (latest, by id, listed), assignments
+ * of a deleted image gone; find_id and model_matches; a reader opens a schema 2 file as it is
+ * and sees no runs. */
+static int collect_assignment(void *user, int64_t id, const char *path, int cluster,
+                              float distance)
+{
+    (void)path;
+    int *n = user;
+    ck_assert_int_eq(cluster, id % 2);
+    ck_assert_float_eq_tol(distance, 0.25f * (float)cluster, 1e-6f);
+    ++*n;
+    return 0;
+}
+
+static void count_run(void *user, const raddino_store_cluster_run *run)
+{
+    ck_assert_ptr_null(run->centroids);
+    ++*(int *)user;
+}
+
+START_TEST(cluster_runs_and_lookups)
+{
+    const char *path = db_path();
+    raddino_store *db = open_writer(path);
+    int64_t model = use_model(db, SHA_A, 0, NULL);
+    raddino_status st = raddino_store_begin(db);
+    ck_assert(!st.code);
+    put(db, "/d/a.png", SHA_A, 1.0f, true);
+    put(db, "/d/b.png", SHA_B, 2.0f, true);
+    put(db, "/d/c.png", SHA_B, 3.0f, false);
+    st = raddino_store_commit(db);
+    ck_assert(!st.code);
+
+    raddino_store_image img;
+    int found;
+    float v[DIM];
+    st = raddino_store_find_id(db, 2, v, &img, &found);
+    ck_assert_msg(!st.code && found && img.has_vector, "%s", st.message);
+    ck_assert_str_eq(img.path, "/d/b.png");
+    ck_assert_float_eq(v[3], 3.0f);
+    st = raddino_store_find_id(db, 3, v, &img, &found);
+    ck_assert(!st.code && found && !img.has_vector);    /* failed: no vector */
+    st = raddino_store_find_id(db, 99, NULL, &img, &found);
+    ck_assert(!st.code && !found);
+    raddino_store_model same = {SHA_A, "{\"test\": 1}", NULL, NULL, DIM};
+    raddino_store_model other = {SHA_B, "{\"test\": 1}", NULL, NULL, DIM};
+    int matches;
+    char why[256];
+    st = raddino_store_model_matches(db, &same, &matches, why, sizeof why);
+    ck_assert(!st.code && matches);
+    st = raddino_store_model_matches(db, &other, &matches, why, sizeof why);
+    ck_assert(!st.code && !matches);
+    ck_assert_ptr_nonnull(strstr(why, "aaaaaaaaaaaa"));
+
+    float centroids[2 * DIM] = {1.0f};
+    raddino_store_cluster_run run;
+    memset(&run, 0, sizeof run);
+    run.model_id = model;
+    run.generation = generation(db);
+    run.k = 2, run.dim = DIM, run.iterations = 20, run.seed = 7, run.n = 2, run.n_train = 2;
+    run.objective = 0.25;
+    run.silhouette = NAN;
+    run.params_json = "{\"k\": \"2\"}";
+    run.centroids = centroids;
+    int64_t ids[2] = {1, 2};
+    int32_t clusters[2] = {1, 0};
+    float distances[2] = {0.25f, 0.0f};
+    st = raddino_store_put_cluster_run(db, &run, ids, clusters, distances, 2);
+    ck_assert_msg(!st.code, "%s", st.message);
+    int32_t bad[2] = {2, 0};
+    raddino_store_cluster_run again = run;
+    st = raddino_store_put_cluster_run(db, &again, ids, bad, distances, 2);
+    ck_assert_int_eq(st.code, RADDINO_ERR_ARGUMENT);    /* cluster out of range */
+    raddino_store_close(db);
+
+    db = open_reader(path);
+    raddino_store_cluster_run got;
+    st = raddino_store_get_cluster_run(db, 0, &got, &found);
+    ck_assert_msg(!st.code && found, "%s", st.message);
+    ck_assert_int_eq(got.id, run.id);
+    ck_assert_int_eq(got.k, 2);
+    ck_assert_int_eq(got.seed, 7);
+    ck_assert(isnan(got.silhouette));
+    ck_assert_str_eq(got.params_json, "{\"k\": \"2\"}");
+    ck_assert_mem_eq(got.centroids, centroids, sizeof centroids);
+    int n = 0;
+    st = raddino_store_foreach_assignment(db, got.id, collect_assignment, &n);
+    ck_assert(!st.code && n == 2);
+    n = 0;
+    st = raddino_store_list_cluster_runs(db, count_run, &n);
+    ck_assert(!st.code && n == 1);
+    st = raddino_store_get_cluster_run(db, 42, &got, &found);
+    ck_assert(!st.code && !found);
+    raddino_store_close(db);
+
+    db = open_writer(path);
+    int removed;
+    st = raddino_store_begin(db);
+    if (!st.code) st = raddino_store_remove_path(db, "/d/a.png", &removed);
+    if (!st.code) st = raddino_store_commit(db);
+    ck_assert_msg(!st.code, "%s", st.message);
+    raddino_store_close(db);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cluster_assignments"), 1);
+
+    /* A schema 2 file (before cluster runs): a reader opens it and sees no runs. */
+    sql_exec(path, "DROP TABLE cluster_assignments; DROP TABLE cluster_runs;"
+                   " PRAGMA user_version = 2;");
+    db = open_reader(path);
+    st = raddino_store_get_cluster_run(db, 0, &got, &found);
+    ck_assert(!st.code && !found);
+    raddino_store_stats stats;
+    st = raddino_store_get_stats(db, &stats);
+    ck_assert(!st.code && stats.schema == 2);
+    raddino_store_close(db);
+    db = open_writer(path);     /* a writer upgrades it */
+    raddino_store_close(db);
+    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), RADDINO_STORE_SCHEMA);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cluster_runs"), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -688,6 +810,7 @@ int main(void)
     tcase_add_test(t, schema_1_database_upgrades);
     tcase_add_test(t, dicom_metadata_rows);
     tcase_add_test(t, salt_per_database);
+    tcase_add_test(t, cluster_runs_and_lookups);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

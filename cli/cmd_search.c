@@ -1,0 +1,359 @@
+/* cmd_search.c — raddino search: the stored images most similar to image files, stored ids or
+ * stored paths, by cosine similarity of CLS vectors, through the collection's FAISS index. */
+#include "collection.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char search_usage[] =
+    "usage: raddino search [OPTIONS] QUERY...\n"
+    "\n"
+    "Finds the stored images most similar to each query (cosine similarity of the CLS\n"
+    "vectors, best first). A QUERY is an image file (PNG, JPEG, DICOM...: embedded with the\n"
+    "model options below, which must name the collection's model), --id N (a stored image)\n"
+    "or --path FILE (a stored path, as indexed). All queries are searched as one batch.\n"
+    "The index (DB.faiss) is built, or brought up to date, when the collection changed.\n"
+    "\n"
+    "options:\n"
+    "  -k N               results per query (default 10)\n"
+    "  --id N             query with stored image N (repeatable)\n"
+    "  --path FILE        query with the stored image of this path (repeatable)\n"
+    "  --exclude-self     leave out the query image itself (same id; for files, any\n"
+    "                     stored file with the same content hash)\n"
+    "  --min-score S      leave out results with cosine below S (-1..1)\n"
+    "  --json             one JSON object per result: query, query_id, rank, score, id,\n"
+    "                     path, and for DICOM hits sop/study/series_instance_uid\n"
+    "  --csv              CSV: query,rank,score,id,path\n"
+    CLI_COLLECTION_HELP
+    CLI_MODEL_HELP
+    "  -h, --help         this help\n";
+
+typedef enum { OUT_TEXT, OUT_JSON, OUT_CSV } output_format;
+
+typedef enum { QUERY_FILE, QUERY_ID, QUERY_PATH } query_kind;
+
+typedef struct {
+    query_kind kind;
+    const char *arg;        /* as given */
+    int64_t id;             /* QUERY_ID; stored queries: their id once found */
+    char *label;            /* what the output names it: the file, or the stored path */
+    char sha256[65];        /* QUERY_FILE with --exclude-self */
+    int ok;                 /* its vector is ready */
+} query;
+
+typedef struct {
+    cli_collection_options coll;
+    cli_model_options model;
+    int k;
+    float min_score;
+    int exclude_self;
+    output_format format;
+    query *queries;
+    size_t n_queries;
+} search_options;
+
+static bool add_query(search_options *o, query_kind kind, const char *arg)
+{
+    query *q = &o->queries[o->n_queries++];
+    memset(q, 0, sizeof *q);
+    q->kind = kind;
+    q->arg = arg;
+    q->id = -1;
+    if (kind == QUERY_ID) {
+        uint64_t v;
+        if (!cli_parse_u64("--id", arg, INT64_MAX, &v)) return false;
+        q->id = (int64_t)v;
+    }
+    return true;
+}
+
+static bool parse_score(const char *arg, float *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !(v >= -1.0 && v <= 1.0)) {
+        cli_error("--min-score: expected a number from -1 to 1, got '%s'", arg);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+static int parse_search_options(int argc, char **argv, search_options *o)
+{
+    enum { OPT_ID = 0x400, OPT_PATH, OPT_EXCLUDE_SELF, OPT_MIN_SCORE, OPT_JSON, OPT_CSV };
+    static const struct option long_options[] = {
+        {"id", required_argument, NULL, OPT_ID},
+        {"path", required_argument, NULL, OPT_PATH},
+        {"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
+        {"min-score", required_argument, NULL, OPT_MIN_SCORE},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"csv", no_argument, NULL, OPT_CSV},
+        {"help", no_argument, NULL, 'h'},
+        CLI_COLLECTION_LONG_OPTIONS,
+        CLI_MODEL_LONG_OPTIONS,
+        {NULL, 0, NULL, 0}};
+    int opt, exit_code = -1;
+    uint64_t v;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "hk:", long_options, NULL)) != -1) {
+        if (cli_model_option(&o->model, opt, optarg, &exit_code) ||
+            cli_collection_option(&o->coll, opt, optarg, &exit_code)) {
+            if (exit_code >= 0) return exit_code;
+            continue;
+        }
+        switch (opt) {
+        case 'k':
+            if (!cli_parse_u64("-k", optarg, 100000, &v)) return EXIT_USAGE;
+            o->k = (int)v;
+            break;
+        case OPT_ID: if (!add_query(o, QUERY_ID, optarg)) return EXIT_USAGE; break;
+        case OPT_PATH: add_query(o, QUERY_PATH, optarg); break;
+        case OPT_EXCLUDE_SELF: o->exclude_self = 1; break;
+        case OPT_MIN_SCORE: if (!parse_score(optarg, &o->min_score)) return EXIT_USAGE; break;
+        case OPT_JSON: o->format = OUT_JSON; break;
+        case OPT_CSV: o->format = OUT_CSV; break;
+        case 'h': fputs(search_usage, stdout); return EXIT_OK;
+        default:
+            cli_error("search: unknown or incomplete option '%s' (see raddino search --help)",
+                      argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    for (int i = optind; i < argc; i++) add_query(o, QUERY_FILE, argv[i]);
+    if (!o->n_queries) {
+        cli_error("search: no query (an image file, --id N or --path FILE; see --help)");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+/* A stored image as the query: its stored vector. */
+static bool stored_query(raddino_collection *c, query *q, float *vector)
+{
+    raddino_store *db = raddino_collection_store(c);
+    raddino_store_image img;
+    int found = 0;
+    raddino_status st = {RADDINO_OK, ""};
+    if (q->kind == QUERY_PATH) {
+        char path[RADDINO_PATH_MAX];
+        st = raddino_store_normalise_path(q->arg, path, sizeof path);
+        if (!st.code) st = raddino_store_find_path(db, path, &img, &found);
+        if (!st.code && found) q->id = img.id;
+    }
+    if (!st.code && (q->kind == QUERY_ID || found))
+        st = raddino_collection_vector(c, q->id, vector, &img, &found);
+    if (st.code) {
+        cli_status_error(&st);
+        return false;
+    }
+    if (!found) {
+        cli_error("%s: %s %s has no vector in the collection", raddino_store_path(db),
+                  q->kind == QUERY_ID ? "image" : "path", q->arg);
+        return false;
+    }
+    q->label = strdup(img.path);
+    return q->label != NULL;
+}
+
+/* The encoder opened for the file queries must be the collection's model. */
+static raddino_encoder *open_query_model(raddino_collection *c, const cli_model_options *m,
+                                         int *exit_code)
+{
+    raddino_encoder *enc = cli_open_encoder(m, exit_code);
+    if (!enc) return NULL;
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    char sha[65], json[4096];
+    raddino_status st = cli_file_sha256(info.weights_path, sha);
+    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
+    if (!st.code) st = cli_model_json_window(m, json, sizeof json);
+    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
+    if (!st.code) st = raddino_collection_check_model(c, &model);
+    if (st.code) {
+        cli_status_error(&st);
+        raddino_encoder_close(enc);
+        *exit_code = EXIT_INPUT_FAILED;
+        return NULL;
+    }
+    return enc;
+}
+
+static bool file_query(raddino_encoder *enc, const search_options *o, query *q, float *vector)
+{
+    raddino_status st = raddino_embed_file(enc, q->arg, vector, NULL);
+    if (!st.code && o->exclude_self) st = cli_file_sha256(q->arg, q->sha256);
+    if (st.code) {
+        cli_status_error(&st);
+        return false;
+    }
+    q->label = strdup(q->arg);
+    return q->label != NULL;
+}
+
+/* Fills the query vectors; failed queries are reported and left out (q->ok = 0). */
+static int prepare_queries(raddino_collection *c, search_options *o, float *vectors, int dim,
+                           int *failures)
+{
+    raddino_encoder *enc = NULL;
+    int exit_code = -1;
+    for (size_t i = 0; i < o->n_queries && exit_code < 0; i++) {
+        query *q = &o->queries[i];
+        float *v = vectors + i * (size_t)dim;
+        if (q->kind != QUERY_FILE) {
+            q->ok = stored_query(c, q, v);
+        } else {
+            int open_code = EXIT_INPUT_FAILED;  /* cli_open_encoder sets it even on success */
+            if (!enc && !(enc = open_query_model(c, &o->model, &open_code))) {
+                exit_code = open_code;
+                break;
+            }
+            q->ok = file_query(enc, o, q, v);
+        }
+        if (!q->ok) ++*failures;
+    }
+    raddino_encoder_close(enc);
+    return exit_code;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+static void print_dicom_uids(raddino_store *db, int64_t id)
+{
+    raddino_dicom_info d;
+    int found = 0;
+    raddino_status st = raddino_store_get_dicom(db, id, &d, &found);
+    if (st.code || !found) return;
+    fputs(", \"sop_instance_uid\": ", stdout);
+    cli_json_string(stdout, d.sop_instance_uid);
+    fputs(", \"study_instance_uid\": ", stdout);
+    cli_json_string(stdout, d.study_instance_uid);
+    fputs(", \"series_instance_uid\": ", stdout);
+    cli_json_string(stdout, d.series_instance_uid);
+}
+
+static void print_hit(raddino_store *db, const search_options *o, const query *q, int rank,
+                      float score, int64_t id, const char *path)
+{
+    switch (o->format) {
+    case OUT_JSON:
+        fputs("{\"query\": ", stdout);
+        cli_json_string(stdout, q->label);
+        if (q->kind == QUERY_FILE) fputs(", \"query_id\": null", stdout);
+        else printf(", \"query_id\": %lld", (long long)q->id);
+        printf(", \"rank\": %d, \"score\": %.6f, \"id\": %lld, \"path\": ", rank, score,
+               (long long)id);
+        cli_json_string(stdout, path);
+        print_dicom_uids(db, id);
+        fputs("}\n", stdout);
+        break;
+    case OUT_CSV:
+        cli_csv_field(stdout, q->label);
+        printf(",%d,%.6f,%lld,", rank, score, (long long)id);
+        cli_csv_field(stdout, path);
+        fputc('\n', stdout);
+        break;
+    default: printf("%4d  %.6f  %8lld  %s\n", rank, score, (long long)id, path); break;
+    }
+}
+
+static int print_results(raddino_collection *c, const search_options *o, const float *scores,
+                         const int64_t *ids)
+{
+    raddino_store *db = raddino_collection_store(c);
+    if (o->format == OUT_CSV) puts("query,rank,score,id,path");
+    size_t row = 0;
+    for (size_t i = 0; i < o->n_queries; i++) {
+        const query *q = &o->queries[i];
+        if (!q->ok) continue;
+        if (o->format == OUT_TEXT)
+            printf("%s# %s\n", row ? "\n" : "", q->label);
+        for (int r = 0; r < o->k; r++) {
+            size_t at = row * (size_t)o->k + (size_t)r;
+            if (ids[at] < 0) break;
+            raddino_store_image img;
+            int found = 0;
+            raddino_status st = raddino_store_find_id(db, ids[at], NULL, &img, &found);
+            if (st.code) {
+                cli_status_error(&st);
+                return EXIT_INPUT_FAILED;
+            }
+            print_hit(db, o, q, r + 1, scores[at], ids[at], found ? img.path : "");
+        }
+        row++;
+    }
+    return EXIT_OK;
+}
+
+/* ---- the command -------------------------------------------------------------------------- */
+
+static int run_search(raddino_collection *c, search_options *o)
+{
+    raddino_collection_info info;
+    raddino_collection_get_info(c, &info);
+    size_t n = o->n_queries, k = (size_t)o->k;
+    float *vectors = malloc(n * (size_t)info.dim * sizeof *vectors);
+    float *scores = malloc(n * k * sizeof *scores);
+    int64_t *ids = malloc(n * k * sizeof *ids);
+    int64_t *self = malloc(n * sizeof *self);
+    const char **hashes = malloc(n * sizeof *hashes);
+    int failures = 0, exit_code = -1;
+    if (!vectors || !scores || !ids || !self || !hashes) {
+        cli_error("out of memory");
+        exit_code = EXIT_INPUT_FAILED;
+    }
+    if (exit_code < 0) exit_code = prepare_queries(c, o, vectors, info.dim, &failures);
+    size_t m = 0;   /* queries kept, packed to the front */
+    for (size_t i = 0; exit_code < 0 && i < n; i++) {
+        if (!o->queries[i].ok) continue;
+        memmove(vectors + m * (size_t)info.dim, vectors + i * (size_t)info.dim,
+                (size_t)info.dim * sizeof *vectors);
+        self[m] = o->exclude_self ? o->queries[i].id : -1;
+        hashes[m] = o->exclude_self && o->queries[i].sha256[0] ? o->queries[i].sha256 : NULL;
+        m++;
+    }
+    if (exit_code < 0 && m) {
+        raddino_status st = raddino_collection_search(c, vectors, m, o->k, o->min_score,
+                                                      o->exclude_self ? self : NULL,
+                                                      o->exclude_self ? hashes : NULL, scores,
+                                                      ids);
+        if (st.code) {
+            cli_status_error(&st);
+            exit_code = EXIT_INPUT_FAILED;
+        } else {
+            exit_code = print_results(c, o, scores, ids);
+        }
+    }
+    if (exit_code == EXIT_OK || exit_code < 0) exit_code = failures ? EXIT_INPUT_FAILED : EXIT_OK;
+    free(vectors);
+    free(scores);
+    free(ids);
+    free(self);
+    free(hashes);
+    return exit_code;
+}
+
+int cmd_search(int argc, char **argv)
+{
+    search_options o;
+    memset(&o, 0, sizeof o);
+    o.coll.params = raddino_collection_default_params();
+    o.k = 10;
+    o.min_score = -2.0f;
+    o.queries = calloc((size_t)argc + 1, sizeof *o.queries);
+    if (!o.queries) return EXIT_INPUT_FAILED;
+    int exit_code = parse_search_options(argc, argv, &o);
+    if (exit_code < 0) {
+        o.coll.params.index.n_threads = o.model.threads;
+        raddino_collection *c = cli_open_collection(&o.coll, &exit_code);
+        if (c) exit_code = run_search(c, &o);
+        raddino_collection_close(c);
+    }
+    for (size_t i = 0; i < o.n_queries; i++) free(o.queries[i].label);
+    free(o.queries);
+    return exit_code;
+}

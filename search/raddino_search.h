@@ -1,0 +1,132 @@
+/* raddino_search.h — a collection ready to search: the SQLite store (store/) and its FAISS index
+ * (index/) kept in step. The library behind raddino search, index-info, cluster, dedup and eval.
+ *
+ * What it does: opens a database read-only, takes one read snapshot of it, and makes sure the
+ * derived FAISS index (a file next to the database, DB + ".faiss") holds exactly the snapshot's
+ * vectors: loaded as it is when current, refreshed when the collection changed since it was
+ * written, built when missing, damaged or of another model, type or dimension. FAISS ids are the
+ * store's image ids, so every hit maps back to a row (path, hash, DICOM metadata).
+ *
+ * Usage:
+ *
+ *     raddino_collection_params p = raddino_collection_default_params();
+ *     raddino_collection *c;
+ *     raddino_status st = raddino_collection_open("raddino.db", &p, &c);
+ *     if (st.code) { fprintf(stderr, "%s\n", st.message); return 1; }
+ *     float q[768]; int found;
+ *     raddino_store_image img;
+ *     st = raddino_collection_vector(c, 42, q, &img, &found);       // image 42 as the query
+ *     float scores[5]; int64_t ids[5];
+ *     int64_t self = 42;
+ *     st = raddino_collection_search(c, q, 1, 5, -1.0f, &self, NULL, scores, ids);
+ *     // ids[i] -> raddino_store_find_id(raddino_collection_store(c), ids[i], NULL, &img, ...)
+ *     raddino_collection_close(c);
+ *
+ * Staleness: the store's embeddings generation (raised by SQL triggers on every change of a
+ * vector) is saved in the index file with the model's identity ("<model row id>:<weights
+ * sha256>"). On open:
+ *   - same generation, model, dimension and type: the file is loaded, nothing is read from the
+ *     store but the lookups of hits;
+ *   - generation differs, same model and type: for trained types (IVF, PQ, PCA...) the file is
+ *     loaded, emptied (raddino_index_clear: the training stays) and refilled with the snapshot's
+ *     vectors: no retraining. Flat and HNSW indexes have no training to keep and are rebuilt.
+ *     Not a per-row diff: the store does not record which rows changed since a generation,
+ *     only that some did, so every vector is read again either way; what is saved is training.
+ *     An IVF trained on a much smaller collection stays as trained: --rebuild retrains;
+ *   - otherwise (no file, damaged, another model or dimension, another requested type,
+ *     params.rebuild): a fresh build, trained on the snapshot.
+ * A rebuilt or refreshed index is saved atomically (raddino_index_save: temporary file, fsync,
+ * rename). Two processes refreshing at once both write complete files; the last rename wins.
+ * When the folder is not writable the index is used from memory and info.save_error says why.
+ *
+ * Type: params.index.type NULL keeps the type of an existing file (a type chosen once with
+ * --index-type sticks) and builds "auto" (exact flat up to 200,000 vectors, see
+ * raddino_index.h) when there is none; any other value is required: a file of another type is
+ * rebuilt ("auto" is compared through raddino_index_choose_type).
+ *
+ * Only images with status 'ok' and a vector of the collection's model are indexed. The
+ * collection holds its read snapshot until closed: lookups see the rows the index was made
+ * from, whatever a concurrent `raddino index` commits meanwhile. One thread at a time.
+ */
+#ifndef RADDINO_SEARCH_H
+#define RADDINO_SEARCH_H
+
+#include "raddino_index.h"
+#include "raddino_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    raddino_index_params index;     /* type, max_memory, nprobe, ef_search, n_threads */
+    const char *index_path;         /* NULL: the database path + ".faiss" */
+    int rebuild;                    /* 1: build afresh (and retrain) even when current */
+    int no_save;                    /* 1: never write the index file */
+    int no_index;                   /* 1: the snapshot only, no index (clustering, eval):
+                                       raddino_collection_index returns NULL, search fails */
+} raddino_collection_params;
+
+raddino_collection_params raddino_collection_default_params(void);
+
+typedef enum {
+    RADDINO_INDEX_LOADED = 0,       /* the saved file was current */
+    RADDINO_INDEX_REFRESHED = 1,    /* the saved file's training kept, its vectors replaced */
+    RADDINO_INDEX_BUILT = 2         /* built from the store's vectors */
+} raddino_index_origin;
+
+typedef struct {
+    char db_path[RADDINO_PATH_MAX];
+    char index_path[RADDINO_PATH_MAX];
+    int64_t generation;             /* of the snapshot */
+    int64_t model_id;
+    int dim;
+    int64_t vectors;                /* in the index (no_index: in the snapshot) */
+    int origin;                     /* raddino_index_origin */
+    int saved;                      /* 1 when this open wrote the file */
+    char save_error[RADDINO_MESSAGE_MAX];   /* why it could not be written ("" when fine) */
+    double seconds;                 /* open: load or build time */
+} raddino_collection_info;
+
+typedef struct raddino_collection raddino_collection;
+
+raddino_status raddino_collection_open(const char *db_path, const raddino_collection_params *p,
+                                       raddino_collection **out);
+void raddino_collection_close(raddino_collection *c);
+
+void raddino_collection_get_info(const raddino_collection *c, raddino_collection_info *out);
+/* The read-only store (inside the snapshot) and the index. Owned by the collection. */
+raddino_store *raddino_collection_store(raddino_collection *c);
+raddino_index *raddino_collection_index(raddino_collection *c);
+
+/* Refuses (RADDINO_ERR_MODEL, naming both) a model other than the collection's: vectors of two
+ * models are not comparable. Use it before searching with vectors embedded on the fly. */
+raddino_status raddino_collection_check_model(raddino_collection *c,
+                                              const raddino_store_model *model);
+
+/* The stored vector of image `id` (dim floats) and its row; *found = 0 when the image has no
+ * vector (unknown id, failed image). */
+raddino_status raddino_collection_vector(raddino_collection *c, int64_t id, float *vector,
+                                         raddino_store_image *image, int *found);
+
+/* Every vector of the snapshot, in image id order: *vectors (n x dim) and *ids, malloc'd (the
+ * caller frees them). The input of clustering, duplicate finding and recall measurement. */
+raddino_status raddino_collection_read_all(raddino_collection *c, float **vectors,
+                                           int64_t **ids, size_t *n);
+
+/* Top-k cosine neighbours of nq queries (nq x dim, any length: normalised inside), best first;
+ * scores/ids are nq x k, missing results are id -1, score -INFINITY. Results below min_score
+ * are dropped (pass -2 for none). exclude_ids (nq values or NULL; -1: none) drops that image
+ * from its query's results; exclude_sha256 (nq hex hashes or NULL, entries may be NULL) drops
+ * every image whose file has that content hash. Excluded results are replaced by the next ones,
+ * so a row still holds k results when the collection has them. */
+raddino_status raddino_collection_search(raddino_collection *c, const float *queries, size_t nq,
+                                         int k, float min_score, const int64_t *exclude_ids,
+                                         const char *const *exclude_sha256, float *scores,
+                                         int64_t *ids);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
