@@ -8,26 +8,7 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# expect CODE DESCRIPTION -- COMMAND...: runs COMMAND, stdout/stderr to $TMP/out, $TMP/err.
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
-# stderr_has TEXT DESCRIPTION
-stderr_has() {
-    if grep -qF -- "$1" "$TMP/err"; then ok; else fail "$2: stderr lacks '$1'"; cat "$TMP/err"; fi
-}
-stdout_has() {
-    if grep -qF -- "$1" "$TMP/out"; then ok; else fail "$2: stdout lacks '$1'"; cat "$TMP/out"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 $PY -c 'import numpy' 2>/dev/null || { echo "FAIL: $PY with numpy is needed (apt-get install python3-numpy)"; exit 1; }
 
@@ -157,5 +138,4 @@ mkdir -p "$TMP/swiglu"; cp "$TINY"/* "$TMP/swiglu/"; chmod u+w "$TMP/swiglu"/*; 
 expect 1 "swiglu refused" -- "$RADDINO" model info --model "$TMP/swiglu"
 stderr_has "swiglu" "swiglu refusal says why"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli

@@ -16,20 +16,7 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
-stderr_has() {
-    if grep -qF -- "$1" "$TMP/err"; then ok; else fail "$2: stderr lacks '$1'"; cat "$TMP/err"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 $PY -c 'import numpy' 2>/dev/null || { echo "FAIL: $PY with numpy is needed"; exit 1; }
 unset RADDINO_MODEL RADDINO_DB
@@ -308,5 +295,4 @@ assert ["RG1_chest_q_ExplVRLE.dcm", "RG1_chest_q_ImplVRLE.dcm",
 assert ["966_chest_q_ExplVRLE.dcm", "966_chest_q_RLE.dcm"] in near, near
 PYEOF
 
-echo "cluster: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cluster

@@ -15,29 +15,7 @@ TMP=$(mktemp -d)
 SERVER=
 trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM HUP
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# expect CODE DESCRIPTION -- COMMAND...: runs COMMAND, stdout/stderr to $TMP/out, $TMP/err.
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
-stderr_has() {
-    if grep -qF -- "$1" "$TMP/err"; then ok; else fail "$2: stderr lacks '$1'"; cat "$TMP/err"; fi
-}
-stdout_has() {
-    if grep -qF -- "$1" "$TMP/out"; then ok; else fail "$2: stdout lacks '$1'"; cat "$TMP/out"; fi
-}
-check() { # check DESCRIPTION -- COMMAND...: passes when COMMAND succeeds
-    what=$1; shift 2
-    if "$@"; then ok; else fail "$what"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 # Requests the server logged since `mark` was called.
 mark() { MARK=$(wc -l <"$TMP/log"); }
@@ -219,5 +197,4 @@ printf 'not a commit' >"$REPO1/refs/main"
 expect 1 "garbage in refs/main" -- env HF_HUB_CACHE="$C1" "$RADDINO" model info
 stderr_has "not a commit hash" "bad ref explained"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish hub

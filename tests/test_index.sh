@@ -11,22 +11,7 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# expect CODE DESCRIPTION -- COMMAND...: runs COMMAND, stdout/stderr to $TMP/out, $TMP/err.
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
-stderr_has() {
-    if grep -qF -- "$1" "$TMP/err"; then ok; else fail "$2: stderr lacks '$1'"; cat "$TMP/err"; fi
-}
+. "$(dirname "$0")/lib.sh"
 # counts DESCRIPTION KEY=VALUE...: checks the --json object in $TMP/out.
 counts() {
     what=$1; shift
@@ -368,5 +353,4 @@ with open(db, "rb+") as f:
 PYEOF
 expect 1 "not a raddino database" -- "$RADDINO" stats --db "$C/notes.txt"
 
-echo "index tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish index

@@ -12,22 +12,7 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# expect CODE DESCRIPTION -- COMMAND...: runs COMMAND, stdout/stderr to $TMP/out, $TMP/err.
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
-stderr_has() {
-    if grep -qF -- "$1" "$TMP/err"; then ok; else fail "$2: stderr lacks '$1'"; cat "$TMP/err"; fi
-}
+. "$(dirname "$0")/lib.sh"
 # info_is DESCRIPTION KEY=VALUE...: checks index-info --json in $TMP/out (string values).
 info_is() {
     what=$1; shift
@@ -221,5 +206,4 @@ stderr_has "image 99999 has no vector" "unknown id named"
 expect 1 "missing file query" -- "$RADDINO" search --db "$DB" "$TMP/nothing.png" --id 1
 [ -s "$TMP/out" ] && ok || fail "other queries answered when one fails"
 
-echo "search: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish search
