@@ -1,0 +1,136 @@
+#!/bin/sh
+# test_html.sh RADDINO DATA — the --html reports of search, cluster/clusters, dedup and eval,
+# with the tiny model on test images, a DICOM file and a file whose name holds HTML's special
+# characters (a<b>&"c'.png). Each page is parsed with Python's html.parser: elements balanced
+# inside <html><body>, every <img> a data: URI whose base64 decodes to a JPEG or PNG, the
+# expected number of images, sections and map points, every expected image present (by its
+# alt text, unescaped by the parser), and the hostile name never written raw.
+set -u
+RADDINO=$1
+DATA=$2
+PY=/usr/bin/python3
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+expect() {
+    want=$1; what=$2; shift 3
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
+}
+
+# page WHAT FILE CHECK...: parses FILE; CHECKs are images=N, sections=N, points=N (SVG
+# circles), missing=N (placeholders), alt=PATH (an image of that path, repeatable),
+# text=STRING (in the page's text, unescaped), svg=N (inline SVGs).
+page() {
+    what=$1; shift
+    $PY - "$HOSTILE_NAME" "$@" <<'PYEOF' && ok || fail "$what"
+import base64, sys
+from html.parser import HTMLParser
+hostile, path, checks = sys.argv[1], sys.argv[2], sys.argv[3:]
+raw = open(path, encoding="utf-8").read()
+VOID = {"meta", "img", "br", "hr", "link", "input", "circle", "line", "rect", "path",
+        "polyline", "text"}
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.count, self.alts, self.text, self.errors = [], {}, [], [], []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.count[tag] = self.count.get(tag, 0) + 1
+        if tag == "div" and "missing" in (a.get("class") or "").split():
+            self.count["missing"] = self.count.get("missing", 0) + 1
+        if tag == "img":
+            src = a.get("src") or ""
+            head, _, data = src.partition(",")
+            if head not in ("data:image/jpeg;base64", "data:image/png;base64"):
+                self.errors.append("img src is not a data URI: " + src[:40])
+            else:
+                b = base64.b64decode(data, validate=True)
+                if not (b.startswith(b"\xff\xd8\xff") or b.startswith(b"\x89PNG\r\n\x1a\n")):
+                    self.errors.append("img data is neither JPEG nor PNG")
+            self.alts.append(a.get("alt"))
+        if tag not in VOID:
+            self.stack.append(tag)
+    def handle_startendtag(self, tag, attrs):
+        self.count[tag] = self.count.get(tag, 0) + 1
+    def handle_endtag(self, tag):
+        if tag in VOID and tag not in ("text",):
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append("unbalanced </%s> (open: %s)" % (tag, self.stack[-3:]))
+        else:
+            self.stack.pop()
+    def handle_data(self, d):
+        self.text.append(d)
+p = Page()
+p.feed(raw)
+p.close()
+errors = p.errors
+if p.stack:
+    errors.append("unclosed: %s" % p.stack)
+if not raw.startswith("<!DOCTYPE html>") or p.count.get("html") != 1 or p.count.get("body") != 1:
+    errors.append("not one html/body")
+if hostile in raw:
+    errors.append("hostile name written unescaped")
+text = "".join(p.text)
+for c in checks:
+    k, v = c.split("=", 1)
+    if k == "alt":
+        if v not in p.alts:
+            errors.append("no image of %s" % v)
+    elif k == "text":
+        if v not in text:
+            errors.append("text lacks %r" % v)
+    else:
+        name = {"images": "img", "sections": "section", "points": "circle", "svg": "svg",
+                "missing": "missing"}[k]
+        if p.count.get(name, 0) != int(v):
+            errors.append("%s: %d, expected %s" % (k, p.count.get(name, 0), v))
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+PYEOF
+}
+
+unset RADDINO_MODEL RADDINO_DB
+export RADDINO_MODEL="$DATA/models/tiny"
+IMGS="$TMP/imgs"
+mkdir -p "$IMGS"
+HOSTILE_NAME='a<b>&"c'"'"'.png'
+for f in xray_nih_00000075_000.png xray_mhh_0a7faa2a.png gray8_300x400.png rgb8_640x480.jpg \
+         palette8_400x320.png; do
+    cp "$DATA/images/$f" "$IMGS/"
+done
+cp "$DATA/images/gray8_600x700.png" "$IMGS/$HOSTILE_NAME"
+cp "$DATA/images/gray8_300x400.png" "$IMGS/copy_of_gray8.png"     # an exact duplicate
+cp "$DATA/dicom/dx_image.dcm" "$IMGS/"
+N=8
+DB="$TMP/c.db"
+expect 0 "index" -- "$RADDINO" index --db "$DB" --quiet "$IMGS"
+HOSTILE="$IMGS/$HOSTILE_NAME"
+
+# ---- search ----
+expect 0 "search --html" -- "$RADDINO" search --db "$DB" -k 3 --html "$TMP/s.html" \
+    "$HOSTILE" --path "$IMGS/dx_image.dcm" --id 1
+page "search page" "$TMP/s.html" sections=3 images=12 missing=0 alt="$HOSTILE" \
+    alt="$IMGS/dx_image.dcm" text="#3" text="$HOSTILE"
+[ -s "$TMP/out" ] && ok || fail "search --html still prints the results"
+ls "$TMP"/s.html.tmp.* >/dev/null 2>&1 && fail "temporary file left" || ok
+# An image gone since indexing: a placeholder, not a failure.
+cp "$IMGS/rgb8_640x480.jpg" "$TMP/gone.jpg"
+expect 0 "index gone.jpg" -- "$RADDINO" index --db "$DB" --quiet "$TMP/gone.jpg"
+rm "$TMP/gone.jpg"
+expect 0 "search with an undecodable hit" -- "$RADDINO" search --db "$DB" -k 9 \
+    --html "$TMP/s2.html" --path "$IMGS/rgb8_640x480.jpg"
+page "placeholder for a missing image" "$TMP/s2.html" sections=1 images=9 missing=1
+expect 1 "unwritable --html" -- "$RADDINO" search --db "$DB" -k 3 --html "$TMP/no/dir/x.html" --id 1
+grep -q "raddino: .*no/dir/x.html" "$TMP/err" && ok || { fail "error names the page"; cat "$TMP/err"; }
+expect 0 "remove gone.jpg" -- "$RADDINO" index --db "$DB" --quiet --prune "$TMP/gone.jpg"
+
+echo "html: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
