@@ -132,5 +132,27 @@ expect 1 "unwritable --html" -- "$RADDINO" search --db "$DB" -k 3 --html "$TMP/n
 grep -q "raddino: .*no/dir/x.html" "$TMP/err" && ok || { fail "error names the page"; cat "$TMP/err"; }
 expect 0 "remove gone.jpg" -- "$RADDINO" index --db "$DB" --quiet --prune "$TMP/gone.jpg"
 
+# ---- dedup ----
+# The expected groups are dedup's own --json; a low threshold puts the hostile name in one.
+expect 0 "dedup --json" -- "$RADDINO" dedup --db "$DB" --threshold 0.5 --json
+cp "$TMP/out" "$TMP/groups.json"
+expect 0 "dedup --html" -- "$RADDINO" dedup --db "$DB" --threshold 0.5 --html "$TMP/d.html"
+set -- $($PY -c '
+import json, sys
+g = [json.loads(l) for l in open(sys.argv[1])]
+print(len(g), sum(len(x["ids"]) for x in g), sum(x["kind"] == "exact" for x in g))
+' "$TMP/groups.json")
+[ "$3" -ge 1 ] && ok || fail "dedup finds the exact copy"
+alts=$($PY -c '
+import json, sys
+for l in open(sys.argv[1]):
+    for p in json.loads(l)["paths"]: print("alt=" + p)
+' "$TMP/groups.json")
+IFS='
+'
+page "dedup page" "$TMP/d.html" sections=$1 images=$2 missing=0 alt="$HOSTILE" \
+    alt="$IMGS/copy_of_gray8.png" text="identical files" $alts
+unset IFS
+
 echo "html: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
