@@ -2,6 +2,7 @@
 #include "html_report.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -205,6 +206,120 @@ void html_cluster_colour(int c, char *buf, size_t cap)
     double hue = (double)c * 137.508;
     hue -= 360.0 * (double)(long)(hue / 360.0);
     snprintf(buf, cap, "hsl(%.0f,%d%%,%d%%)", hue, c % 2 ? 55 : 70, c % 3 == 2 ? 38 : 48);
+}
+
+/* ---- the 2-D map ------------------------------------------------------------------------- */
+
+/* out = C w for the covariance C = X^T X / n of the centred rows X, without forming C. */
+static void covariance_times(const double *x, size_t n, int dim, const double *w, double *out)
+{
+    for (int d = 0; d < dim; d++) out[d] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = x + i * (size_t)dim;
+        double s = 0;
+        for (int d = 0; d < dim; d++) s += row[d] * w[d];
+        for (int d = 0; d < dim; d++) out[d] += s * row[d];
+    }
+    for (int d = 0; d < dim; d++) out[d] /= (double)(n ? n : 1);
+}
+
+static double normalise(double *w, int dim)
+{
+    double s = 0;
+    for (int d = 0; d < dim; d++) s += w[d] * w[d];
+    s = sqrt(s);
+    if (s > 0)
+        for (int d = 0; d < dim; d++) w[d] /= s;
+    return s;
+}
+
+/* The top principal component orthogonal to `against` (NULL: none), by power iteration. */
+static void power_component(const double *x, size_t n, int dim, const double *against,
+                            double *w, double *tmp)
+{
+    for (int d = 0; d < dim; d++) w[d] = 1.0 + 0.5 * sin(1.0 + 7.0 * d);   /* fixed start */
+    for (int it = 0; it < 60; it++) {
+        if (against) {
+            double s = 0;
+            for (int d = 0; d < dim; d++) s += w[d] * against[d];
+            for (int d = 0; d < dim; d++) w[d] -= s * against[d];
+        }
+        if (normalise(w, dim) == 0) return;
+        covariance_times(x, n, dim, w, tmp);
+        memcpy(w, tmp, (size_t)dim * sizeof *w);
+    }
+    if (against) {
+        double s = 0;
+        for (int d = 0; d < dim; d++) s += w[d] * against[d];
+        for (int d = 0; d < dim; d++) w[d] -= s * against[d];
+    }
+    normalise(w, dim);
+    int big = 0;
+    for (int d = 1; d < dim; d++)
+        if (fabs(w[d]) > fabs(w[big])) big = d;
+    if (w[big] < 0)
+        for (int d = 0; d < dim; d++) w[d] = -w[d];
+}
+
+raddino_status html_pca2(const float *v, size_t n, int dim, float *xy)
+{
+    if (dim < 1) return (raddino_status){RADDINO_ERR_ARGUMENT, "pca: bad dimension"};
+    double *x = malloc((n ? n : 1) * (size_t)dim * sizeof *x);
+    double *w = calloc((size_t)dim * 4, sizeof *w);
+    if (!x || !w) {
+        free(x), free(w);
+        return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    }
+    double *w1 = w, *w2 = w + dim, *tmp = w + 2 * dim, *mean = w + 3 * dim;
+    for (size_t i = 0; i < n; i++) {
+        double *row = x + i * (size_t)dim;
+        for (int d = 0; d < dim; d++) row[d] = v[i * (size_t)dim + (size_t)d];
+        normalise(row, dim);
+        for (int d = 0; d < dim; d++) mean[d] += row[d];
+    }
+    for (int d = 0; d < dim; d++) mean[d] /= (double)(n ? n : 1);
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < dim; d++) x[i * (size_t)dim + (size_t)d] -= mean[d];
+    power_component(x, n, dim, NULL, w1, tmp);
+    power_component(x, n, dim, w1, w2, tmp);
+    for (size_t i = 0; i < n; i++) {
+        const double *row = x + i * (size_t)dim;
+        double a = 0, b = 0;
+        for (int d = 0; d < dim; d++) a += row[d] * w1[d], b += row[d] * w2[d];
+        xy[2 * i] = (float)a;
+        xy[2 * i + 1] = (float)b;
+    }
+    free(x);
+    free(w);
+    return ok_status();
+}
+
+void html_scatter_svg(FILE *f, const float *xy, const int *cluster, const char *const *label,
+                      size_t n)
+{
+    const double W = 720, H = 540, M = 16;
+    double x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = xy[2 * i], y = xy[2 * i + 1];
+        if (!i || x < x0) x0 = x;
+        if (!i || x > x1) x1 = x;
+        if (!i || y < y0) y0 = y;
+        if (!i || y > y1) y1 = y;
+    }
+    double sx = x1 > x0 ? (W - 2 * M) / (x1 - x0) : 0, sy = y1 > y0 ? (H - 2 * M) / (y1 - y0) : 0;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W, H, W, H);
+    char colour[48];
+    for (size_t i = 0; i < n; i++) {
+        double cx = sx ? M + (xy[2 * i] - x0) * sx : W / 2;
+        double cy = sy ? H - M - (xy[2 * i + 1] - y0) * sy : H / 2;   /* y up */
+        html_cluster_colour(cluster[i], colour, sizeof colour);
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" "
+                   "fill-opacity=\"0.8\"><title>", cx, cy, colour);
+        html_escape(f, label[i]);
+        fprintf(f, " (cluster %d)</title></circle>", cluster[i]);
+    }
+    fputs("</svg>\n", f);
 }
 
 /* ---- the page ----------------------------------------------------------------------------- */

@@ -154,5 +154,42 @@ page "dedup page" "$TMP/d.html" sections=$1 images=$2 missing=0 alt="$HOSTILE" \
     alt="$IMGS/copy_of_gray8.png" text="identical files" $alts
 unset IFS
 
+# ---- cluster / clusters ----
+# k = 3 sections + the map; fewer images than the 12 exemplars shown, so every image appears,
+# and the map has one point per image. clusters --html shows the stored run again.
+expect 0 "cluster --html" -- "$RADDINO" cluster --db "$DB" -k 3 --html "$TMP/c.html"
+expect 0 "clusters --csv" -- "$RADDINO" clusters --db "$DB" --csv
+alts=$($PY -c '
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])): print("alt=" + r["path"])
+' "$TMP/out")
+[ "$(echo "$alts" | wc -l)" -eq "$N" ] && ok || fail "clusters --csv lists every image"
+IFS='
+'
+page "cluster page" "$TMP/c.html" sections=4 svg=1 points=$N images=$N missing=0 \
+    text="Cluster 2" text="Map of the collection" $alts
+unset IFS
+expect 0 "clusters --html" -- "$RADDINO" clusters --db "$DB" --html "$TMP/c2.html"
+page "clusters page" "$TMP/c2.html" sections=4 svg=1 points=$N images=$N alt="$HOSTILE"
+cmp -s "$TMP/c.html" "$TMP/c2.html" && ok || fail "the same run gives the same page"
+# Every point's tooltip names its image (the hostile one escaped, unescaped by the parser).
+$PY - "$TMP/c.html" "$HOSTILE" <<'PYEOF' && ok || fail "map tooltips"
+import sys
+from html.parser import HTMLParser
+class P(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.inside = False; self.titles = []
+    def handle_starttag(self, t, a):
+        if t == "title" and self.in_svg: self.inside = True; self.titles.append("")
+        if t == "svg": self.in_svg = True
+    def handle_endtag(self, t):
+        if t == "title": self.inside = False
+    def handle_data(self, d):
+        if self.inside: self.titles[-1] += d
+    in_svg = False
+p = P(); p.feed(open(sys.argv[1]).read())
+assert any(t.startswith(sys.argv[2] + " (cluster ") for t in p.titles), p.titles
+PYEOF
+
 echo "html: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
