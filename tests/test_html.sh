@@ -24,7 +24,7 @@ expect() {
 }
 
 # page WHAT FILE CHECK...: parses FILE; CHECKs are images=N, sections=N, points=N (SVG
-# circles), missing=N (placeholders), alt=PATH (an image of that path, repeatable),
+# circles), lines=N (SVG polylines), tables=N, missing=N (placeholders), alt=PATH (an image of that path, repeatable),
 # text=STRING (in the page's text, unescaped), svg=N (inline SVGs).
 page() {
     what=$1; shift
@@ -33,8 +33,7 @@ import base64, sys
 from html.parser import HTMLParser
 hostile, path, checks = sys.argv[1], sys.argv[2], sys.argv[3:]
 raw = open(path, encoding="utf-8").read()
-VOID = {"meta", "img", "br", "hr", "link", "input", "circle", "line", "rect", "path",
-        "polyline", "text"}
+VOID = {"meta", "img", "br", "hr", "link", "input"}    # SVG elements are closed or "/>"
 class Page(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -59,7 +58,7 @@ class Page(HTMLParser):
     def handle_startendtag(self, tag, attrs):
         self.count[tag] = self.count.get(tag, 0) + 1
     def handle_endtag(self, tag):
-        if tag in VOID and tag not in ("text",):
+        if tag in VOID:
             return
         if not self.stack or self.stack[-1] != tag:
             self.errors.append("unbalanced </%s> (open: %s)" % (tag, self.stack[-3:]))
@@ -88,7 +87,7 @@ for c in checks:
             errors.append("text lacks %r" % v)
     else:
         name = {"images": "img", "sections": "section", "points": "circle", "svg": "svg",
-                "missing": "missing"}[k]
+                "missing": "missing", "lines": "polyline", "tables": "table"}[k]
         if p.count.get(name, 0) != int(v):
             errors.append("%s: %d, expected %s" % (k, p.count.get(name, 0), v))
 if errors:
@@ -190,6 +189,18 @@ class P(HTMLParser):
 p = P(); p.feed(open(sys.argv[1]).read())
 assert any(t.startswith(sys.argv[2] + " (cluster ") for t in p.titles), p.titles
 PYEOF
+
+# ---- eval ----
+# Two labels with queries (one with HTML in its name) and one skipped (a single image): a
+# table, one line per label plus overall, one section of examples per label with queries.
+printf 'path,label\n%s\n%s\n%s\n%s\n%s\n%s\n' xray_nih_00000075_000.png,chest \
+    xray_mhh_0a7faa2a.png,chest dx_image.dcm,chest 'gray8_300x400.png,flat <b>&' \
+    '"a<b>&""c'"'"'.png","flat <b>&"' rgb8_640x480.jpg,colour >"$TMP/labels.csv"
+expect 0 "eval --html" -- "$RADDINO" eval --db "$DB" --labels "$TMP/labels.csv" --html "$TMP/e.html"
+page "eval page" "$TMP/e.html" sections=3 svg=1 lines=3 tables=1 images=5 missing=0 \
+    alt="$HOSTILE" alt="$IMGS/dx_image.dcm" alt="$IMGS/gray8_300x400.png" text="flat <b>&" \
+    text="P@10" text="overall"
+grep -qF 'flat <b>' "$TMP/e.html" && fail "a label written unescaped" || ok
 
 echo "html: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
