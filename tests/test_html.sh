@@ -131,6 +131,16 @@ expect 1 "unwritable --html" -- "$RADDINO" search --db "$DB" -k 3 --html "$TMP/n
 grep -q "raddino: .*no/dir/x.html" "$TMP/err" && ok || { fail "error names the page"; cat "$TMP/err"; }
 expect 0 "remove gone.jpg" -- "$RADDINO" index --db "$DB" --quiet --prune "$TMP/gone.jpg"
 
+# A file name that is not UTF-8 (byte 0xFF): the page stays valid UTF-8 (U+FFFD instead).
+mkdir -p "$TMP/latin"
+BAD="$TMP/latin/bad$(printf '\377')name.png"
+cp "$DATA/images/gray8_14x14.png" "$BAD"
+expect 0 "index a non-UTF-8 name" -- "$RADDINO" index --db "$TMP/latin.db" --quiet "$TMP/latin"
+expect 0 "search --html, non-UTF-8 name" -- "$RADDINO" search --db "$TMP/latin.db" -k 1 \
+    --html "$TMP/latin.html" --id 1
+page "non-UTF-8 name replaced" "$TMP/latin.html" sections=1 images=2 \
+    alt="$TMP/latin/bad$(printf '\357\277\275')name.png"
+
 # ---- dedup ----
 # The expected groups are dedup's own --json; a low threshold puts the hostile name in one.
 expect 0 "dedup --json" -- "$RADDINO" dedup --db "$DB" --threshold 0.5 --json
