@@ -223,6 +223,13 @@ static void html_map(FILE *f, raddino_store *db, const raddino_store_cluster_run
                    "components of their L2-normalised CLS vectors; colour: cluster; hover a "
                    "point for its path.</p>", kept, stride > 1 ? " (an even sample)" : "");
         html_scatter_svg(f, xy, cluster, label, kept);
+        fputs("<p>", f);
+        for (int c = 0; c < run->k && c < HTML_MAX_SECTIONS; c++) {
+            char colour[48];
+            html_cluster_colour(c, colour, sizeof colour);
+            fprintf(f, "<span style=\"color:%s\">&#9679;</span> cluster %d &nbsp; ", colour, c);
+        }
+        fputs("</p>", f);
     }
     fputs("</section>\n", f);
     free(m.p), free(m.v), free(xy), free(cluster), free(label);

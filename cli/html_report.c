@@ -319,7 +319,9 @@ void html_scatter_svg(FILE *f, const float *xy, const int *cluster, const char *
         html_escape(f, label[i]);
         fprintf(f, " (cluster %d)</title></circle>", cluster[i]);
     }
-    fputs("</svg>\n", f);
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\" font-size=\"11\" "
+               "fill=\"#777\">PC 1 &#8594;</text><text x=\"4\" y=\"12\" font-size=\"11\" "
+               "fill=\"#777\">&#8593; PC 2</text></svg>\n", W - 4, H - 4);
 }
 
 /* ---- the page ----------------------------------------------------------------------------- */
