@@ -1,6 +1,7 @@
 /* cmd_cluster.c — raddino cluster (spherical k-means on the collection's vectors, the result
  * stored in the database) and raddino clusters (list stored results again). */
 #include "collection.h"
+#include "html_report.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -10,7 +11,7 @@
 
 static const char cluster_usage[] =
     "usage: raddino cluster [--db FILE] -k K|auto|A..B [--seed S] [--iters N] [--sample N]\n"
-    "                       [--exemplars N] [--json | --csv]\n"
+    "                       [--exemplars N] [--json | --csv] [--html FILE]\n"
     "\n"
     "Groups the collection's images by spherical k-means on their L2-normalised CLS vectors\n"
     "(FAISS k-means, k-means++ seeding) and stores the result in the database (run, centroids,\n"
@@ -29,6 +30,9 @@ static const char cluster_usage[] =
     "  --exemplars N      exemplars shown per cluster (default 3)\n"
     "  --json             one JSON object: run, k, ..., tried, reason, clusters\n"
     "  --csv              id,path,cluster,distance for every image\n"
+    "  --html FILE        also write a self-contained HTML page: per cluster its size,\n"
+    "                     spread and exemplar thumbnails (at least 12), and a 2-D map of\n"
+    "                     the collection (PCA of the CLS vectors) coloured by cluster\n"
     CLI_DB_HELP
     "  -h, --help         this help\n";
 
@@ -43,6 +47,7 @@ static const char clusters_usage[] =
     "  --list             list the runs\n"
     "  --exemplars N      exemplars shown per cluster (default 3)\n"
     "  --json, --csv      as raddino cluster\n"
+    "  --html FILE        as raddino cluster\n"
     CLI_DB_HELP
     "  -h, --help         this help\n";
 
@@ -55,6 +60,7 @@ typedef struct {
     uint64_t seed, iters, sample, silhouette_sample, exemplars, run_id;
     int list;
     output_format format;
+    const char *html;       /* --html FILE */
 } cluster_options;
 
 /* ---- showing a stored run ----------------------------------------------------------------- */
@@ -143,6 +149,155 @@ static void print_cluster(const member *m, size_t b, size_t e, int cluster, size
         printf("  %.4f  %8lld  %s\n", m[i].distance, (long long)m[i].id, m[i].path);
 }
 
+/* ---- the HTML page ------------------------------------------------------------------------ */
+
+#define HTML_MIN_EXEMPLARS 12
+
+/* The points of the map: members (an even sample beyond HTML_MAX_POINTS) with their vectors. */
+typedef struct {
+    int64_t id;
+    size_t member;
+    int filled;
+} map_point;
+
+typedef struct {
+    map_point *p;
+    size_t n;
+    float *v;               /* n x dim */
+    int dim;
+} map_points;
+
+static int by_point_id(const void *a, const void *b)
+{
+    const map_point *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int take_vector(void *user, int64_t id, const char *path, const char *sha256,
+                       const float *vector, int dim)
+{
+    (void)path, (void)sha256;
+    map_points *m = user;
+    map_point key = {id, 0, 0};
+    map_point *p = bsearch(&key, m->p, m->n, sizeof *m->p, by_point_id);
+    if (p && dim == m->dim) {
+        memcpy(m->v + (size_t)(p - m->p) * (size_t)dim, vector, (size_t)dim * sizeof *vector);
+        p->filled = 1;
+    }
+    return 0;
+}
+
+static void html_map(FILE *f, raddino_store *db, const raddino_store_cluster_run *run,
+                     const member_list *l)
+{
+    size_t stride = l->n > HTML_MAX_POINTS ? (l->n + HTML_MAX_POINTS - 1) / HTML_MAX_POINTS : 1;
+    map_points m = {NULL, 0, NULL, run->dim};
+    m.p = calloc(l->n / stride + 1, sizeof *m.p);
+    m.v = calloc((l->n / stride + 1) * (size_t)(run->dim > 0 ? run->dim : 1), sizeof *m.v);
+    float *xy = calloc(2 * (l->n / stride + 1), sizeof *xy);
+    int *cluster = calloc(l->n / stride + 1, sizeof *cluster);
+    const char **label = calloc(l->n / stride + 1, sizeof *label);
+    raddino_status st = {RADDINO_OK, ""};
+    if (!m.p || !m.v || !xy || !cluster || !label)
+        st = (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    for (size_t i = 0; !st.code && i < l->n; i += stride) m.p[m.n++] = (map_point){l->m[i].id, i, 0};
+    if (!st.code) qsort(m.p, m.n, sizeof *m.p, by_point_id);
+    if (!st.code) st = raddino_store_foreach_vector(db, run->model_id, take_vector, &m);
+    size_t kept = 0;    /* points with a vector, packed to the front */
+    for (size_t i = 0; !st.code && i < m.n; i++) {
+        if (!m.p[i].filled) continue;
+        memmove(m.v + kept * (size_t)m.dim, m.v + i * (size_t)m.dim,
+                (size_t)m.dim * sizeof *m.v);
+        cluster[kept] = l->m[m.p[i].member].cluster;
+        label[kept] = l->m[m.p[i].member].path;
+        kept++;
+    }
+    if (!st.code) st = html_pca2(m.v, kept, m.dim, xy);
+    fputs("<section class=\"map\"><h2>Map of the collection</h2>", f);
+    if (st.code) {
+        fputs("<p class=\"muted\">no map: ", f);
+        html_escape(f, st.message);
+        fputs("</p>", f);
+    } else {
+        fprintf(f, "<p class=\"muted\">%zu images%s, projected on the top two principal "
+                   "components of their L2-normalised CLS vectors; colour: cluster; hover a "
+                   "point for its path.</p>", kept, stride > 1 ? " (an even sample)" : "");
+        html_scatter_svg(f, xy, cluster, label, kept);
+        fputs("<p>", f);
+        for (int c = 0; c < run->k && c < HTML_MAX_SECTIONS; c++) {
+            char colour[48];
+            html_cluster_colour(c, colour, sizeof colour);
+            fprintf(f, "<span style=\"color:%s\">&#9679;</span> cluster %d &nbsp; ", colour, c);
+        }
+        fputs("</p>", f);
+    }
+    fputs("</section>\n", f);
+    free(m.p), free(m.v), free(xy), free(cluster), free(label);
+}
+
+static void html_cluster(html_report *h, const member *m, size_t b, size_t e, int cluster,
+                         size_t exemplars)
+{
+    FILE *f = h->f;
+    double sum = 0;
+    for (size_t i = b; i < e; i++) sum += m[i].distance;
+    char colour[48];
+    html_cluster_colour(cluster, colour, sizeof colour);
+    fprintf(f, "<section><h2><span style=\"color:%s\">&#9679;</span> Cluster %d: %zu images, "
+               "spread %.4f</h2><div class=\"grid\">", colour, cluster, e - b,
+            e > b ? sum / (double)(e - b) : 0.0);
+    for (size_t i = b; i < e && i < b + exemplars; i++) {
+        fputs("<figure>", f);
+        html_thumb(h, m[i].path);
+        fprintf(f, "<figcaption><span class=\"score\">%.4f</span> <span class=\"muted\">"
+                   "id %lld</span><br>", m[i].distance, (long long)m[i].id);
+        html_escape(f, m[i].path);
+        fputs("</figcaption></figure>", f);
+    }
+    if (e - b > exemplars)
+        fprintf(f, "<p class=\"muted\">%zu more images not shown</p>", e - b - exemplars);
+    fputs("</div></section>\n", f);
+}
+
+static int write_cluster_html(raddino_store *db, const raddino_store_cluster_run *run,
+                              const member_list *l, const cluster_options *o)
+{
+    html_report h;
+    char title[64];
+    snprintf(title, sizeof title, "raddino clusters: run %lld", (long long)run->id);
+    raddino_status st = html_report_open(&h, o->html, title, NULL);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    fputs("<p>Collection ", h.f);
+    html_escape(h.f, raddino_store_path(db));
+    fprintf(h.f, ": k = %d clusters of %zu images (spherical k-means, seed %llu); objective "
+                 "%.6g", run->k, l->n, (unsigned long long)run->seed, run->objective);
+    if (isfinite(run->silhouette)) fprintf(h.f, ", mean silhouette %.4f", run->silhouette);
+    fputs(". Spread: mean cosine distance to the centroid; exemplars nearest the centroid "
+          "first, with their distance.</p>\n", h.f);
+    html_map(h.f, db, run, l);
+    size_t exemplars = o->exemplars > HTML_MIN_EXEMPLARS ? o->exemplars : HTML_MIN_EXEMPLARS;
+    if (exemplars > HTML_MAX_THUMBS) exemplars = HTML_MAX_THUMBS;
+    size_t b = 0;
+    for (int c = 0; c < run->k; c++) {
+        size_t e = b;
+        while (e < l->n && l->m[e].cluster == c) e++;
+        if (c < HTML_MAX_SECTIONS) html_cluster(&h, l->m, b, e, c, exemplars);
+        b = e;
+    }
+    if (run->k > HTML_MAX_SECTIONS)
+        fprintf(h.f, "<p class=\"muted\">%d more clusters not shown</p>\n",
+                run->k - HTML_MAX_SECTIONS);
+    st = html_report_close(&h);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    return EXIT_OK;
+}
+
 static int show_run(raddino_store *db, int64_t run_id, const cluster_options *o)
 {
     raddino_store_cluster_run run;
@@ -201,9 +356,10 @@ static int show_run(raddino_store *db, int64_t run_id, const cluster_options *o)
         }
         if (o->format == OUT_JSON) puts("]}");
     }
+    int exit_code = o->html ? write_cluster_html(db, &run, &l, o) : EXIT_OK;
     free(params);
     free_members(&l);
-    return EXIT_OK;
+    return exit_code;
 }
 
 /* ---- computing a run ---------------------------------------------------------------------- */
@@ -410,7 +566,7 @@ static bool parse_k(const char *arg, cluster_options *o)
 }
 
 enum { OPT_SEED = 0x400, OPT_ITERS, OPT_SAMPLE, OPT_SIL, OPT_EXEMPLARS, OPT_JSON, OPT_CSV,
-       OPT_RUN, OPT_LIST, OPT_DB };
+       OPT_RUN, OPT_LIST, OPT_DB, OPT_HTML };
 
 /* Options of both commands; `clusters` accepts only its own (checked by the caller). */
 static int parse_options(int argc, char **argv, cluster_options *o, const char *name,
@@ -427,6 +583,7 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
         {"csv", no_argument, NULL, OPT_CSV},
         {"run", required_argument, NULL, OPT_RUN},
         {"list", no_argument, NULL, OPT_LIST},
+        {"html", required_argument, NULL, OPT_HTML},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -450,6 +607,7 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
         case OPT_CSV: o->format = OUT_CSV; break;
         case OPT_RUN: good = cli_parse_u64("--run", optarg, INT64_MAX, &o->run_id); break;
         case OPT_LIST: o->list = 1; break;
+        case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: good = false; break;
         }

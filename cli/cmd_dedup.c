@@ -2,6 +2,7 @@
  * content hash; near duplicates are linked by cosine similarity at or above a threshold (range
  * search over the collection's index, then connected components by union-find). */
 #include "collection.h"
+#include "html_report.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -27,6 +28,9 @@ static const char dedup_usage[] =
     "  --json             one object per group: kind (exact|near), min_score (lowest\n"
     "                     similarity between two members), ids, paths (+ sha256 for exact)\n"
     "  --csv              group,kind,min_score,id,path: one row per image of each group\n"
+    "  --html FILE        also write a self-contained HTML page: each group's thumbnails\n"
+    "                     side by side with the group's minimum score and each member's\n"
+    "                     cosine similarity to the first\n"
     CLI_COLLECTION_HELP
     "  -h, --help         this help\n";
 
@@ -36,6 +40,7 @@ typedef struct {
     cli_collection_options coll;
     double threshold;
     output_format format;
+    const char *html;       /* --html FILE */
 } dedup_options;
 
 typedef struct {
@@ -343,13 +348,64 @@ static void print_groups(const collection_rows *r, const group_list *l, const de
                o->threshold);
 }
 
+/* ---- the HTML page ------------------------------------------------------------------------ */
+
+static void html_group(html_report *h, const collection_rows *r, const group *g, size_t number)
+{
+    FILE *f = h->f;
+    fprintf(f, "<section><h2>Group %zu: %zu %s, min score %.4f</h2><div class=\"grid\">",
+            number, g->n, g->exact ? "identical files" : "near duplicates", g->min_score);
+    for (size_t i = 0; i < g->n && i < HTML_MAX_THUMBS; i++) {
+        size_t m = g->members[i];
+        fputs("<figure>", f);
+        html_thumb(h, r->paths[m]);
+        fprintf(f, "<figcaption><span class=\"score\">%.4f</span> <span class=\"muted\">"
+                   "id %lld</span><br>", cosine(r, g->members[0], m), (long long)r->ids[m]);
+        html_escape(f, r->paths[m]);
+        fputs("</figcaption></figure>", f);
+    }
+    if (g->n > HTML_MAX_THUMBS)
+        fprintf(f, "<p class=\"muted\">%zu more images not shown</p>", g->n - HTML_MAX_THUMBS);
+    fputs("</div></section>\n", f);
+}
+
+static int write_dedup_html(const collection_rows *r, const group_list *l, const dedup_options *o,
+                            const char *db_path)
+{
+    html_report h;
+    raddino_status st = html_report_open(&h, o->html, "raddino dedup", NULL);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    size_t n_exact = 0;
+    for (size_t i = 0; i < l->n; i++) n_exact += l->g[i].exact;
+    fputs("<p>Collection ", h.f);
+    html_escape(h.f, db_path);
+    fprintf(h.f, ": %zu images; %zu groups of identical files, %zu groups of near duplicates "
+                 "(cosine &ge; %.4f). Scores: cosine similarity to the group's first image.</p>\n",
+            r->n, n_exact, l->n - n_exact, o->threshold);
+    for (size_t i = 0; i < l->n && i < HTML_MAX_SECTIONS; i++)
+        html_group(&h, r, &l->g[i], i + 1);
+    if (l->n > HTML_MAX_SECTIONS)
+        fprintf(h.f, "<p class=\"muted\">%zu more groups not shown</p>\n",
+                l->n - HTML_MAX_SECTIONS);
+    st = html_report_close(&h);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    return EXIT_OK;
+}
+
 static int parse_dedup_options(int argc, char **argv, dedup_options *o)
 {
-    enum { OPT_THRESHOLD = 0x400, OPT_JSON, OPT_CSV };
+    enum { OPT_THRESHOLD = 0x400, OPT_JSON, OPT_CSV, OPT_HTML };
     static const struct option long_options[] = {
         {"threshold", required_argument, NULL, OPT_THRESHOLD},
         {"json", no_argument, NULL, OPT_JSON},
         {"csv", no_argument, NULL, OPT_CSV},
+        {"html", required_argument, NULL, OPT_HTML},
         {"help", no_argument, NULL, 'h'},
         CLI_COLLECTION_LONG_OPTIONS,
         {NULL, 0, NULL, 0}};
@@ -372,6 +428,7 @@ static int parse_dedup_options(int argc, char **argv, dedup_options *o)
             break;
         case OPT_JSON: o->format = OUT_JSON; break;
         case OPT_CSV: o->format = OUT_CSV; break;
+        case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(dedup_usage, stdout); return EXIT_OK;
         default:
             cli_error("dedup: unknown or incomplete option '%s' (see raddino dedup --help)",
@@ -409,6 +466,11 @@ int cmd_dedup(int argc, char **argv)
         qsort(groups.g, groups.n, sizeof *groups.g, by_size);
         print_groups(&r, &groups, &o);
         exit_code = EXIT_OK;
+        if (o.html) {
+            raddino_collection_info ci;
+            raddino_collection_get_info(c, &ci);
+            exit_code = write_dedup_html(&r, &groups, &o, ci.db_path);
+        }
     }
     free_groups(&groups);
     free_rows(&r);

@@ -3,6 +3,7 @@
  * force, so the numbers do not depend on the index type); neighbours with the query's label are
  * relevant. Precision@k, recall@k and average precision, per label and overall. */
 #include "collection.h"
+#include "html_report.h"
 #include "csv.h"
 
 #include <ctype.h>
@@ -14,6 +15,7 @@
 static const char eval_usage[] =
     "usage: raddino eval [--db FILE] --labels FILE.csv [-k 1,5,10] [--group-column NAME]\n"
     "                    [--path-column NAME] [--label-column NAME] [--json]\n"
+    "                    [--html FILE]\n"
     "\n"
     "Measures retrieval by label: each labelled image is a query, the other labelled images\n"
     "are ranked by cosine similarity (exact), and those with the same label are relevant.\n"
@@ -39,15 +41,19 @@ static const char eval_usage[] =
     "                     diagnosis\n"
     "  --json             one object: {\"overall\": {\"P@1\": ..., \"recall@1\": ..., \"mAP\": ...},\n"
     "                     \"per_label\": {LABEL: {...}}, \"queries\": N, ...}\n"
+    "  --html FILE        also write a self-contained HTML page: the table, a P@k plot\n"
+    "                     (inline SVG) and example thumbnails of each label\n"
     CLI_DB_HELP
     "  -h, --help         this help\n";
 
 #define MAX_KS 16
+#define HTML_EXAMPLES 6     /* example thumbnails per label on the HTML page */
 
 typedef struct {
     const char *db, *labels, *group_column, *path_column, *label_column;
     int ks[MAX_KS], n_ks;
     int json;
+    const char *html;       /* --html FILE */
 } eval_options;
 
 /* ---- the collection's images and their labels ------------------------------------------- */
@@ -489,6 +495,125 @@ static void print_results(const tally *t, size_t n_t, const eval_options *o,
     }
 }
 
+/* ---- the HTML page ------------------------------------------------------------------------ */
+
+static void html_table_row(FILE *f, const tally *x, const eval_options *o, const char *label)
+{
+    double n = x->queries ? (double)x->queries : 1.0;
+    fputs("<tr><td>", f);
+    html_escape(f, label);
+    fprintf(f, "</td><td>%zu</td>", x->queries);
+    for (int k = 0; k < o->n_ks; k++) fprintf(f, "<td>%.4f</td>", x->p[k] / n);
+    for (int k = 0; k < o->n_ks; k++) fprintf(f, "<td>%.4f</td>", x->r[k] / n);
+    fprintf(f, "<td>%.4f</td></tr>\n", x->ap / n);
+}
+
+static void html_table(FILE *f, const tally *t, size_t n_t, const eval_options *o)
+{
+    fputs("<table><thead><tr><th>label</th><th>queries</th>", f);
+    for (int k = 0; k < o->n_ks; k++) fprintf(f, "<th>P@%d</th>", o->ks[k]);
+    for (int k = 0; k < o->n_ks; k++) fprintf(f, "<th>R@%d</th>", o->ks[k]);
+    fputs("<th>mAP</th></tr></thead><tbody>\n", f);
+    for (size_t i = 1; i < n_t; i++) html_table_row(f, &t[i], o, t[i].label);
+    html_table_row(f, &t[0], o, "overall");
+    fputs("</tbody></table>\n", f);
+}
+
+/* P@k against k (evenly spaced, labelled), one line per label and a thick one overall. */
+static void html_precision_plot(FILE *f, const tally *t, size_t n_t, const eval_options *o)
+{
+    const double W = 640, H = 320, L = 48, R = 16, T = 12, B = 36;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" role=\"img\" font-size=\"11\">", W, H, W, H);
+    for (int g = 0; g <= 4; g++) {
+        double y = T + (H - T - B) * (1.0 - g / 4.0);
+        fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                   "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>", L, y, W - R,
+                y, L - 6, y + 4, g / 4.0);
+    }
+    double step = o->n_ks > 1 ? (W - L - R - 20) / (o->n_ks - 1) : 0;
+    for (int k = 0; k < o->n_ks; k++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">P@%d</text>",
+                L + 10 + step * k + (o->n_ks > 1 ? 0 : (W - L - R - 20) / 2), H - B + 18, o->ks[k]);
+    for (size_t i = n_t > 1 ? 1 : 0; i <= n_t; i++) {
+        if (i == n_t && n_t == 1) break;
+        const tally *x = i == n_t ? &t[0] : &t[i];
+        const char *name = i == n_t ? "overall" : x->label;
+        double n = x->queries ? (double)x->queries : 1.0;
+        char colour[48] = "#000";
+        if (i != n_t) html_cluster_colour((int)i - 1, colour, sizeof colour);
+        fprintf(f, "<g stroke=\"%s\" fill=\"%s\"><title>", colour, colour);
+        html_escape(f, name);
+        fputs("</title><polyline fill=\"none\" stroke-width=\"", f);
+        fputs(i == n_t ? "3" : "1.5", f);
+        fputs("\" points=\"", f);
+        for (int k = 0; k < o->n_ks; k++)
+            fprintf(f, "%s%.1f,%.1f", k ? " " : "",
+                    L + 10 + step * k + (o->n_ks > 1 ? 0 : (W - L - R - 20) / 2),
+                    T + (H - T - B) * (1.0 - x->p[k] / n));
+        fputs("\"/></g>", f);
+    }
+    fputs("</svg>\n", f);
+}
+
+static void html_label_examples(html_report *h, const image_set *s, const tally *x)
+{
+    FILE *f = h->f;
+    fputs("<section><h2>", f);
+    html_escape(f, x->label);
+    double n = x->queries ? (double)x->queries : 1.0;
+    fprintf(f, "</h2><p>%zu queries, mAP %.4f</p><div class=\"grid\">", x->queries, x->ap / n);
+    size_t shown = 0, total = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->label[i] || strcmp(s->label[i], x->label)) continue;
+        total++;
+        if (shown == HTML_EXAMPLES) continue;
+        fputs("<figure>", f);
+        html_thumb(h, s->paths[i]);
+        fprintf(f, "<figcaption><span class=\"muted\">id %lld</span><br>", (long long)s->ids[i]);
+        html_escape(f, s->paths[i]);
+        fputs("</figcaption></figure>", f);
+        shown++;
+    }
+    if (total > shown)
+        fprintf(f, "<p class=\"muted\">%zu more images with this label</p>", total - shown);
+    fputs("</div></section>\n", f);
+}
+
+static int write_eval_html(const image_set *s, const tally *t, size_t n_t, const eval_options *o,
+                           const label_counts *c, size_t skipped, const char *db_path)
+{
+    html_report h;
+    raddino_status st = html_report_open(&h, o->html, "raddino eval", NULL);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    fputs("<p>Collection ", h.f);
+    html_escape(h.f, db_path);
+    fputs(", labels ", h.f);
+    html_escape(h.f, o->labels);
+    fprintf(h.f, ": %zu labelled images, %zu queries (%zu skipped: no other image with their "
+                 "label). Each labelled image queries the others (exact cosine ranking); "
+                 "relevant: the same label%s.</p>\n", c->labelled, t[0].queries, skipped,
+            o->group_column ? ", neighbours of the query's group left out" : "");
+    fputs("<section><h2>Retrieval by label</h2>", h.f);
+    html_table(h.f, t, n_t, o);
+    fputs("<h2>Precision at k</h2>", h.f);
+    html_precision_plot(h.f, t, n_t, o);
+    fputs("</section>\n", h.f);
+    for (size_t i = 1; i < n_t && i <= HTML_MAX_SECTIONS; i++) html_label_examples(&h, s, &t[i]);
+    if (n_t > HTML_MAX_SECTIONS + 1)
+        fprintf(h.f, "<p class=\"muted\">%zu more labels not shown</p>\n",
+                n_t - 1 - HTML_MAX_SECTIONS);
+    st = html_report_close(&h);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    return EXIT_OK;
+}
+
 /* ---- the command -------------------------------------------------------------------------- */
 
 static bool parse_ks(const char *arg, eval_options *o)
@@ -512,7 +637,7 @@ static bool parse_ks(const char *arg, eval_options *o)
 
 static int parse_eval_options(int argc, char **argv, eval_options *o)
 {
-    enum { OPT_LABELS = 0x400, OPT_GROUP, OPT_PATHCOL, OPT_LABELCOL, OPT_JSON, OPT_DB };
+    enum { OPT_LABELS = 0x400, OPT_GROUP, OPT_PATHCOL, OPT_LABELCOL, OPT_JSON, OPT_DB, OPT_HTML };
     static const struct option long_options[] = {
         {"db", required_argument, NULL, OPT_DB},
         {"labels", required_argument, NULL, OPT_LABELS},
@@ -520,6 +645,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o)
         {"path-column", required_argument, NULL, OPT_PATHCOL},
         {"label-column", required_argument, NULL, OPT_LABELCOL},
         {"json", no_argument, NULL, OPT_JSON},
+        {"html", required_argument, NULL, OPT_HTML},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -533,6 +659,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o)
         case OPT_PATHCOL: o->path_column = optarg; break;
         case OPT_LABELCOL: o->label_column = optarg; break;
         case OPT_JSON: o->json = 1; break;
+        case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(eval_usage, stdout); return EXIT_OK;
         default:
             cli_error("eval: unknown or incomplete option '%s' (see raddino eval --help)",
@@ -581,6 +708,11 @@ int cmd_eval(int argc, char **argv)
     } else {
         print_results(t, n_t, &o, &counts, skipped);
         exit_code = EXIT_OK;
+        if (o.html) {
+            raddino_collection_info ci;
+            raddino_collection_get_info(c, &ci);
+            exit_code = write_eval_html(&s, t, n_t, &o, &counts, skipped, ci.db_path);
+        }
     }
     free(t);
     free_images(&s);

@@ -1,6 +1,7 @@
 /* cmd_search.c — raddino search: the stored images most similar to image files, stored ids or
  * stored paths, by cosine similarity of CLS vectors, through the collection's FAISS index. */
 #include "collection.h"
+#include "html_report.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -26,6 +27,8 @@ static const char search_usage[] =
     "  --json             one JSON object per result: query, query_id, rank, score, id,\n"
     "                     path, and for DICOM hits sop/study/series_instance_uid\n"
     "  --csv              CSV: query,rank,score,id,path\n"
+    "  --html FILE        also write a self-contained HTML page: each query's thumbnail\n"
+    "                     beside its neighbours' with rank and score\n"
     CLI_COLLECTION_HELP
     CLI_MODEL_HELP
     "  -h, --help         this help\n";
@@ -50,6 +53,7 @@ typedef struct {
     float min_score;
     int exclude_self;
     output_format format;
+    const char *html;       /* --html FILE */
     query *queries;
     size_t n_queries;
 } search_options;
@@ -83,7 +87,8 @@ static bool parse_score(const char *arg, float *out)
 
 static int parse_search_options(int argc, char **argv, search_options *o)
 {
-    enum { OPT_ID = 0x400, OPT_PATH, OPT_EXCLUDE_SELF, OPT_MIN_SCORE, OPT_JSON, OPT_CSV };
+    enum { OPT_ID = 0x400, OPT_PATH, OPT_EXCLUDE_SELF, OPT_MIN_SCORE, OPT_JSON, OPT_CSV,
+           OPT_HTML };
     static const struct option long_options[] = {
         {"id", required_argument, NULL, OPT_ID},
         {"path", required_argument, NULL, OPT_PATH},
@@ -91,6 +96,7 @@ static int parse_search_options(int argc, char **argv, search_options *o)
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
         {"json", no_argument, NULL, OPT_JSON},
         {"csv", no_argument, NULL, OPT_CSV},
+        {"html", required_argument, NULL, OPT_HTML},
         {"help", no_argument, NULL, 'h'},
         CLI_COLLECTION_LONG_OPTIONS,
         CLI_MODEL_LONG_OPTIONS,
@@ -115,6 +121,7 @@ static int parse_search_options(int argc, char **argv, search_options *o)
         case OPT_MIN_SCORE: if (!parse_score(optarg, &o->min_score)) return EXIT_USAGE; break;
         case OPT_JSON: o->format = OUT_JSON; break;
         case OPT_CSV: o->format = OUT_CSV; break;
+        case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(search_usage, stdout); return EXIT_OK;
         default:
             cli_error("search: unknown or incomplete option '%s' (see raddino search --help)",
@@ -289,6 +296,80 @@ static int print_results(raddino_collection *c, const search_options *o, const f
     return EXIT_OK;
 }
 
+/* ---- the HTML page ------------------------------------------------------------------------ */
+
+static void html_query(html_report *r, raddino_store *db, const search_options *o,
+                       const query *q, const float *scores, const int64_t *ids)
+{
+    FILE *f = r->f;
+    fputs("<section><div class=\"row\"><figure class=\"query\">", f);
+    html_thumb(r, q->label);
+    fputs("<figcaption>query", f);
+    if (q->kind != QUERY_FILE) fprintf(f, " (id %lld)", (long long)q->id);
+    fputs("<br>", f);
+    html_escape(f, q->label);
+    fputs("</figcaption></figure><div class=\"grid\">", f);
+    int shown = 0, total = 0;
+    for (int i = 0; i < o->k && ids[i] >= 0; i++) {
+        total++;
+        if (shown == HTML_MAX_THUMBS) continue;
+        raddino_store_image img;
+        int found = 0;
+        raddino_status st = raddino_store_find_id(db, ids[i], NULL, &img, &found);
+        const char *path = !st.code && found ? img.path : "";
+        char *copy = strdup(path);  /* img's strings live until the next store call */
+        fputs("<figure class=\"hit\">", f);
+        html_thumb(r, copy ? copy : "");
+        fprintf(f, "<figcaption><span class=\"rank\">#%d</span> <span class=\"score\">%.4f"
+                   "</span> <span class=\"muted\">id %lld</span><br>", i + 1, scores[i],
+                (long long)ids[i]);
+        html_escape(f, copy ? copy : "");
+        fputs("</figcaption></figure>", f);
+        free(copy);
+        shown++;
+    }
+    if (!total) fputs("<p class=\"muted\">no results</p>", f);
+    if (total > shown)
+        fprintf(f, "<p class=\"muted\">%d more results not shown</p>", total - shown);
+    fputs("</div></div></section>\n", f);
+}
+
+static int write_search_html(raddino_collection *c, const search_options *o,
+                             const float *scores, const int64_t *ids)
+{
+    html_report r;
+    raddino_load_options load = cli_load_options(&o->model);
+    raddino_status st = html_report_open(&r, o->html, "raddino search", &load);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    raddino_collection_info info;
+    raddino_collection_get_info(c, &info);
+    fputs("<p>Collection ", r.f);
+    html_escape(r.f, info.db_path);
+    fprintf(r.f, ": %lld images. Cosine similarity of CLS vectors, best first (k = %d).</p>\n",
+            (long long)info.vectors, o->k);
+    size_t row = 0, sections = 0;
+    for (size_t i = 0; i < o->n_queries; i++) {
+        const query *q = &o->queries[i];
+        if (!q->ok) continue;
+        if (sections++ < HTML_MAX_SECTIONS)
+            html_query(&r, raddino_collection_store(c), o, q, scores + row * (size_t)o->k,
+                       ids + row * (size_t)o->k);
+        row++;
+    }
+    if (sections > HTML_MAX_SECTIONS)
+        fprintf(r.f, "<p class=\"muted\">%zu more queries not shown</p>\n",
+                sections - HTML_MAX_SECTIONS);
+    st = html_report_close(&r);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    return EXIT_OK;
+}
+
 /* ---- the command -------------------------------------------------------------------------- */
 
 static int run_search(raddino_collection *c, search_options *o)
@@ -326,6 +407,7 @@ static int run_search(raddino_collection *c, search_options *o)
             exit_code = EXIT_INPUT_FAILED;
         } else {
             exit_code = print_results(c, o, scores, ids);
+            if (exit_code == EXIT_OK && o->html) exit_code = write_search_html(c, o, scores, ids);
         }
     }
     if (exit_code == EXIT_OK || exit_code < 0) exit_code = failures ? EXIT_INPUT_FAILED : EXIT_OK;
