@@ -11,17 +11,7 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else fail "$what: exit $got, expected $want"; cat "$TMP/err"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 # page WHAT FILE CHECK...: parses FILE; CHECKs are images=N, sections=N, points=N (SVG
 # circles), lines=N (SVG polylines), tables=N, missing=N (placeholders), alt=PATH (an image of that path, repeatable),
@@ -212,5 +202,4 @@ page "eval page" "$TMP/e.html" sections=3 svg=1 lines=3 tables=1 images=5 missin
     text="P@10" text="overall"
 grep -qF 'flat <b>' "$TMP/e.html" && fail "a label written unescaped" || ok
 
-echo "html: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish html
