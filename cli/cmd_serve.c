@@ -21,7 +21,7 @@ static const char serve_usage[] =
     "usage: raddino serve [OPTIONS]\n"
     "\n"
     "Serves a web page (search by upload or stored id, clusters, stats) and a JSON API:\n"
-    "  POST /api/search                 body: image bytes (PNG, JPEG, DICOM...), or JSON\n"
+    "  POST /api/search[?k=K]           body: image bytes (PNG, JPEG, DICOM...), or JSON\n"
     "                                   {\"id\": N, \"k\": K, \"exclude_self\": true} with\n"
     "                                   Content-Type: application/json; k default 10\n"
     "  GET  /api/images/ID              the stored row: path, size, format, DICOM UIDs\n"
@@ -281,7 +281,7 @@ static enum MHD_Result answer(serve_state *s, struct MHD_Connection *conn, reque
     case ROUTE_SEARCH: {
         const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
         int is_json = type && !strncasecmp(type, "application/json", 16);
-        serve_search(s, q->body, q->size, is_json, &r);
+        serve_search(s, q->body, q->size, is_json, query_int(conn, "k", 10, 1, SERVE_MAX_K), &r);
         break;
     }
     default: serve_error(&r, 404, "not found"); break;

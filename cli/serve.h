@@ -45,7 +45,9 @@ void serve_stats(serve_state *s, serve_reply *r);
 void serve_clusters(serve_state *s, serve_reply *r);
 void serve_image_info(serve_state *s, int64_t id, serve_reply *r);
 void serve_thumbnail(serve_state *s, int64_t id, int max_side, serve_reply *r);
-/* body: JSON ({"id": N, "k": K, "exclude_self": true}) when is_json, else image bytes. */
-void serve_search(serve_state *s, const char *body, size_t size, int is_json, serve_reply *r);
+/* body: JSON ({"id": N, "k": K, "exclude_self": true}) when is_json, else image bytes; k: the
+ * default number of results (the URL's ?k=), which a JSON "k" overrides. */
+void serve_search(serve_state *s, const char *body, size_t size, int is_json, int k,
+                  serve_reply *r);
 
 #endif

@@ -428,9 +428,10 @@ static void write_hits(serve_state *s, FILE *f, const search_query *q, const flo
     fputs("]}\n", f);
 }
 
-void serve_search(serve_state *s, const char *body, size_t size, int is_json, serve_reply *r)
+void serve_search(serve_state *s, const char *body, size_t size, int is_json, int k,
+                  serve_reply *r)
 {
-    search_query q = {-1, 10, 0, 0, 0, NULL};
+    search_query q = {-1, k, 0, 0, 0, NULL};
     if (s->dim <= 0) {
         serve_error(r, 404, "the collection has no vectors");
         return;

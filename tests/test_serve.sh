@@ -136,6 +136,7 @@ try:
     check(st == 404 and is_json_error(body), "search unknown id 404: %d" % st)
 
     # search with an uploaded image: its stored copy first
+    png = open(os.path.join(col, "gray8_300x400.png"), "rb").read()
     for name in ("rgb8_640x480.jpg", "xray_mhh_0a7faa2a.png", "dcm/dx_image.dcm"):
         data = open(os.path.join(col, name), "rb").read()
         st, _, body = request(base, "/api/search", data, {"Content-Type": "application/octet-stream"})
@@ -143,8 +144,10 @@ try:
         check(st == 200 and res and res[0]["path"].endswith(name) and res[0]["score"] > 0.9999,
               "upload %s: %d %r" % (name, st, body[:300]))
 
+    st, _, body = request(base, "/api/search?k=2", png, {})
+    check(st == 200 and len(json.loads(body)["results"]) == 2, "upload with ?k=2")
+
     # bad requests: JSON errors, never a crash
-    png = open(os.path.join(col, "gray8_300x400.png"), "rb").read()
     bad = [(b"not an image at all", {}, 400, "garbage upload"),
            (png[:200], {}, 400, "truncated PNG"),
            (b"", {}, 400, "empty body"),
