@@ -96,7 +96,7 @@ void serve_stats(serve_state *s, serve_reply *r)
     fprintf(o.f,
             "{\"images\": %lld, \"ok\": %lld, \"failed\": %lld, \"vectors\": %lld, "
             "\"dicom\": %lld, \"dim\": %d, \"generation\": %lld, \"indexed\": %lld, "
-            "\"index\": \"%s\", \"weights_sha256\": ",
+            "\"index_origin\": \"%s\", \"weights_sha256\": ",
             (long long)st.images, (long long)st.ok, (long long)st.failed,
             (long long)st.vectors, (long long)st.dicom, st.dim, (long long)info.generation,
             (long long)info.vectors, cli_origin_name(info.origin));
