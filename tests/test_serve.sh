@@ -115,8 +115,8 @@ try:
     st, _, body = request(base, "/api/images/99")
     check(st == 404 and is_json_error(body), "unknown id 404: %d %r" % (st, body))
 
-    # thumbnails: PNG, longest side capped
-    for i in (1, 2):
+    # thumbnails (the DICOM one too): PNG, longest side capped
+    for i in range(1, 7):
         st, h, body = request(base, "/api/images/%d/thumbnail?size=64" % i)
         ok = st == 200 and h["Content-Type"] == "image/png" and body[:8] == b"\x89PNG\r\n\x1a\n"
         w = int.from_bytes(body[16:20], "big") if ok else 0
@@ -200,11 +200,21 @@ finally:
     code = s.stop()
 check(code == 0, "SIGTERM: exit %r" % code)
 
-# the upload cap: over it 413 (declared length), just under it served
+# the upload cap: over it 413 (declared or chunked length), under it served; the pixel cap
 s = Server("--max-upload", "1K")
 try:
     st, _, body = request(s.base, "/api/search", b"x" * 2048, {})
     check(st == 413 and is_json_error(body), "over --max-upload: 413, got %d" % st)
+    chunks = (b"y" * 512 for _ in range(4))     # no Content-Length: Transfer-Encoding: chunked
+    st, _, body = request(s.base, "/api/search", chunks, {}, method="POST")
+    check(st == 413 and is_json_error(body), "chunked over --max-upload: 413, got %d" % st)
+    tiny = open(os.path.join(col, "gray8_300x400.png"), "rb").read()
+    s2 = Server("--max-pixels", "10000")
+    try:
+        st, _, body = request(s2.base, "/api/search", tiny, {})
+        check(st == 400 and is_json_error(body), "over --max-pixels: 400, got %d %r" % (st, body))
+    finally:
+        check(s2.stop() == 0, "SIGTERM after pixel cap")
     st, _, body = request(s.base, "/api/search", b"{\"id\": 1}", {"Content-Type": "application/json"})
     check(st == 200, "under --max-upload: 200, got %d" % st)
 finally:
