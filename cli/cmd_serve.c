@@ -409,16 +409,10 @@ static struct MHD_Daemon *start_daemon(serve_state *s, const listen_address *a)
                             MHD_OPTION_END);
 }
 
-/* Listens until SIGINT or SIGTERM. The signals are blocked before the daemon's threads start
- * (they inherit the mask), so only sigwait here sees them. */
-static int run_server(serve_state *s, const serve_options *o, const listen_address *a)
+/* Listens until SIGINT or SIGTERM (blocked in every thread since cmd_serve began). */
+static int run_server(serve_state *s, const serve_options *o, const listen_address *a,
+                      const sigset_t *stop)
 {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
     struct MHD_Daemon *d = start_daemon(s, a);
     if (!d) {
         cli_error("serve: cannot listen on %s port %u", o->host, o->port);
@@ -430,7 +424,7 @@ static int run_server(serve_state *s, const serve_options *o, const listen_addre
            port);
     fflush(stdout);
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {}
+    while (sigwait(stop, &sig) != 0) {}
     MHD_stop_daemon(d);     /* waits for the connection threads */
     fprintf(stderr, "raddino: serve: stopped (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     return EXIT_OK;
@@ -448,6 +442,15 @@ int cmd_serve(int argc, char **argv)
     if (o.token && !*o.token) o.token = NULL;
     int exit_code = parse_serve_options(argc, argv, &o);
     if (exit_code >= 0) return exit_code;
+    /* Blocked before any thread starts (OpenMP's, OpenBLAS's, the daemon's: they inherit the
+     * mask), so that a SIGTERM is never delivered to a thread where it would kill the process;
+     * only sigwait in run_server takes it. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
     listen_address addr;
     if (!parse_host(o.host, o.port, &addr)) {
         cli_error("--host: expected an IPv4 or IPv6 address, got '%s'", o.host);
@@ -472,7 +475,7 @@ int cmd_serve(int argc, char **argv)
         s.token = o.token;
         pthread_mutex_init(&s.collection_lock, NULL);
         pthread_mutex_init(&s.encoder_lock, NULL);
-        exit_code = run_server(&s, &o, &addr);
+        exit_code = run_server(&s, &o, &addr, &stop);
         pthread_mutex_destroy(&s.collection_lock);
         pthread_mutex_destroy(&s.encoder_lock);
     }
