@@ -409,9 +409,44 @@ static struct MHD_Daemon *start_daemon(serve_state *s, const listen_address *a)
                             MHD_OPTION_END);
 }
 
-/* Listens until SIGINT or SIGTERM (blocked in every thread since cmd_serve began). */
+/* SIGINT and SIGTERM are blocked in every thread from the start of cmd_serve (threads inherit
+ * the mask: OpenMP's, OpenBLAS's, the daemon's), so none can land in a thread where it would
+ * kill the process mid-request. One thread takes them with sigwait: while the collection and
+ * model are still opening (an index build can take minutes) it ends the process the default
+ * way, as any other command; once the server is up it wakes run_server for a clean stop. */
+typedef struct {
+    sigset_t set;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int serving;    /* 1 once the daemon listens */
+    int signal;     /* the signal received while serving, 0 until then */
+} stop_watch;
+
+static void *watch_signals(void *arg)
+{
+    stop_watch *w = arg;
+    int sig = 0;
+    while (sigwait(&w->set, &sig) != 0) {}
+    pthread_mutex_lock(&w->lock);
+    if (!w->serving) {
+        pthread_mutex_unlock(&w->lock);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        signal(sig, SIG_DFL);
+        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);     /* default action: the process ends as if never blocked */
+        return NULL;
+    }
+    w->signal = sig;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Listens until the watcher reports SIGINT or SIGTERM. */
 static int run_server(serve_state *s, const serve_options *o, const listen_address *a,
-                      const sigset_t *stop)
+                      stop_watch *w)
 {
     struct MHD_Daemon *d = start_daemon(s, a);
     if (!d) {
@@ -420,14 +455,54 @@ static int run_server(serve_state *s, const serve_options *o, const listen_addre
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     unsigned port = info ? info->port : o->port;
+    pthread_mutex_lock(&w->lock);
+    w->serving = 1;     /* before the ready line: a signal after it always stops cleanly */
     printf(a->ipv6 ? "listening on http://[%s]:%u\n" : "listening on http://%s:%u\n", o->host,
            port);
     fflush(stdout);
-    int sig = 0;
-    while (sigwait(stop, &sig) != 0) {}
+    while (!w->signal) pthread_cond_wait(&w->cond, &w->lock);
+    int sig = w->signal;
+    pthread_mutex_unlock(&w->lock);
     MHD_stop_daemon(d);     /* waits for the connection threads */
     fprintf(stderr, "raddino: serve: stopped (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     return EXIT_OK;
+}
+
+/* Opens the collection and the model, then serves until stopped. */
+static int serve(serve_options *o, stop_watch *w)
+{
+    int exit_code = EXIT_INPUT_FAILED;
+    listen_address addr;
+    if (!parse_host(o->host, o->port, &addr)) {
+        cli_error("--host: expected an IPv4 or IPv6 address, got '%s'", o->host);
+        return EXIT_USAGE;
+    }
+    if (!addr.loopback && !o->token) {
+        cli_error("serve: listening on %s (not loopback) requires --token", o->host);
+        return EXIT_USAGE;
+    }
+    serve_state s;
+    memset(&s, 0, sizeof s);
+    o->coll.params.index.n_threads = o->model.threads;
+    s.collection = cli_open_collection(&o->coll, &exit_code);
+    if (!s.collection) return exit_code;
+    s.encoder = open_model(s.collection, &o->model, &exit_code);
+    if (s.encoder) {
+        raddino_collection_info info;
+        raddino_collection_get_info(s.collection, &info);
+        s.dim = info.dim;
+        s.load = cli_load_options(&o->model);
+        s.max_upload = (size_t)o->max_upload;
+        s.token = o->token;
+        pthread_mutex_init(&s.collection_lock, NULL);
+        pthread_mutex_init(&s.encoder_lock, NULL);
+        exit_code = run_server(&s, o, &addr, w);
+        pthread_mutex_destroy(&s.collection_lock);
+        pthread_mutex_destroy(&s.encoder_lock);
+    }
+    raddino_encoder_close(s.encoder);
+    raddino_collection_close(s.collection);
+    return exit_code;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -442,44 +517,27 @@ int cmd_serve(int argc, char **argv)
     if (o.token && !*o.token) o.token = NULL;
     int exit_code = parse_serve_options(argc, argv, &o);
     if (exit_code >= 0) return exit_code;
-    /* Blocked before any thread starts (OpenMP's, OpenBLAS's, the daemon's: they inherit the
-     * mask), so that a SIGTERM is never delivered to a thread where it would kill the process;
-     * only sigwait in run_server takes it. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    stop_watch w;
+    memset(&w, 0, sizeof w);
+    sigemptyset(&w.set);
+    sigaddset(&w.set, SIGINT);
+    sigaddset(&w.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &w.set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    listen_address addr;
-    if (!parse_host(o.host, o.port, &addr)) {
-        cli_error("--host: expected an IPv4 or IPv6 address, got '%s'", o.host);
-        return EXIT_USAGE;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, watch_signals, &w) != 0) {
+        cli_error("serve: cannot start a thread");
+        return EXIT_INPUT_FAILED;
     }
-    if (!addr.loopback && !o.token) {
-        cli_error("serve: listening on %s (not loopback) requires --token", o.host);
-        return EXIT_USAGE;
-    }
-    serve_state s;
-    memset(&s, 0, sizeof s);
-    o.coll.params.index.n_threads = o.model.threads;
-    s.collection = cli_open_collection(&o.coll, &exit_code);
-    if (!s.collection) return exit_code;
-    s.encoder = open_model(s.collection, &o.model, &exit_code);
-    if (s.encoder) {
-        raddino_collection_info info;
-        raddino_collection_get_info(s.collection, &info);
-        s.dim = info.dim;
-        s.load = cli_load_options(&o.model);
-        s.max_upload = (size_t)o.max_upload;
-        s.token = o.token;
-        pthread_mutex_init(&s.collection_lock, NULL);
-        pthread_mutex_init(&s.encoder_lock, NULL);
-        exit_code = run_server(&s, &o, &addr, &stop);
-        pthread_mutex_destroy(&s.collection_lock);
-        pthread_mutex_destroy(&s.encoder_lock);
-    }
-    raddino_encoder_close(s.encoder);
-    raddino_collection_close(s.collection);
+    exit_code = serve(&o, &w);
+    pthread_mutex_lock(&w.lock);
+    int signalled = w.signal != 0;
+    pthread_mutex_unlock(&w.lock);
+    if (!signalled) pthread_cancel(watcher);    /* still in sigwait (a cancellation point) */
+    pthread_join(watcher, NULL);
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
     return exit_code;
 }
