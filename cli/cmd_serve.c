@@ -80,7 +80,6 @@ static int parse_serve_options(int argc, char **argv, serve_options *o)
         CLI_MODEL_LONG_OPTIONS,
         {NULL, 0, NULL, 0}};
     int opt, exit_code = -1;
-    uint64_t v;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         if (cli_model_option(&o->model, opt, optarg, &exit_code) ||
@@ -90,11 +89,17 @@ static int parse_serve_options(int argc, char **argv, serve_options *o)
         }
         switch (opt) {
         case OPT_HOST: o->host = optarg; break;
-        case OPT_PORT:
-            if (!strcmp(optarg, "0")) v = 0;
-            else if (!cli_parse_u64("--port", optarg, 65535, &v)) return EXIT_USAGE;
-            o->port = (unsigned)v;
+        case OPT_PORT: {
+            char *end;
+            unsigned long port = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || optarg[0] == '-' || port > 65535) {
+                cli_error("--port: expected a number from 0 (any free port) to 65535, got '%s'",
+                          optarg);
+                return EXIT_USAGE;
+            }
+            o->port = (unsigned)port;
             break;
+        }
         case OPT_TOKEN: o->token = optarg; break;
         case OPT_MAX_UPLOAD:
             if (!parse_size(optarg, &o->max_upload)) {

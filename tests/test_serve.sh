@@ -242,6 +242,10 @@ finally:
 p = subprocess.run([raddino, "serve", "--db", db, "--host", "0.0.0.0", "--port", "0"],
                    capture_output=True, timeout=60)
 check(p.returncode == 2 and b"--token" in p.stderr, "0.0.0.0 without --token: exit %d %r" % (p.returncode, p.stderr))
+for args, want in ((["--help"], 0), (["--port", "65536"], 2), (["--port", "-1"], 2),
+                   (["--max-upload", "0"], 2), (["--token", ""], 2), (["extra"], 2)):
+    p = subprocess.run([raddino, "serve", "--db", db, *args], capture_output=True, timeout=60)
+    check(p.returncode == want, "serve %s: exit %d, expected %d" % (args, p.returncode, want))
 p = subprocess.run([raddino, "serve", "--db", db, "--host", "not-an-address"],
                    capture_output=True, timeout=60)
 check(p.returncode == 2, "bad --host: exit %d" % p.returncode)
