@@ -120,5 +120,6 @@ int cmd_cluster(int argc, char **argv);
 int cmd_clusters(int argc, char **argv);
 int cmd_dedup(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const char usage[] =
     "  clusters     show stored clustering results again\n"
     "  dedup        groups of exact and near-duplicate images\n"
     "  eval         retrieval quality on labelled images: P@k, recall@k, mAP\n"
+    "  serve        a web page and JSON API: search by upload or id, clusters, stats\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
     if (!strcmp(command, "clusters")) return cmd_clusters(argc - 1, argv + 1);
     if (!strcmp(command, "dedup")) return cmd_dedup(argc - 1, argv + 1);
     if (!strcmp(command, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(command, "serve")) return cmd_serve(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }
