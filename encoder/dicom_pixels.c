@@ -76,6 +76,15 @@ static bool walk_fail(dicom_walk *w, size_t at, const char *why)
     return false;
 }
 
+/* One of the standard's value representations (PS3.5 6.2). */
+static bool known_vr(const uint8_t *vr)
+{
+    static const char vrs[] = "AEASATCSDADSDTFDFLISLOLTOBODOFOLOVOWPNSHSLSQSSSTSVTMUCUIULUNURUSUTUV";
+    for (size_t i = 0; i + 1 < sizeof vrs; i += 2)
+        if (vr[0] == vrs[i] && vr[1] == vrs[i + 1]) return true;
+    return false;
+}
+
 static bool long_vr(const uint8_t *vr)
 {
     static const char *const longs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
@@ -141,8 +150,9 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
             *pos += 8;
         } else {
             const uint8_t *vr = w->d + at + 4;
-            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
-                return walk_fail(w, at, "bad value representation");
+            /* Not just two capitals: GDCM reads an unknown VR with another length field than
+             * ours (a text value then becomes a gigabyte-sized length it allocates). */
+            if (!known_vr(vr)) return walk_fail(w, at, "bad value representation");
             sq = vr[0] == 'S' && vr[1] == 'Q';
             if (long_vr(vr)) {
                 if (at + 12 > end) return walk_fail(w, at, "element header past the end");
@@ -186,6 +196,13 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     while (pos + 8 <= size && rd16(&w, pos) == 0x0002) {
         uint16_t e = rd16(&w, pos + 2);
         const uint8_t *vr = data + pos + 4;
+        /* GDCM reads a meta element with an unknown VR as the end of the group, or the whole
+         * group as implicit VR when the first one is, and then asserts on what follows; a
+         * sequence there it cannot read at all. The standard allows neither: refuse. */
+        if (!known_vr(vr) || (vr[0] == 'S' && vr[1] == 'Q')) {
+            walk_fail(&w, pos, "bad value representation in the file meta information");
+            return w.st;
+        }
         size_t header = long_vr(vr) ? 12 : 8;
         if (pos + header > size) break;
         uint32_t len = header == 12 ? rd32(&w, pos + 8) : rd16(&w, pos + 6);
@@ -216,6 +233,10 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     size_t end = size;
     while (end > meta_end && data[end - 1] == 0) end--;
     if (end == size) return w.st;
+    /* Zeros alone are no data set: GDCM would read its first tag past the end, and assert. */
+    if (end - meta_end < 8)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: no data set after the file meta "
+                            "information (truncated)", name);
     raddino_status first = w.st;
     w.st = status_ok();
     pos = meta_end;
