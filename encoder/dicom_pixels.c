@@ -87,6 +87,19 @@ static bool known_vr(const uint8_t *vr)
     return false;
 }
 
+/* The Image Pixel attributes GDCM's image reader reads as typed attributes, which assert that
+ * the file's VR is the dictionary's: Samples per Pixel, Planar Configuration, Rows, Columns,
+ * Bits Allocated/Stored, High Bit, Pixel Representation (US), Number of Frames (IS). */
+static bool image_attribute_vr_ok(uint16_t g, uint16_t e, const uint8_t *vr)
+{
+    if (g != 0x0028) return true;
+    if (e == 0x0002 || e == 0x0006 || e == 0x0010 || e == 0x0011 ||
+        (e >= 0x0100 && e <= 0x0103))
+        return vr[0] == 'U' && vr[1] == 'S';
+    if (e == 0x0008) return vr[0] == 'I' && vr[1] == 'S';
+    return true;
+}
+
 static bool long_vr(const uint8_t *vr)
 {
     static const char *const longs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC",
@@ -159,6 +172,8 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
             /* Not just two capitals: GDCM reads an unknown VR with another length field than
              * ours (a text value then becomes a gigabyte-sized length it allocates). */
             if (!known_vr(vr)) return walk_fail(w, at, "bad value representation");
+            if (depth == 0 && !image_attribute_vr_ok(g, e, vr))
+                return walk_fail(w, at, "image attribute with the wrong value representation");
             sq = vr[0] == 'S' && vr[1] == 'Q';
             if (long_vr(vr)) {
                 if (at + 12 > end) return walk_fail(w, at, "element header past the end");
