@@ -1,6 +1,7 @@
 /* main.c — the raddino command: dispatches to the subcommands. */
 #include "cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const char usage[] =
@@ -33,6 +34,10 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    /* Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills by default; ignored,
+     * the write fails with EFBIG instead and the command reports it (a store batch is rolled
+     * back, nothing half-written). */
+    signal(SIGXFSZ, SIG_IGN);
     const char *command = argv[1];
     if (!strcmp(command, "--help") || !strcmp(command, "-h") || !strcmp(command, "help")) {
         fputs(usage, stdout);

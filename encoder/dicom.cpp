@@ -207,7 +207,7 @@ void fill_header(const gdcm::File &file, dicom_header *h)
     h->bits_stored = int_or(text(0x0028, 0x0101), 0, 65535, h->bits_allocated);
     h->high_bit = int_or(text(0x0028, 0x0102), 0, 65535, h->bits_stored - 1);
     h->pixel_representation = int_or(text(0x0028, 0x0103), 0, 1, 0);
-    h->planar_configuration = int_or(text(0x0028, 0x0006), 0, 1, 0);
+    h->planar_configuration = int_or(text(0x0028, 0x0006), 0, 65535, 0);  /* checked below */
     copy_text(h->photometric, sizeof h->photometric, text(0x0028, 0x0004));
     copy_text(h->presentation_lut_shape, sizeof h->presentation_lut_shape,
               text(0x2050, 0x0020));
@@ -292,6 +292,30 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
     if (h->samples_per_pixel != 1 && h->samples_per_pixel != 3)
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d samples per pixel not "
                             "supported (1 or 3)", name, h->samples_per_pixel);
+    /* GDCM's image reader asserts (aborts) on a palette image without its tables, and its raw
+     * codec on YBR_ICT / YBR_RCT, which only JPEG 2000 streams can be: neither is an X-ray. */
+    /* GDCM takes the first of its names that the value is a prefix of ("YBR_IC" is YBR_ICT). */
+    static const char *const gdcm_names[] = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB",
+                                             "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
+                                             "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT",
+                                             "YBR_RCT"};
+    std::string pi = h->photometric;
+    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
+    for (const char *known : gdcm_names)
+        if (!pi.empty() && !strncmp(known, pi.c_str(), pi.size())) {
+            pi = known;
+            break;
+        }
+    bool j2k = !strncmp(h->transfer_syntax, "1.2.840.10008.1.2.4.9", 21) ||
+               !strncmp(h->transfer_syntax, "1.2.840.10008.1.2.4.20", 22);
+    if (pi == "PALETTE COLOR" || ((pi == "YBR_ICT" || pi == "YBR_RCT") && !j2k))
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: photometric interpretation "
+                            "'%s' not supported with transfer syntax %s", name, pi.c_str(),
+                            h->transfer_syntax);
+    /* GDCM's image reader asserts (aborts) on any other value. */
+    if (h->planar_configuration > 1)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: Planar Configuration %d (0 or 1)",
+                            name, h->planar_configuration);
     return status_ok();
 }
 

@@ -53,6 +53,8 @@ typedef struct {
     bool implicit, big;
     const char *name;
     raddino_status st;
+    size_t fragments_seen;      /* items of the encapsulated pixel data, offset table first */
+    size_t first_fragment, first_fragment_len;  /* the first after the offset table */
 } dicom_walk;
 
 static uint16_t rd16(const dicom_walk *w, size_t at)
@@ -74,6 +76,28 @@ static bool walk_fail(dicom_walk *w, size_t at, const char *why)
         w->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: truncated or malformed (%s at byte "
                              "%zu)", w->name, why, at);
     return false;
+}
+
+/* One of the standard's value representations (PS3.5 6.2). */
+static bool known_vr(const uint8_t *vr)
+{
+    static const char vrs[] = "AEASATCSDADSDTFDFLISLOLTOBODOFOLOVOWPNSHSLSQSSSTSVTMUCUIULUNURUSUTUV";
+    for (size_t i = 0; i + 1 < sizeof vrs; i += 2)
+        if (vr[0] == vrs[i] && vr[1] == vrs[i + 1]) return true;
+    return false;
+}
+
+/* The Image Pixel attributes GDCM's image reader reads as typed attributes, which assert that
+ * the file's VR is the dictionary's: Samples per Pixel, Planar Configuration, Rows, Columns,
+ * Bits Allocated/Stored, High Bit, Pixel Representation (US), Number of Frames (IS). */
+static bool image_attribute_vr_ok(uint16_t g, uint16_t e, const uint8_t *vr)
+{
+    if (g != 0x0028) return true;
+    if (e == 0x0002 || e == 0x0006 || e == 0x0010 || e == 0x0011 ||
+        (e >= 0x0100 && e <= 0x0103))
+        return vr[0] == 'U' && vr[1] == 'S';
+    if (e == 0x0008) return vr[0] == 'I' && vr[1] == 'S';
+    return true;
 }
 
 static bool long_vr(const uint8_t *vr)
@@ -110,6 +134,10 @@ static bool walk_items(dicom_walk *w, size_t *pos, size_t end, bool undefined, b
             continue;
         }
         if (len > end - *pos) return walk_fail(w, at, "item length past the end");
+        if (fragments && w->fragments_seen++ == 1) {
+            w->first_fragment = *pos;
+            w->first_fragment_len = len;
+        }
         if (!fragments) {
             size_t inner = *pos;
             if (!walk_elements(w, &inner, *pos + len, depth + 1, false)) return false;
@@ -141,8 +169,11 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
             *pos += 8;
         } else {
             const uint8_t *vr = w->d + at + 4;
-            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
-                return walk_fail(w, at, "bad value representation");
+            /* Not just two capitals: GDCM reads an unknown VR with another length field than
+             * ours (a text value then becomes a gigabyte-sized length it allocates). */
+            if (!known_vr(vr)) return walk_fail(w, at, "bad value representation");
+            if (depth == 0 && !image_attribute_vr_ok(g, e, vr))
+                return walk_fail(w, at, "image attribute with the wrong value representation");
             sq = vr[0] == 'S' && vr[1] == 'Q';
             if (long_vr(vr)) {
                 if (at + 12 > end) return walk_fail(w, at, "element header past the end");
@@ -173,9 +204,56 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
     return true;
 }
 
+/* JPEG (ISO 10918) transfer syntaxes, which GDCM decodes with its IJG libraries. */
+static bool jpeg_syntax(const char *ts)
+{
+    static const char *const syntaxes[] = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                                           "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"};
+    for (size_t i = 0; i < sizeof syntaxes / sizeof syntaxes[0]; i++)
+        if (!strcmp(ts, syntaxes[i])) return true;
+    return false;
+}
+
+/* The marker segments of a JPEG stream up to its first scan. GDCM's JPEG codecs assert() on any
+ * warning the IJG library gives while reading the header (stray bytes between markers, an
+ * unknown JFIF major version, an unknown Adobe transform): those are refused here. A segment
+ * running past the fragment (a header split over fragments) is left to the decoder. */
+static bool jpeg_header_sound(const uint8_t *p, size_t n)
+{
+    if (n < 2 || p[0] != 0xFF || p[1] != 0xD8) return false;
+    size_t i = 2;
+    while (i < n) {
+        if (p[i] != 0xFF) return false;
+        while (i < n && p[i] == 0xFF) i++;     /* fill bytes */
+        if (i >= n) return true;
+        uint8_t m = p[i++];
+        if (m == 0xDA) return true;             /* SOS: the header is over */
+        if (m == 0xD9 || m == 0x00) return false;
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;   /* no length */
+        if (i + 2 > n) return true;
+        size_t len = (size_t)p[i] << 8 | p[i + 1];
+        if (len < 2) return false;
+        if (len > n - i) return true;
+        const uint8_t *seg = p + i + 2;
+        size_t seg_len = len - 2;
+        if (m == 0xE0 && seg_len >= 7 && !memcmp(seg, "JFIF", 5) && seg[5] != 1) return false;
+        if (m == 0xEE && seg_len >= 12 && !memcmp(seg, "Adobe", 5) && seg[11] > 2) return false;
+        i += len;
+    }
+    return true;
+}
+
+static raddino_status check_codestream(const dicom_walk *w, const char *ts)
+{
+    if (!jpeg_syntax(ts) || w->fragments_seen < 2) return status_ok();
+    if (jpeg_header_sound(w->d + w->first_fragment, w->first_fragment_len)) return status_ok();
+    return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: corrupt JPEG header in the pixel data",
+                        w->name);
+}
+
 raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name)
 {
-    dicom_walk w = {data, size, false, false, name, {0, ""}};
+    dicom_walk w = {data, size, false, false, name, {0, ""}, 0, 0, 0};
     if (!dicom_sniff(data, size))
         return status_error(RADDINO_ERR_FORMAT, "%s: not a DICOM file (no DICM marker at byte "
                             "128)", name);
@@ -186,6 +264,13 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     while (pos + 8 <= size && rd16(&w, pos) == 0x0002) {
         uint16_t e = rd16(&w, pos + 2);
         const uint8_t *vr = data + pos + 4;
+        /* GDCM reads a meta element with an unknown VR as the end of the group, or the whole
+         * group as implicit VR when the first one is, and then asserts on what follows; a
+         * sequence there it cannot read at all. The standard allows neither: refuse. */
+        if (!known_vr(vr) || (vr[0] == 'S' && vr[1] == 'Q')) {
+            walk_fail(&w, pos, "bad value representation in the file meta information");
+            return w.st;
+        }
         size_t header = long_vr(vr) ? 12 : 8;
         if (pos + header > size) break;
         uint32_t len = header == 12 ? rd32(&w, pos + 8) : rd16(&w, pos + 6);
@@ -211,15 +296,20 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: deflated transfer syntax not "
                             "supported", name);
     pos = meta_end;
-    if (walk_elements(&w, &pos, size, 0, false)) return status_ok();
+    if (walk_elements(&w, &pos, size, 0, false)) return check_codestream(&w, ts);
     /* Trailing zero bytes (padding some writers leave) are accepted. */
     size_t end = size;
     while (end > meta_end && data[end - 1] == 0) end--;
     if (end == size) return w.st;
+    /* Zeros alone are no data set: GDCM would read its first tag past the end, and assert. */
+    if (end - meta_end < 8)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: no data set after the file meta "
+                            "information (truncated)", name);
     raddino_status first = w.st;
     w.st = status_ok();
     pos = meta_end;
-    return walk_elements(&w, &pos, end, 0, false) ? status_ok() : first;
+    w.fragments_seen = 0;
+    return walk_elements(&w, &pos, end, 0, false) ? check_codestream(&w, ts) : first;
 }
 
 /* ---- stored values ------------------------------------------------------------------------ */

@@ -215,6 +215,12 @@ raddino_status store_sql_error(const raddino_store *s, const char *what)
     const char *why = s->db ? sqlite3_errmsg(s->db) : "cannot open";
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
         why = "database is locked by another process (gave up waiting)";
+    /* SQLite says "disk I/O error" for a full disk (EFBIG, sometimes ENOSPC), a read-only
+     * folder and more: the system's reason is what tells the user what to fix. */
+    int sys = s->db && (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN ||
+                        rc == SQLITE_READONLY)
+                  ? sqlite3_system_errno(s->db) : 0;
+    if (sys) return store_error(s, code, "%s: %s (%s)", what, why, strerror(sys));
     return store_error(s, code, "%s: %s", what, why);
 }
 
@@ -403,6 +409,36 @@ static raddino_status configure(raddino_store *s, int busy_timeout_ms)
     return st;
 }
 
+/* A reader of a WAL database needs its -shm file, which it creates when absent; in a folder it
+ * cannot write to (read-only media, a read-only mount, a folder without write permission) that
+ * fails. No writer can work there either (it needs the -wal file), so the database cannot
+ * change while it is read: SQLite's immutable mode, without -shm, is then correct. */
+static bool folder_writable(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    return access(dir, W_OK) == 0;
+}
+
+static int open_immutable(raddino_store *s, const char *path)
+{
+    char uri[4096 * 3 + 32];
+    size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < sizeof uri; p++) {
+        if (*p == '%' || *p == '?' || *p == '#') n += (size_t)snprintf(uri + n, 4, "%%%02X", *p);
+        else uri[n++] = (char)*p;
+    }
+    snprintf(uri + n, sizeof uri - n, "?immutable=1");
+    sqlite3_close(s->db);
+    s->db = NULL;
+    return sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                           SQLITE_OPEN_NOMUTEX, NULL);
+}
+
 raddino_status raddino_store_open(const char *path, const raddino_store_params *params,
                                   raddino_store **out)
 {
@@ -436,6 +472,12 @@ raddino_status raddino_store_open(const char *path, const raddino_store_params *
         st = store_sql_error(s, "cannot open");
     if (!st.code) st = configure(s, params->busy_timeout_ms);
     if (!st.code) st = check_schema(s);
+    if (st.code && s->read_only && s->db && sqlite3_errcode(s->db) == SQLITE_CANTOPEN &&
+        !folder_writable(path)) {
+        st = open_immutable(s, path) == SQLITE_OK ? configure(s, params->busy_timeout_ms)
+                                                  : store_sql_error(s, "cannot open");
+        if (!st.code) st = check_schema(s);
+    }
     if (!st.code && s->read_only) st = store_vectors_model(s, &s->model_id, &s->model_dim);
     if (st.code) {
         raddino_store_close(s);

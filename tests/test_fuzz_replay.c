@@ -55,6 +55,9 @@ END_TEST
 START_TEST(npy_corpus) { ck_assert_int_ge(replay("npy", fuzz_npy), 5); }
 END_TEST
 
+START_TEST(dicom_corpus) { ck_assert_int_ge(replay("dicom", fuzz_dicom), 5); }
+END_TEST
+
 /* The harness checks themselves can fail: a message without the input's name is caught. */
 START_TEST(error_check_catches_bad_messages)
 {
@@ -77,6 +80,7 @@ int main(void)
     tcase_add_test(tc, config_corpus);
     tcase_add_test(tc, image_corpus);
     tcase_add_test(tc, npy_corpus);
+    tcase_add_test(tc, dicom_corpus);
     tcase_add_test(tc, error_check_catches_bad_messages);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
