@@ -22,12 +22,8 @@ DATA=$2
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
+. "$(dirname "$0")/lib.sh"
 kills=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
 $PY -c 'import sqlite3' 2>/dev/null || { echo "FAIL: $PY with sqlite3 is needed"; exit 1; }
 

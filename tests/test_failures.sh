@@ -24,11 +24,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 $PY -c 'import numpy, sqlite3' 2>/dev/null || { echo "FAIL: $PY with numpy is needed"; exit 1; }
 
