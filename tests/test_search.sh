@@ -206,4 +206,44 @@ stderr_has "image 99999 has no vector" "unknown id named"
 expect 1 "missing file query" -- "$RADDINO" search --db "$DB" "$TMP/nothing.png" --id 1
 [ -s "$TMP/out" ] && ok || fail "other queries answered when one fails"
 
+# --- searches while an index run writes (issue 9): every search answers from one committed
+# state: it succeeds, its JSON parses, and every id it returns is a stored image of the final
+# collection (ids are never reused). The index run commits file by file; the loop runs until
+# the indexer exits (no sleeps), at least once.
+W=$TMP/writing
+mkdir -p "$W"
+for f in gray8_300x400.png gray8_600x700.png rgb8_640x480.png xray_mhh_0a7faa2a.png \
+         xray_nih_00001369_000_rgba.png gray8_518x518.png graya8_320x400.png palette8_400x320.png; do
+    cp "$DATA/images/$f" "$W/$f"
+done
+WDB=$TMP/w.db
+"$RADDINO" index --db "$WDB" --quiet "$W/gray8_300x400.png" || fail "first file indexed"
+"$RADDINO" index --db "$WDB" --quiet --batch 1 "$W" &
+writer=$!
+searches=0
+bad=0
+while :; do
+    if "$RADDINO" search --db "$WDB" --json -k 8 --id 1 >"$TMP/cs.$searches" 2>"$TMP/cs.err"; then
+        :
+    else
+        bad=$((bad + 1)); cat "$TMP/cs.err"
+    fi
+    searches=$((searches + 1))
+    kill -0 "$writer" 2>/dev/null || break
+done
+wait "$writer" && ok || fail "index run beside searches"
+[ "$bad" -eq 0 ] && ok || fail "$bad of $searches searches failed while the index was written"
+$PY - "$WDB" "$TMP" "$searches" <<'PYEOF' && ok || fail "searches during writes returned stored images only"
+import glob, json, sqlite3, sys
+db, tmp, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ids = {r[0] for r in sqlite3.connect(db).execute("SELECT id FROM images WHERE status = 'ok'")}
+assert len(ids) == 8, ids
+for i in range(n):
+    rows = [json.loads(l) for l in open("%s/cs.%d" % (tmp, i)) if l.strip()]
+    assert rows and rows[0]["id"] == 1 and abs(rows[0]["score"] - 1) < 1e-5, rows[:1]
+    assert all(r["id"] in ids for r in rows), rows
+    assert len({r["id"] for r in rows}) == len(rows), rows
+print("searches during the index run:", n)
+PYEOF
+
 finish search
