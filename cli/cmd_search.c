@@ -167,29 +167,6 @@ static bool stored_query(raddino_collection *c, query *q, float *vector)
     return q->label != NULL;
 }
 
-/* The encoder opened for the file queries must be the collection's model. */
-static raddino_encoder *open_query_model(raddino_collection *c, const cli_model_options *m,
-                                         int *exit_code)
-{
-    raddino_encoder *enc = cli_open_encoder(m, exit_code);
-    if (!enc) return NULL;
-    raddino_model_info info;
-    raddino_encoder_info(enc, &info);
-    char sha[65], json[4096];
-    raddino_status st = cli_file_sha256(info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
-    if (!st.code) st = cli_model_json_window(m, json, sizeof json);
-    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
-    if (!st.code) st = raddino_collection_check_model(c, &model);
-    if (st.code) {
-        cli_status_error(&st);
-        raddino_encoder_close(enc);
-        *exit_code = EXIT_INPUT_FAILED;
-        return NULL;
-    }
-    return enc;
-}
-
 static bool file_query(raddino_encoder *enc, const search_options *o, query *q, float *vector)
 {
     raddino_status st = raddino_embed_file(enc, q->arg, vector, NULL);
@@ -215,7 +192,7 @@ static int prepare_queries(raddino_collection *c, search_options *o, float *vect
             q->ok = stored_query(c, q, v);
         } else {
             int open_code = EXIT_INPUT_FAILED;  /* cli_open_encoder sets it even on success */
-            if (!enc && !(enc = open_query_model(c, &o->model, &open_code))) {
+            if (!enc && !(enc = cli_open_collection_model(c, &o->model, &open_code))) {
                 exit_code = open_code;
                 break;
             }

@@ -378,30 +378,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- the command -------------------------------------------------------------------------- */
 
-/* The encoder for uploads must be the collection's model (vectors of two models do not
- * compare). */
-static raddino_encoder *open_model(raddino_collection *c, const cli_model_options *m,
-                                   int *exit_code)
-{
-    raddino_encoder *enc = cli_open_encoder(m, exit_code);
-    if (!enc) return NULL;
-    raddino_model_info info;
-    raddino_encoder_info(enc, &info);
-    char sha[65], json[4096];
-    raddino_status st = cli_file_sha256(info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
-    if (!st.code) st = cli_model_json_window(m, json, sizeof json);
-    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
-    if (!st.code) st = raddino_collection_check_model(c, &model);
-    if (st.code) {
-        cli_status_error(&st);
-        raddino_encoder_close(enc);
-        *exit_code = EXIT_INPUT_FAILED;
-        return NULL;
-    }
-    return enc;
-}
-
 static struct MHD_Daemon *start_daemon(serve_state *s, const listen_address *a)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
@@ -491,7 +467,7 @@ static int serve(serve_options *o, stop_watch *w)
     o->coll.params.index.n_threads = o->model.threads;
     s.collection = cli_open_collection(&o->coll, &exit_code);
     if (!s.collection) return exit_code;
-    s.encoder = open_model(s.collection, &o->model, &exit_code);
+    s.encoder = cli_open_collection_model(s.collection, &o->model, &exit_code);
     if (s.encoder) {
         raddino_collection_info info;
         raddino_collection_get_info(s.collection, &info);

@@ -87,3 +87,25 @@ raddino_collection *cli_open_collection(const cli_collection_options *o, int *ex
                 info.save_error);
     return c;
 }
+
+raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_model_options *m,
+                                           int *exit_code)
+{
+    raddino_encoder *enc = cli_open_encoder(m, exit_code);
+    if (!enc) return NULL;
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    char sha[65], json[4096];
+    raddino_status st = cli_file_sha256(info.weights_path, sha);
+    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
+    if (!st.code) st = cli_model_json_window(m, json, sizeof json);
+    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
+    if (!st.code) st = raddino_collection_check_model(c, &model);
+    if (st.code) {
+        cli_status_error(&st);
+        raddino_encoder_close(enc);
+        *exit_code = EXIT_INPUT_FAILED;
+        return NULL;
+    }
+    return enc;
+}

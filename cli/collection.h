@@ -46,6 +46,12 @@ bool cli_collection_option(cli_collection_options *o, int opt, const char *arg, 
  * the index file could not be written. NULL on failure with *exit_code set. */
 raddino_collection *cli_open_collection(const cli_collection_options *o, int *exit_code);
 
+/* Opens the encoder the model options name and checks that it is the collection's model
+ * (weights sha256, config, DICOM window): vectors of two models do not compare. Prints the error
+ * and returns NULL on failure. */
+raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_model_options *m,
+                                           int *exit_code);
+
 /* "loaded", "refreshed" or "built" (raddino_index_origin). */
 const char *cli_origin_name(int origin);
 
