@@ -13,15 +13,12 @@ static raddino_status csv_error(const csv_reader *r, int code, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 static raddino_status csv_error(const csv_reader *r, int code, const char *fmt, ...)
 {
-    raddino_status st;
-    st.code = code;
-    int n = snprintf(st.message, sizeof st.message, "%s: ", r->name);
+    char reason[RADDINO_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof st.message)
-        vsnprintf(st.message + n, sizeof st.message - (size_t)n, fmt, ap);
+    vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    return st;
+    return raddino_status_error(code, "%s: %s", r->name, reason);
 }
 
 static raddino_status start(csv_reader *r, const char *name)

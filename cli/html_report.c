@@ -18,13 +18,11 @@
 #include <stb_image_write.h>
 #pragma GCC diagnostic pop
 
-static raddino_status ok_status(void) { return (raddino_status){RADDINO_OK, ""}; }
+static raddino_status ok_status(void) { return raddino_status_ok(); }
 
 static raddino_status html_error(int code, const char *path, const char *why)
 {
-    raddino_status st = {code, ""};
-    snprintf(st.message, sizeof st.message, "%.300s: %.200s", path, why);
-    return st;
+    return raddino_status_error(code, "%.300s: %.200s", path, why);
 }
 
 /* ---- escaping ----------------------------------------------------------------------------- */

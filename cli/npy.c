@@ -16,16 +16,12 @@
 
 static raddino_status npy_error(int code, const char *path, const char *reason)
 {
-    raddino_status st;
-    st.code = code;
-    snprintf(st.message, sizeof st.message, "%s: %s", path, reason);
-    return st;
+    return raddino_status_error(code, "%s: %s", path, reason);
 }
 
 static raddino_status npy_ok(void)
 {
-    raddino_status st = {RADDINO_OK, ""};
-    return st;
+    return raddino_status_ok();
 }
 
 /* The header dict, padded to a multiple of 64 bytes including the 10-byte preamble. */

@@ -32,6 +32,7 @@
 #ifndef RADDINO_ENCODER_H
 #define RADDINO_ENCODER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,13 @@ typedef struct {
     int code;                           /* raddino_status_code */
     char message[RADDINO_MESSAGE_MAX];  /* one line, empty when code == RADDINO_OK */
 } raddino_status;
+
+/* Status constructors for every module and for callers: `message` is printf-formatted, cut to
+ * RADDINO_MESSAGE_MAX and kept on one line (newlines become spaces). */
+raddino_status raddino_status_ok(void);
+raddino_status raddino_status_error(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+raddino_status raddino_status_errorv(int code, const char *fmt, va_list ap);
 
 /* Default pixel cap: 200 megapixels, checked from the file header before any pixel is decoded. */
 #define RADDINO_DEFAULT_MAX_PIXELS 200000000ull

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-raddino_status status_ok(void)
+raddino_status raddino_status_ok(void)
 {
     raddino_status st;
     st.code = RADDINO_OK;
@@ -11,16 +11,36 @@ raddino_status status_ok(void)
     return st;
 }
 
-raddino_status status_error(int code, const char *fmt, ...)
+raddino_status raddino_status_errorv(int code, const char *fmt, va_list ap)
 {
     raddino_status st;
     st.code = code;
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(st.message, sizeof st.message, fmt, ap);
-    va_end(ap);
     /* One line: a newline inside a file name or a library message must not break it. */
     for (char *p = st.message; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
+    return st;
+}
+
+raddino_status raddino_status_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raddino_status st = raddino_status_errorv(code, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+raddino_status status_ok(void)
+{
+    return raddino_status_ok();
+}
+
+raddino_status status_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raddino_status st = raddino_status_errorv(code, fmt, ap);
+    va_end(ap);
     return st;
 }

@@ -24,22 +24,16 @@
 
 raddino_status index_ok(void)
 {
-    raddino_status st;
-    st.code = RADDINO_OK;
-    st.message[0] = 0;
-    return st;
+    return raddino_status_ok();
 }
 
+/* One line, whatever FAISS's message holds (raddino_status_errorv sees to it). */
 raddino_status index_error(int code, const char *fmt, ...)
 {
-    raddino_status st;
-    st.code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st.message, sizeof st.message, fmt, ap);
+    raddino_status st = raddino_status_errorv(code, fmt, ap);
     va_end(ap);
-    for (char *p = st.message; *p; p++)   /* one line, whatever FAISS's message holds */
-        if (*p == '\n' || *p == '\r') *p = ' ';
     return st;
 }
 

@@ -18,18 +18,15 @@ struct raddino_collection {
 
 static raddino_status ok_status(void)
 {
-    raddino_status st = {RADDINO_OK, ""};
-    return st;
+    return raddino_status_ok();
 }
 
 static raddino_status error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static raddino_status error(int code, const char *fmt, ...)
 {
-    raddino_status st;
-    st.code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st.message, sizeof st.message, fmt, ap);
+    raddino_status st = raddino_status_errorv(code, fmt, ap);
     va_end(ap);
     return st;
 }

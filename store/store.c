@@ -180,30 +180,18 @@ static const char *const query_sql[Q_COUNT] = {
 
 raddino_status store_ok(void)
 {
-    raddino_status st;
-    st.code = RADDINO_OK;
-    st.message[0] = 0;
-    return st;
+    return raddino_status_ok();
 }
 
-static void one_line(char *s)
-{
-    for (; *s; s++)
-        if (*s == '\n' || *s == '\r') *s = ' ';
-}
-
+/* "DB: reason". */
 raddino_status store_error(const raddino_store *s, int code, const char *fmt, ...)
 {
-    raddino_status st;
-    st.code = code;
-    int n = snprintf(st.message, sizeof st.message, "%s: ", s ? s->path : "raddino store");
-    if (n < 0 || (size_t)n >= sizeof st.message) n = 0;
+    char reason[RADDINO_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st.message + n, sizeof st.message - (size_t)n, fmt, ap);
+    vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    one_line(st.message);
-    return st;
+    return raddino_status_error(code, "%s: %s", s ? s->path : "raddino store", reason);
 }
 
 raddino_status store_sql_error(const raddino_store *s, const char *what)
