@@ -216,12 +216,15 @@ void vector_layer_norm(const float *x, int rows, int D, const float *gamma, cons
                        float eps, float *y);
 /* x = 0.5 x (1 + erf(x / sqrt 2)) in place (exact-erf GELU), vectorised where AVX-512 is. */
 void vector_gelu(float *x, size_t n);
-/* Our kernels' attention, in float32 for both precisions: ctx[T, D] = per head
- * softmax(q k^T * scale) v; q, k, v rows have stride ld_qkv; scratch:
- * gemm_attention_scratch_bytes(...) bytes for `threads` threads. */
-size_t gemm_attention_scratch_bytes(int tokens, int hidden, int heads, int threads);
-void gemm_attention(const float *q, const float *k, const float *v, size_t ld_qkv, int T, int D,
-                    int heads, float scale, float *ctx, void *scratch, int threads);
+/* Our kernels' attention: ctx[T, D] = per head softmax(q k^T * scale) v; q, k, v rows have
+ * stride ld_qkv; scratch: gemm_attention_scratch_bytes(...) bytes for `threads` threads.
+ * The scores are float32 for both kernels; GEMM_AVX512_BF16 rounds the probabilities and the
+ * values to bf16 for the second product. */
+size_t gemm_attention_scratch_bytes(gemm_kernel kernel, int tokens, int hidden, int heads,
+                                    int threads);
+void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const float *v,
+                    size_t ld_qkv, int T, int D, int heads, float scale, float *ctx, void *scratch,
+                    int threads);
 
 /* ---- vit.c ---- */
 

@@ -90,7 +90,7 @@ raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int t
         ok = ok && s->scores;
     } else {
         s->attention_scratch =
-            malloc(gemm_attention_scratch_bytes((int)T, (int)D, cfg->heads, s->threads));
+            malloc(gemm_attention_scratch_bytes(kernel, (int)T, (int)D, cfg->heads, s->threads));
         ok = ok && s->attention_scratch;
     }
     if (kernel == GEMM_AVX512_BF16) {
@@ -298,7 +298,7 @@ static void attention(const vit_config *cfg, const vit_layer_weights *lw,
     if (s->kernel == GEMM_BLAS)
         blas_attention(cfg, s);
     else
-        gemm_attention(s->qkv, s->qkv + D, s->qkv + 2 * D, ld, T, D, cfg->heads,
+        gemm_attention(s->kernel, s->qkv, s->qkv + D, s->qkv + 2 * D, ld, T, D, cfg->heads,
                        1.0f / sqrtf((float)hd), s->ctx, s->attention_scratch, s->threads);
     snprintf(name, sizeof name, "%s.attn_context", prefix);
     emit(s, name, s->ctx, T, D);
