@@ -204,6 +204,11 @@ bool gemm_cpu_has_avx512_bf16(void);
 uint16_t gemm_float_to_bf16(float f);
 raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k, size_t ldw,
                                 gemm_matrix *out);
+/* One weight W [n_parts * part_rows, k] made of n_parts matrices stacked row-wise (our
+ * kernels only: GEMM_BLAS takes a single part, in place). */
+raddino_status gemm_matrix_pack_stacked(gemm_kernel kernel, const float *const *parts,
+                                        int n_parts, int part_rows, int k, size_t ldw,
+                                        gemm_matrix *out);
 void gemm_matrix_free(gemm_matrix *m);
 /* Drops the resident pages of a packed weight's source in a read-only file mapping. */
 void gemm_release_source(const float *w, size_t bytes);
@@ -230,7 +235,10 @@ void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const fl
 
 /* The weights as the chosen GEMM kernel wants them (packed once at load for our kernels). */
 typedef struct {
-    gemm_matrix q, k, v, proj, fc1, fc2;
+    gemm_matrix q, k, v;    /* GEMM_BLAS: the three projections, in place */
+    gemm_matrix qkv;        /* our kernels: q, k, v stacked into one [3D, D] product */
+    float *qkv_bias;        /* our kernels: [3D] q, k, v biases side by side (owned) */
+    gemm_matrix proj, fc1, fc2;
 } vit_layer_kernels;
 
 typedef struct {

@@ -79,26 +79,35 @@ static int even(int k)
 
 /* ---- packing ---------------------------------------------------------------------------- */
 
-/* Packs rows [64p, 64p + 64) of W [n, k] (row stride ldw) as panel p. */
-static void pack_panel_f32(const float *w, int n, int k, size_t ldw, size_t p, float *dst)
+/* The weight being packed: W [n, k] stacked from `parts` matrices of `part_rows` rows each
+ * (row stride ldw), so that q, k and v can become one [3D, D] product. */
+typedef struct {
+    const float *const *parts;
+    int part_rows, n, k;
+    size_t ldw;
+} pack_source;
+
+static float source_at(const pack_source *w, size_t row, int kk)
 {
-    for (int kk = 0; kk < k; kk++)
-        for (int j = 0; j < PANEL; j++) {
-            size_t col = p * PANEL + (size_t)j;
-            dst[(size_t)kk * PANEL + (size_t)j] = col < (size_t)n ? w[col * ldw + kk] : 0.0f;
-        }
+    if (row >= (size_t)w->n || kk >= w->k) return 0.0f;
+    return w->parts[row / (size_t)w->part_rows][row % (size_t)w->part_rows * w->ldw + (size_t)kk];
 }
 
-static void pack_panel_bf16(const float *w, int n, int k, size_t ldw, size_t p, uint16_t *dst)
+/* Packs rows [64p, 64p + 64) of W as panel p. */
+static void pack_panel_f32(const pack_source *w, size_t p, float *dst)
 {
-    int kp = even(k);
+    for (int kk = 0; kk < w->k; kk++)
+        for (int j = 0; j < PANEL; j++)
+            dst[(size_t)kk * PANEL + (size_t)j] = source_at(w, p * PANEL + (size_t)j, kk);
+}
+
+static void pack_panel_bf16(const pack_source *w, size_t p, uint16_t *dst)
+{
+    int kp = even(w->k);
     for (int kk = 0; kk < kp; kk++)
-        for (int j = 0; j < PANEL; j++) {
-            size_t col = p * PANEL + (size_t)j;
-            float v = col < (size_t)n && kk < k ? w[col * ldw + kk] : 0.0f;
+        for (int j = 0; j < PANEL; j++)
             dst[((size_t)(kk / 2) * PANEL + (size_t)j) * 2 + (size_t)(kk & 1)] =
-                gemm_float_to_bf16(v);
-        }
+                gemm_float_to_bf16(source_at(w, p * PANEL + (size_t)j, kk));
 }
 
 static size_t packed_bytes(gemm_kernel kernel, int n, int k)
@@ -106,26 +115,6 @@ static size_t packed_bytes(gemm_kernel kernel, int n, int k)
     size_t panels = panel_count(n);
     if (kernel == GEMM_AVX512_BF16) return panels * (size_t)even(k) * PANEL * sizeof(uint16_t);
     return panels * (size_t)k * PANEL * sizeof(float);
-}
-
-/* Attention's keys as panels: panel p, row d holds K[64p + j][d] for j = 0..63 (zero past T):
- * a 64 x hd transpose per panel, read row by row. */
-static void pack_keys(const float *k, int T, int hd, size_t ld, void *dst)
-{
-    float *out = dst;
-    size_t panels = panel_count(T);
-    for (size_t p = 0; p < panels; p++) {
-        float *panel = out + p * (size_t)hd * PANEL;
-        for (int j = 0; j < PANEL; j++) {
-            size_t key = p * PANEL + (size_t)j;
-            if (key < (size_t)T) {
-                const float *row = k + key * ld;
-                for (int d = 0; d < hd; d++) panel[(size_t)d * PANEL + (size_t)j] = row[d];
-            } else {
-                for (int d = 0; d < hd; d++) panel[(size_t)d * PANEL + (size_t)j] = 0.0f;
-            }
-        }
-    }
 }
 
 /* Attention's values as panels of the [k = T, n = hd] matrix: row t of panel p is
@@ -145,37 +134,19 @@ static void pack_values(const float *v, int T, int hd, size_t ld, void *dst)
     }
 }
 
-/* The same values as bf16 panels of [k = T, n = hd]: pairs of tokens (t, t + 1) interleaved per
- * column, as pack_panel_bf16 lays out weights (a zero token pads odd T). */
-static void pack_values_bf16(const float *v, int T, int hd, size_t ld, void *dst)
-{
-    uint16_t *out = dst;
-    size_t panels = panel_count(hd);
-    int pairs = even(T) / 2;
-    for (size_t p = 0; p < panels; p++) {
-        uint16_t *panel = out + p * (size_t)even(T) * PANEL;
-        for (int t2 = 0; t2 < pairs; t2++)
-            for (int half = 0; half < 2; half++) {
-                int t = 2 * t2 + half;
-                for (int j = 0; j < PANEL; j++) {
-                    size_t col = p * PANEL + (size_t)j;
-                    float x = t < T && col < (size_t)hd ? v[(size_t)t * ld + col] : 0.0f;
-                    panel[((size_t)t2 * PANEL + (size_t)j) * 2 + (size_t)half] =
-                        gemm_float_to_bf16(x);
-                }
-            }
-    }
-}
-
-raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k, size_t ldw,
-                                gemm_matrix *out)
+raddino_status gemm_matrix_pack_stacked(gemm_kernel kernel, const float *const *parts,
+                                        int n_parts, int part_rows, int k, size_t ldw,
+                                        gemm_matrix *out)
 {
     memset(out, 0, sizeof *out);
+    int n = n_parts * part_rows;
     out->kernel = kernel;
     out->n = n;
     out->k = k;
     if (kernel == GEMM_BLAS) {
-        out->plain = w;
+        if (n_parts != 1)
+            return status_error(RADDINO_ERR_ARGUMENT, "OpenBLAS weights cannot be stacked");
+        out->plain = parts[0];
         out->ld = ldw;
         return status_ok();
     }
@@ -183,15 +154,22 @@ raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k
     out->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!out->panels)
         return status_error(RADDINO_ERR_NOMEM, "out of memory packing a %dx%d weight", n, k);
+    pack_source source = {.parts = parts, .part_rows = part_rows, .n = n, .k = k, .ldw = ldw};
     size_t panels = panel_count(n);
     #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < panels; p++) {
         if (kernel == GEMM_AVX512_BF16)
-            pack_panel_bf16(w, n, k, ldw, p, (uint16_t *)out->panels + p * (size_t)even(k) * PANEL);
+            pack_panel_bf16(&source, p, (uint16_t *)out->panels + p * (size_t)even(k) * PANEL);
         else
-            pack_panel_f32(w, n, k, ldw, p, (float *)out->panels + p * (size_t)k * PANEL);
+            pack_panel_f32(&source, p, (float *)out->panels + p * (size_t)k * PANEL);
     }
     return status_ok();
+}
+
+raddino_status gemm_matrix_pack(gemm_kernel kernel, const float *w, int n, int k, size_t ldw,
+                                gemm_matrix *out)
+{
+    return gemm_matrix_pack_stacked(kernel, &w, 1, n, k, ldw, out);
 }
 
 /* Once packed, the weights in the mapped file are not read again: hand their pages back, so the
@@ -321,6 +299,92 @@ kernel_bf16(int kp, const uint16_t *const a[TILE_ROWS], const uint16_t *panel, c
     }
 #undef BF16_ROW
     TILE_STORE_ALL;
+}
+
+/* The same values as bf16 panels of [k = T, n = hd]: pairs of tokens (t, t + 1) interleaved per
+ * column, as pack_panel_bf16 lays out weights (a zero token pads odd T): each 32-bit word holds
+ * V[t][col] in its low half and V[t + 1][col] in its high half. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
+pack_values_bf16(const float *v, int T, int hd, size_t ld, void *dst)
+{
+    uint16_t *out = dst;
+    size_t panels = panel_count(hd);
+    int pairs = even(T) / 2;
+    for (size_t p = 0; p < panels; p++) {
+        int cols = hd - (int)p * PANEL < PANEL ? hd - (int)p * PANEL : PANEL;
+        __mmask16 mask[4];
+        column_masks(cols, mask);
+        uint16_t *panel = out + p * (size_t)even(T) * PANEL;
+        for (int t2 = 0; t2 < pairs; t2++) {
+            const float *low = v + (size_t)(2 * t2) * ld + p * PANEL;
+            const float *high = 2 * t2 + 1 < T ? low + ld : NULL;
+            for (int g = 0; g < 4; g++) {
+                __m512 a = _mm512_maskz_loadu_ps(mask[g], low + 16 * g);
+                __m512 b = high ? _mm512_maskz_loadu_ps(mask[g], high + 16 * g) : _mm512_setzero_ps();
+                __m512i a16 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
+                __m512i b16 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b));
+                _mm512_store_si512(panel + ((size_t)t2 * PANEL + 16 * (size_t)g) * 2,
+                                   _mm512_or_si512(a16, _mm512_slli_epi32(b16, 16)));
+            }
+        }
+    }
+}
+
+/* out[j] = column j of the 16 x 16 block in[0..15] (in-register transpose: unpack pairs of
+ * floats, then pairs of doubles, then 128-bit lanes twice). */
+__attribute__((target("avx512f"))) static void transpose16(const __m512 in[16], __m512 out[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+    }
+    /* u[4g + j]: rows 4g..4g+3 at elements j, j + 4, j + 8, j + 12 (one per 128-bit lane). */
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 x0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        __m512 x1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+        __m512 y0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        __m512 y1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+        out[j] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+        out[j + 8] = _mm512_shuffle_f32x4(x0, y0, 0xdd);
+        out[j + 4] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+        out[j + 12] = _mm512_shuffle_f32x4(x1, y1, 0xdd);
+    }
+}
+
+/* Attention's keys as panels: panel p, row d holds K[64p + j][d] for j = 0..63 (zero past T),
+ * a 64 x hd transpose per panel, done as 16 x 16 blocks in registers. */
+__attribute__((target("avx512f"))) static void pack_keys(const float *k, int T, int hd,
+                                                          size_t ld, void *dst)
+{
+    float *out = dst;
+    size_t panels = panel_count(T);
+    for (size_t p = 0; p < panels; p++) {
+        float *panel = out + p * (size_t)hd * PANEL;
+        for (int g = 0; g < 4; g++) {
+            int key0 = (int)p * PANEL + 16 * g;
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+                int width = hd - d0 < 16 ? hd - d0 : 16;
+                __mmask16 dmask = (__mmask16)((1u << width) - 1);
+                __m512 in[16], col[16];
+                for (int i = 0; i < 16; i++)
+                    in[i] = key0 + i < T
+                                ? _mm512_maskz_loadu_ps(dmask, k + (size_t)(key0 + i) * ld + d0)
+                                : _mm512_setzero_ps();
+                transpose16(in, col);
+                for (int d = 0; d < width; d++)
+                    _mm512_store_ps(panel + (size_t)(d0 + d) * PANEL + 16 * g, col[d]);
+            }
+        }
+    }
 }
 
 /* Converts rows of float x to bf16 (k padded to even with a zero). */
@@ -525,33 +589,49 @@ __attribute__((target("avx512f"))) static void softmax_block(float *s, int rows,
     }
 }
 
+/* 2^x for x <= 0, to about 3e-6 relative: enough where the result is rounded to bf16 (2^-9).
+ * x = n + r with |r| <= 1/2, 2^r by a degree-4 polynomial fitted for relative error, times 2^n
+ * with vscalefps. */
+__attribute__((target("avx512f"))) static inline __m512 exp2_for_bf16(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-127.0f));
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(0.009560510516166687f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.05591703951358795f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24024981260299683f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.6931219696998596f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999991655349731f));
+    return _mm512_scalef_ps(p, n);
+}
+
 /* The same softmax for the bf16 product: writes exp((s - max) * scale) rounded to bf16 into
  * prob (row stride ldp, a zero after an odd cols) and 1 / sum into inv[r]; the caller scales
- * the product's rows, which saves a pass over the probabilities. The sums are of the float32
- * values (rounding to nearest even has no bias). */
+ * the product's rows, which saves a pass over the probabilities. exp(y) is computed as
+ * 2^(y log2 e) with the short polynomial above, its error far below the bf16 rounding that
+ * follows. The sums are of the float32 values (rounding to nearest even has no bias). */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
 softmax_block_bf16(const float *s, int rows, int cols, size_t lds, float scale, uint16_t *prob,
                    size_t ldp, float *inv)
 {
     __mmask16 tail = (__mmask16)((1u << (cols % 16)) - 1);
     int full = cols - cols % 16;
-    __m512 vscale = _mm512_set1_ps(scale);
+    __m512 c = _mm512_set1_ps(scale * 1.44269504088896341f);
     for (int r = 0; r < rows; r++) {
         const float *row = s + (size_t)r * lds;
         uint16_t *out = prob + (size_t)r * ldp;
         __m512 vmax = _mm512_set1_ps(-INFINITY);
         for (int j = 0; j < full; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
         if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + full));
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 mc = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(vmax)), c);
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < full; j += 16) {
-            __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + j), m), vscale));
+            __m512 e = exp2_for_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j), c, mc));
             _mm256_storeu_si256((__m256i *)(out + j), (__m256i)_mm512_cvtneps_pbh(e));
             sum = _mm512_add_ps(sum, e);
         }
         if (tail) {
-            __m512 x = _mm512_mask_loadu_ps(m, tail, row + full);
-            __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(x, m), vscale));
+            __m512 e = exp2_for_bf16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, row + full), c, mc));
             e = _mm512_maskz_mov_ps(tail, e);
             _mm256_mask_storeu_epi16(out + full, tail, (__m256i)_mm512_cvtneps_pbh(e));
             sum = _mm512_add_ps(sum, e);

@@ -289,9 +289,13 @@ static void attention(const vit_config *cfg, const vit_layer_weights *lw,
 {
     int T = s->n_tokens, D = cfg->hidden, hd = D / cfg->heads;
     size_t ld = (size_t)3 * D;
-    gemm_linear(&lk->q, s->h, T, (size_t)D, lw->q_b, s->qkv, ld, s->bf16_scratch);
-    gemm_linear(&lk->k, s->h, T, (size_t)D, lw->k_b, s->qkv + D, ld, s->bf16_scratch);
-    gemm_linear(&lk->v, s->h, T, (size_t)D, lw->v_b, s->qkv + 2 * D, ld, s->bf16_scratch);
+    if (lk->qkv.panels) {
+        gemm_linear(&lk->qkv, s->h, T, (size_t)D, lk->qkv_bias, s->qkv, ld, s->bf16_scratch);
+    } else {
+        gemm_linear(&lk->q, s->h, T, (size_t)D, lw->q_b, s->qkv, ld, s->bf16_scratch);
+        gemm_linear(&lk->k, s->h, T, (size_t)D, lw->k_b, s->qkv + D, ld, s->bf16_scratch);
+        gemm_linear(&lk->v, s->h, T, (size_t)D, lw->v_b, s->qkv + 2 * D, ld, s->bf16_scratch);
+    }
     char name[64];
     snprintf(name, sizeof name, "%s.qkv", prefix);
     emit(s, name, s->qkv, T, 3 * D);
@@ -380,9 +384,23 @@ static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights 
                                  gemm_kernel kernel, bool release, vit_layer_kernels *lk)
 {
     int D = cfg->hidden, M = cfg->mlp;
-    raddino_status st = pack(kernel, release, lw->q_w, D, D, &lk->q);
-    if (!st.code) st = pack(kernel, release, lw->k_w, D, D, &lk->k);
-    if (!st.code) st = pack(kernel, release, lw->v_w, D, D, &lk->v);
+    raddino_status st = status_ok();
+    if (kernel == GEMM_BLAS) {
+        st = pack(kernel, release, lw->q_w, D, D, &lk->q);
+        if (!st.code) st = pack(kernel, release, lw->k_w, D, D, &lk->k);
+        if (!st.code) st = pack(kernel, release, lw->v_w, D, D, &lk->v);
+    } else {
+        /* One product for q, k and v: the activations are read (and, for bf16, converted)
+         * once, and the work splits into three times as many tasks. */
+        lk->qkv_bias = malloc((size_t)3 * D * sizeof(float));
+        if (!lk->qkv_bias) return status_error(RADDINO_ERR_NOMEM, "out of memory for the biases");
+        const float *biases[3] = {lw->q_b, lw->k_b, lw->v_b}, *parts[3] = {lw->q_w, lw->k_w, lw->v_w};
+        for (int i = 0; i < 3; i++)   /* a NULL bias (qkv_bias false) is zero */
+            for (int j = 0; j < D; j++) lk->qkv_bias[(size_t)i * D + j] = biases[i] ? biases[i][j] : 0.0f;
+        st = gemm_matrix_pack_stacked(kernel, parts, 3, D, D, (size_t)D, &lk->qkv);
+        for (int i = 0; !st.code && release && i < 3; i++)
+            gemm_release_source(parts[i], (size_t)D * D * sizeof(float));
+    }
     if (!st.code) st = pack(kernel, release, lw->proj_w, D, D, &lk->proj);
     if (!st.code) st = pack(kernel, release, lw->fc1_w, M, D, &lk->fc1);
     if (!st.code) st = pack(kernel, release, lw->fc2_w, D, M, &lk->fc2);
@@ -413,6 +431,8 @@ void vit_kernels_free(vit_kernels *k)
         gemm_matrix_free(&lk->q);
         gemm_matrix_free(&lk->k);
         gemm_matrix_free(&lk->v);
+        gemm_matrix_free(&lk->qkv);
+        free(lk->qkv_bias);
         gemm_matrix_free(&lk->proj);
         gemm_matrix_free(&lk->fc1);
         gemm_matrix_free(&lk->fc2);
