@@ -1,7 +1,8 @@
 /* bench_encoder.c — how fast is the encoder, and how close to what its GEMMs alone allow?
  *
  *   raddino_bench --model DIR [--threads N] [--batch 1,8] [--repeats R]
- *                 [--kernels openblas,fp32,bf16] [--pixels FILE.f32 --out TOKENS.f32]
+ *                 [--kernels openblas,fp32,bf16] [--compare-images DIR]
+ *                 [--pixels FILE.f32 --out TOKENS.f32]
  *
  * For each kernel (OpenBLAS fp32, our AVX-512 fp32, our AVX-512 bf16; those the CPU lacks are
  * skipped with a note) and each batch size: median seconds per image over R timed runs after
@@ -9,7 +10,9 @@
  * timed in a child process so that one's memory does not count against the next). Then the
  * time the same sequence of matrix products (every sgemm of the forward pass at its exact
  * shapes through OpenBLAS, nothing else) takes on the same threads: the bound set by the GEMMs
- * alone. bf16 is also compared with fp32 on the benchmark input (CLS cosine, max abs).
+ * alone. bf16 is also compared with fp32 on the benchmark input (CLS cosine, max abs), and with
+ * --compare-images DIR on every image in DIR (the golden X-rays, say): the smallest CLS cosine
+ * and the largest difference.
  * With --pixels, encodes that raw [3, H, W] float32 tensor and writes all its tokens as raw
  * float32 to --out, for comparison with ../shared/bench/torch_vit.py --pixels.
  */
@@ -22,13 +25,14 @@
 #include <string.h>
 #include <math.h>
 #include <stdbool.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <time.h>
 
 typedef struct {
-    const char *model, *pixels, *out;
+    const char *model, *pixels, *out, *compare_dir;
     const char *kernels;
     int threads, repeats;
     int batches[8], n_batches;
@@ -250,8 +254,61 @@ static void compare_cls(const float *a, const float *b, int n)
         nb += (double)b[i] * b[i];
         max_abs = fmax(max_abs, fabs((double)a[i] - b[i]));
     }
-    printf("bf16 vs fp32 on this input: CLS cosine %.7f, max abs %.3g\n", dot / sqrt(na * nb),
-           max_abs);
+    printf("bf16 vs fp32 on the timing input (uniform noise pixels): CLS cosine %.7f, "
+           "max abs %.3g\n", dot / sqrt(na * nb), max_abs);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* bf16 against fp32 on every image of a folder that loads (others are skipped): the smallest
+ * CLS cosine, with its file, and the largest absolute difference. */
+static int compare_on_images(const bench_options *o, int hidden)
+{
+    DIR *dir = opendir(o->compare_dir);
+    if (!dir) {
+        printf("bf16 vs fp32 on images: cannot open %s\n", o->compare_dir);
+        return 1;
+    }
+    char *names[512];
+    int n = 0;
+    for (struct dirent *e; n < 512 && (e = readdir(dir));)
+        if (e->d_name[0] != '.') names[n++] = strdup(e->d_name);
+    closedir(dir);
+    qsort(names, (size_t)n, sizeof names[0], compare_names);
+    raddino_encoder *fp32 = open_encoder(o, &all_kernels[1]);
+    raddino_encoder *bf16 = fp32 ? open_encoder(o, &all_kernels[2]) : NULL;
+    float *a = malloc((size_t)hidden * sizeof(float)), *b = malloc((size_t)hidden * sizeof(float));
+    double worst = 2, max_abs = 0;
+    int images = 0;
+    const char *worst_name = "";
+    for (int i = 0; bf16 && a && b && i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o->compare_dir, names[i]);
+        if (raddino_embed_file(fp32, path, a, NULL).code ||
+            raddino_embed_file(bf16, path, b, NULL).code)
+            continue;
+        double dot = 0, na = 0, nb = 0;
+        for (int j = 0; j < hidden; j++) {
+            dot += (double)a[j] * b[j], na += (double)a[j] * a[j], nb += (double)b[j] * b[j];
+            max_abs = fmax(max_abs, fabs((double)a[j] - b[j]));
+        }
+        double cosine = dot / sqrt(na * nb);
+        if (cosine < worst) worst = cosine, worst_name = names[i];
+        images++;
+    }
+    if (images)
+        printf("bf16 vs fp32 on %d images in %s: min CLS cosine %.7f (%s), max abs %.3g\n",
+               images, o->compare_dir, worst, worst_name, max_abs);
+    else
+        printf("bf16 vs fp32 on images: none compared in %s\n", o->compare_dir);
+    if (fp32) raddino_encoder_close(fp32);
+    if (bf16) raddino_encoder_close(bf16);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(a), free(b);
+    return 0;
 }
 
 static int run_timings(const bench_options *o)
@@ -276,6 +333,7 @@ static int run_timings(const bench_options *o)
     if (have[1] && have[2]) compare_cls(cls[2], cls[1], m.hidden);
     else if (have[0] && have[2]) compare_cls(cls[2], cls[0], m.hidden);
     for (int i = 0; i < 3; i++) free(cls[i]);
+    if (o->compare_dir && have[2]) compare_on_images(o, m.hidden);
 
     omp_set_num_threads(o->threads ? o->threads : omp_get_num_procs());
     gemm_only_seconds(&m);   /* warm-up */
@@ -306,6 +364,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         else if (!strcmp(arg, "--pixels")) o->pixels = value;
         else if (!strcmp(arg, "--out")) o->out = value;
         else if (!strcmp(arg, "--kernels")) o->kernels = value;
+        else if (!strcmp(arg, "--compare-images")) o->compare_dir = value;
         else if (!strcmp(arg, "--batch")) {
             o->n_batches = 0;
             for (const char *p = value; *p && o->n_batches < 8;) {
@@ -328,7 +387,7 @@ int main(int argc, char **argv)
     if (parse_options(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: raddino_bench --model DIR [--threads N] [--batch 1,8] "
                         "[--repeats R] [--kernels openblas,fp32,bf16] "
-                        "[--pixels FILE.f32 --out TOKENS.f32]\n");
+                        "[--compare-images DIR] [--pixels FILE.f32 --out TOKENS.f32]\n");
         return 2;
     }
     if (!o.pixels) return run_timings(&o);

@@ -5,7 +5,8 @@
 # bound, then PyTorch (../shared/bench/torch_vit.py) and ONNX Runtime (../shared/bench/ort_bench.js)
 # on the same model folder, and the ratios. PyTorch needs Debian's python3-torch; ONNX Runtime needs
 # node with onnxruntime-node where NODE_PATH points and an exported ONNX file (made here on first
-# use as MODEL_DIR.onnx). Whatever is missing is skipped with a note.
+# use as MODEL_DIR.onnx). Whatever is missing is skipped with a note. bf16 is compared with fp32 on
+# the golden images (RADDINO_COMPARE_IMAGES=DIR for another folder).
 #
 #   python3 ../shared/bench/make_weights.py --seed 0 --out /tmp/vitb --hf-only
 #   sh bench/compare.sh /tmp/vitb 2 3 1,8
@@ -23,7 +24,9 @@ trap 'rm -rf "$out"' EXIT
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $threads threads, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== raddino ($bench)"
-"$bench" --model "$model" --threads "$threads" --repeats "$repeats" --batch "$batches" | tee "$out/raddino.txt"
+images=${RADDINO_COMPARE_IMAGES:-$here/../shared/golden/images}
+"$bench" --model "$model" --threads "$threads" --repeats "$repeats" --batch "$batches" \
+    --compare-images "$images" | tee "$out/raddino.txt"
 
 if [ -f "$shared/torch_vit.py" ] && $py -c 'import torch' 2>/dev/null; then
     echo "== PyTorch ($shared/torch_vit.py)"
