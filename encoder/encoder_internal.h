@@ -216,6 +216,15 @@ void gemm_release_source(const float *w, size_t bytes);
  * GEMM_AVX512_BF16, else unused. Parallel (OpenMP) inside. */
 void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
                  float *y, size_t ldy, uint16_t *bf16_scratch);
+/* y = gelu(x W^T + bias), GELU fused into the product's last pass for our kernels. With
+ * GEMM_AVX512_BF16 and y_bf16 set, the result goes to y_bf16 as bf16 (row stride n rounded up to
+ * even, ready for gemm_linear_bf16_input) and y holds only partial sums; else it is in y. */
+void gemm_linear_gelu(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
+                      float *y, size_t ldy, uint16_t *bf16_scratch, uint16_t *y_bf16);
+/* y = x W^T + bias for GEMM_AVX512_BF16 weights with x already bf16 (row stride k rounded up
+ * to even, as gemm_linear_gelu writes it). */
+void gemm_linear_bf16_input(const gemm_matrix *w, const uint16_t *x, int m, const float *bias,
+                            float *y, size_t ldy);
 /* y = LayerNorm(x) row by row (biased variance), vectorised where AVX-512 is. */
 void vector_layer_norm(const float *x, int rows, int D, const float *gamma, const float *beta,
                        float eps, float *y);

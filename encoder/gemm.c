@@ -191,7 +191,71 @@ void gemm_matrix_free(gemm_matrix *m)
     m->panels = NULL;
 }
 
+/* ---- vector math ----------------------------------------------------------------------- */
+
+#if GEMM_HAVE_X86
+/* e^x for x <= 0, 16 lanes: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial to
+ * degree 6 (relative error below 2e-7, about one float32 ulp), times 2^n with vscalefps (which
+ * also flushes e^-88 and below to 0 correctly). */
+__attribute__((target("avx512f"))) static inline __m512 exp_nonpositive(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Exact-form GELU, 0.5 x (1 + erf(x / sqrt 2)), 16 lanes at a time. erf comes from
+ * erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), with the Chebyshev-fitted P of Numerical
+ * Recipes (fractional error below 1.2e-7 for every z >= 0), so GELU stays within about one
+ * float32 ulp of the scalar erff form. */
+__attribute__((target("avx512f"))) static inline __m512 erf_avx512(__m512 x)
+{
+    __m512 z = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f)));
+    static const float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f,  0.09678418f,
+                                -0.18628806f, 0.27886807f, -1.13520398f, 1.48851587f,
+                                -0.82215223f, 0.17087277f};
+    __m512 p = _mm512_set1_ps(c[9]);
+    for (int i = 8; i >= 0; i--) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
+    __m512 e = _mm512_fnmadd_ps(z, z, p);                       /* -z^2 + P(t) <= 0 */
+    __m512 erfc = _mm512_mul_ps(t, exp_nonpositive(_mm512_min_ps(e, _mm512_setzero_ps())));
+    __m512 erf_abs = _mm512_sub_ps(_mm512_set1_ps(1.0f), erfc);
+    /* Copy the sign of x. */
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(erf_abs),
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+}
+
+__attribute__((target("avx512f"))) static inline __m512 gelu_vector(__m512 v)
+{
+    __m512 e = erf_avx512(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                         _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+#endif
+
 /* ---- micro-kernels -------------------------------------------------------------------- */
+
+/* What the last k pass does with a tile before it leaves the registers: GELU, and/or (bf16
+ * kernel) the result rounded to bf16 into `bf16` (row stride bf16_ld) instead of float32 into
+ * y, ready to be the next product's input. */
+typedef struct {
+    bool gelu;
+    uint16_t *bf16;
+    size_t bf16_ld;
+} tile_finish;
 
 #if GEMM_HAVE_X86
 
@@ -237,18 +301,51 @@ static void column_masks(int cols, __mmask16 mask[4])
         }                                                                                    \
     } while (0)
 
+#define TILE_ROW_GELU(i)                                                                     \
+    do {                                                                                     \
+        c##i##0 = gelu_vector(c##i##0);                                                      \
+        c##i##1 = gelu_vector(c##i##1);                                                      \
+        c##i##2 = gelu_vector(c##i##2);                                                      \
+        c##i##3 = gelu_vector(c##i##3);                                                      \
+    } while (0)
+
+#define TILE_ROW_STORE_BF16(i)                                                               \
+    do {                                                                                     \
+        if ((i) < rows) {                                                                    \
+            uint16_t *o = finish->bf16 + (size_t)(i) * finish->bf16_ld;                      \
+            _mm512_mask_storeu_epi16(o, low, (__m512i)_mm512_cvtne2ps_pbh(c##i##1, c##i##0)); \
+            _mm512_mask_storeu_epi16(o + 32, high,                                           \
+                                     (__m512i)_mm512_cvtne2ps_pbh(c##i##3, c##i##2));        \
+        }                                                                                    \
+    } while (0)
+
 #define TILE_INIT_ALL                                                                        \
-    TILE_ROW_INIT(0); TILE_ROW_INIT(1); TILE_ROW_INIT(2);                                    \
-    TILE_ROW_INIT(3); TILE_ROW_INIT(4); TILE_ROW_INIT(5)
+    do {                                                                                     \
+        TILE_ROW_INIT(0); TILE_ROW_INIT(1); TILE_ROW_INIT(2);                                \
+        TILE_ROW_INIT(3); TILE_ROW_INIT(4); TILE_ROW_INIT(5);                                \
+    } while (0)
 #define TILE_STORE_ALL                                                                       \
-    TILE_ROW_STORE(0); TILE_ROW_STORE(1); TILE_ROW_STORE(2);                                 \
-    TILE_ROW_STORE(3); TILE_ROW_STORE(4); TILE_ROW_STORE(5)
+    do {                                                                                     \
+        TILE_ROW_STORE(0); TILE_ROW_STORE(1); TILE_ROW_STORE(2);                             \
+        TILE_ROW_STORE(3); TILE_ROW_STORE(4); TILE_ROW_STORE(5);                             \
+    } while (0)
+#define TILE_GELU_ALL                                                                        \
+    do {                                                                                     \
+        TILE_ROW_GELU(0); TILE_ROW_GELU(1); TILE_ROW_GELU(2);                                \
+        TILE_ROW_GELU(3); TILE_ROW_GELU(4); TILE_ROW_GELU(5);                                \
+    } while (0)
+#define TILE_STORE_BF16_ALL                                                                  \
+    do {                                                                                     \
+        TILE_ROW_STORE_BF16(0); TILE_ROW_STORE_BF16(1); TILE_ROW_STORE_BF16(2);              \
+        TILE_ROW_STORE_BF16(3); TILE_ROW_STORE_BF16(4); TILE_ROW_STORE_BF16(5);              \
+    } while (0)
 
 /* c[rows, cols] = (init ? init : bias ? bias : 0) + a[rows, kc] * panel[kc, 64].
  * a: float rows with stride lda (missing rows point at row 0: computed, never stored). */
 __attribute__((target("avx512f"))) static void
 kernel_f32(int kc, const float *const a[TILE_ROWS], const float *panel, const float *bias,
-           const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4])
+           const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4],
+           const tile_finish *finish)
 {
     TILE_DECLARE;
     TILE_INIT_ALL;
@@ -268,14 +365,16 @@ kernel_f32(int kc, const float *const a[TILE_ROWS], const float *panel, const fl
         F32_ROW(0); F32_ROW(1); F32_ROW(2); F32_ROW(3); F32_ROW(4); F32_ROW(5);
     }
 #undef F32_ROW
+    if (finish && finish->gelu) TILE_GELU_ALL;
     TILE_STORE_ALL;
 }
 
 /* Same with bf16 inputs: a rows hold bf16 pairs (k, k+1) read as one 32-bit broadcast;
  * kp = number of pairs. */
-__attribute__((target("avx512f,avx512bf16"))) static void
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
 kernel_bf16(int kp, const uint16_t *const a[TILE_ROWS], const uint16_t *panel, const float *bias,
-            const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4])
+            const float *init, float *c, size_t ldc, int rows, const __mmask16 mask[4],
+            const tile_finish *finish)
 {
     TILE_DECLARE;
     TILE_INIT_ALL;
@@ -298,6 +397,13 @@ kernel_bf16(int kp, const uint16_t *const a[TILE_ROWS], const uint16_t *panel, c
         BF16_ROW(0); BF16_ROW(1); BF16_ROW(2); BF16_ROW(3); BF16_ROW(4); BF16_ROW(5);
     }
 #undef BF16_ROW
+    if (finish && finish->gelu) TILE_GELU_ALL;
+    if (finish && finish->bf16) {
+        __mmask32 low = (__mmask32)mask[0] | (__mmask32)mask[1] << 16;
+        __mmask32 high = (__mmask32)mask[2] | (__mmask32)mask[3] << 16;
+        TILE_STORE_BF16_ALL;
+        return;
+    }
     TILE_STORE_ALL;
 }
 
@@ -408,10 +514,20 @@ rows_to_bf16(const float *x, int rows, int k, size_t ldx, uint16_t *dst, size_t 
 
 /* ---- products -------------------------------------------------------------------------- */
 
+/* Where a product's result goes: y (float32, also the partial sums between k passes), then
+ * optionally GELU and, for the bf16 kernel, bf16 output (see tile_finish). */
+typedef struct {
+    float *y;
+    size_t ldy;
+    bool gelu;
+    uint16_t *bf16;
+    size_t bf16_ld;
+} product_output;
+
 /* One task: rows [r0, r0+rows) of x times panel p, all of k, in K_CHUNK passes. x is float for
  * GEMM_AVX512_F32 and bf16 (row stride ldx elements) for GEMM_AVX512_BF16. */
 static void block_times_panel(const gemm_matrix *w, const void *x, size_t ldx, int r0, int rows,
-                              size_t p, const float *bias, float *y, size_t ldy)
+                              size_t p, const float *bias, const product_output *out)
 {
 #if GEMM_HAVE_X86
     __mmask16 mask[4];
@@ -422,36 +538,47 @@ static void block_times_panel(const gemm_matrix *w, const void *x, size_t ldx, i
     int k_total = bf16 ? even(w->k) : w->k;
     for (int k0 = 0; k0 < k_total; k0 += K_CHUNK) {
         int kc = k_total - k0 < K_CHUNK ? k_total - k0 : K_CHUNK;
+        bool last = k0 + kc == k_total;
         for (int t = 0; t < rows; t += TILE_ROWS) {
             int tile_rows = rows - t < TILE_ROWS ? rows - t : TILE_ROWS;
-            float *c = y + (size_t)(r0 + t) * ldy + p * PANEL;
+            float *c = out->y + (size_t)(r0 + t) * out->ldy + p * PANEL;
             const float *init = k0 ? c : NULL;
+            tile_finish finish = {.gelu = out->gelu};
+            if (out->bf16) finish.bf16 = out->bf16 + (size_t)(r0 + t) * out->bf16_ld + p * PANEL;
+            finish.bf16_ld = out->bf16_ld;
+            const tile_finish *f = last && (out->gelu || out->bf16) ? &finish : NULL;
             if (bf16) {
                 const uint16_t *xb = (const uint16_t *)x, *a[TILE_ROWS];
                 for (int i = 0; i < TILE_ROWS; i++)
                     a[i] = xb + (size_t)(r0 + t + (i < tile_rows ? i : 0)) * ldx + k0;
                 const uint16_t *panel = (const uint16_t *)w->panels +
                                         (p * (size_t)k_total + (size_t)k0) * PANEL;
-                kernel_bf16(kc / 2, a, panel, panel_bias, init, c, ldy, tile_rows, mask);
+                kernel_bf16(kc / 2, a, panel, panel_bias, init, c, out->ldy, tile_rows, mask, f);
             } else {
                 const float *xf = (const float *)x, *a[TILE_ROWS];
                 for (int i = 0; i < TILE_ROWS; i++)
                     a[i] = xf + (size_t)(r0 + t + (i < tile_rows ? i : 0)) * ldx + k0;
                 const float *panel = (const float *)w->panels +
                                      (p * (size_t)k_total + (size_t)k0) * PANEL;
-                kernel_f32(kc, a, panel, panel_bias, init, c, ldy, tile_rows, mask);
+                kernel_f32(kc, a, panel, panel_bias, init, c, out->ldy, tile_rows, mask, f);
             }
         }
     }
 #else
-    (void)w, (void)x, (void)ldx, (void)r0, (void)rows, (void)p, (void)bias, (void)y, (void)ldy;
+    (void)w, (void)x, (void)ldx, (void)r0, (void)rows, (void)p, (void)bias, (void)out;
 #endif
 }
 
-/* y[m, n] = x[m, k] W^T + bias, every task (row block, panel) on its own. Call from inside a
+/* The plain output: y only. */
+static product_output to_floats(float *y, size_t ldy)
+{
+    return (product_output){.y = y, .ldy = ldy};
+}
+
+/* out = x[m, k] W^T + bias, every task (row block, panel) on its own. Call from inside a
  * parallel region or not: uses orphaned `omp for`. */
 static void packed_product(const gemm_matrix *w, const void *x, size_t ldx, int m,
-                           const float *bias, float *y, size_t ldy)
+                           const float *bias, const product_output *out)
 {
     int blocks = (m + BLOCK_ROWS - 1) / BLOCK_ROWS;
     int panels = (int)panel_count(w->n);
@@ -460,7 +587,7 @@ static void packed_product(const gemm_matrix *w, const void *x, size_t ldx, int 
         for (int p = 0; p < panels; p++) {
             int r0 = b * BLOCK_ROWS;
             int rows = m - r0 < BLOCK_ROWS ? m - r0 : BLOCK_ROWS;
-            block_times_panel(w, x, ldx, r0, rows, (size_t)p, bias, y, ldy);
+            block_times_panel(w, x, ldx, r0, rows, (size_t)p, bias, out);
         }
 }
 
@@ -475,13 +602,12 @@ static void blas_linear(const gemm_matrix *w, const float *x, int m, size_t ldx,
         for (int j = 0; j < w->n; j++) y[(size_t)r * ldy + j] += bias[j];
 }
 
-void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
-                 float *y, size_t ldy, uint16_t *bf16_scratch)
+static void vector_gelu_row(float *x, size_t n);
+
+/* Our kernels: converts x to bf16 first when the weights are bf16. */
+static void packed_linear(const gemm_matrix *w, const float *x, int m, size_t ldx,
+                          const float *bias, const product_output *out, uint16_t *bf16_scratch)
 {
-    if (w->kernel == GEMM_BLAS) {
-        blas_linear(w, x, m, ldx, bias, y, ldy);
-        return;
-    }
 #if GEMM_HAVE_X86
     if (w->kernel == GEMM_AVX512_BF16) {
         size_t ld = (size_t)even(w->k);
@@ -491,13 +617,53 @@ void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const 
             for (int r = 0; r < m; r += 16)
                 rows_to_bf16(x + (size_t)r * ldx, m - r < 16 ? m - r : 16, w->k, ldx,
                              bf16_scratch + (size_t)r * ld, ld);
-            packed_product(w, bf16_scratch, ld, m, bias, y, ldy);
+            packed_product(w, bf16_scratch, ld, m, bias, out);
         }
         return;
     }
     #pragma omp parallel
-    packed_product(w, x, ldx, m, bias, y, ldy);
+    packed_product(w, x, ldx, m, bias, out);
+#else
+    (void)w, (void)x, (void)m, (void)ldx, (void)bias, (void)out, (void)bf16_scratch;
 #endif
+}
+
+void gemm_linear(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
+                 float *y, size_t ldy, uint16_t *bf16_scratch)
+{
+    if (w->kernel == GEMM_BLAS) {
+        blas_linear(w, x, m, ldx, bias, y, ldy);
+        return;
+    }
+    product_output out = to_floats(y, ldy);
+    packed_linear(w, x, m, ldx, bias, &out, bf16_scratch);
+}
+
+void gemm_linear_gelu(const gemm_matrix *w, const float *x, int m, size_t ldx, const float *bias,
+                      float *y, size_t ldy, uint16_t *bf16_scratch, uint16_t *y_bf16)
+{
+    if (w->kernel == GEMM_BLAS) {
+        blas_linear(w, x, m, ldx, bias, y, ldy);
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < m; r++) vector_gelu_row(y + (size_t)r * ldy, (size_t)w->n);
+        return;
+    }
+    product_output out = {.y = y, .ldy = ldy, .gelu = true};
+    if (w->kernel == GEMM_AVX512_BF16 && y_bf16) {
+        out.bf16 = y_bf16;
+        out.bf16_ld = (size_t)even(w->n);
+    }
+    packed_linear(w, x, m, ldx, bias, &out, bf16_scratch);
+    /* The padding column of an odd n is the next product's zero pair partner. */
+    for (int r = 0; out.bf16 && (w->n & 1) && r < m; r++) y_bf16[(size_t)r * out.bf16_ld + w->n] = 0;
+}
+
+void gemm_linear_bf16_input(const gemm_matrix *w, const uint16_t *x, int m, const float *bias,
+                            float *y, size_t ldy)
+{
+    product_output out = to_floats(y, ldy);
+    #pragma omp parallel
+    packed_product(w, x, (size_t)even(w->k), m, bias, &out);
 }
 
 /* ---- attention --------------------------------------------------------------------------- */
@@ -534,26 +700,6 @@ size_t gemm_attention_scratch_bytes(gemm_kernel kernel, int tokens, int hidden, 
 }
 
 #if GEMM_HAVE_X86
-/* e^x for x <= 0, 16 lanes: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial to
- * degree 6 (relative error below 2e-7, about one float32 ulp), times 2^n with vscalefps (which
- * also flushes e^-88 and below to 0 correctly). */
-__attribute__((target("avx512f"))) static inline __m512 exp_nonpositive(__m512 x)
-{
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 /* Row-wise softmax of s * scale (scale > 0), as exp((s - max) * scale) / sum. */
 __attribute__((target("avx512f"))) static void softmax_block(float *s, int rows, int cols,
                                                               size_t lds, float scale)
@@ -642,39 +788,12 @@ softmax_block_bf16(const float *s, int rows, int cols, size_t lds, float scale, 
 }
 #endif
 
-/* Exact-form GELU, 0.5 x (1 + erf(x / sqrt 2)), 16 lanes at a time. erf comes from
- * erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), with the Chebyshev-fitted P of Numerical
- * Recipes (fractional error below 1.2e-7 for every z >= 0), so GELU stays within about one
- * float32 ulp of the scalar erff form. */
 #if GEMM_HAVE_X86
-__attribute__((target("avx512f"))) static inline __m512 erf_avx512(__m512 x)
-{
-    __m512 z = _mm512_abs_ps(x);
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                             _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f)));
-    static const float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f,  0.09678418f,
-                                -0.18628806f, 0.27886807f, -1.13520398f, 1.48851587f,
-                                -0.82215223f, 0.17087277f};
-    __m512 p = _mm512_set1_ps(c[9]);
-    for (int i = 8; i >= 0; i--) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
-    __m512 e = _mm512_fnmadd_ps(z, z, p);                       /* -z^2 + P(t) <= 0 */
-    __m512 erfc = _mm512_mul_ps(t, exp_nonpositive(_mm512_min_ps(e, _mm512_setzero_ps())));
-    __m512 erf_abs = _mm512_sub_ps(_mm512_set1_ps(1.0f), erfc);
-    /* Copy the sign of x. */
-    return _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_castps_si512(erf_abs),
-        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
-}
-
 __attribute__((target("avx512f"))) static void gelu_avx512(float *x, size_t n)
 {
-    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-    const __m512 inv_sqrt2 = _mm512_set1_ps(0.70710678118654752f);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __m512 e = erf_avx512(_mm512_mul_ps(v, inv_sqrt2));
-        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
+        _mm512_storeu_ps(x + i, gelu_vector(_mm512_loadu_ps(x + i)));
     }
     for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
@@ -749,6 +868,18 @@ void vector_layer_norm(const float *x, int rows, int D, const float *gamma, cons
     (void)wide;
 }
 
+/* GELU of n values on the calling thread. */
+static void vector_gelu_row(float *x, size_t n)
+{
+#if GEMM_HAVE_X86
+    if (gemm_cpu_has_avx512()) {
+        gelu_avx512(x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
 void vector_gelu(float *x, size_t n)
 {
     size_t chunk = 4096;
@@ -818,21 +949,23 @@ void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const fl
             for (int b = 0; b < blocks; b++) {
                 int r0 = b * QUERY_BLOCK, rows = T - r0 < QUERY_BLOCK ? T - r0 : QUERY_BLOCK;
                 const float *qb = q + (size_t)r0 * ld_qkv + (size_t)h * hd;
+                product_output to_scores = to_floats(scores, (size_t)T);
                 for (size_t p = 0; p < panel_count(T); p++)
-                    block_times_panel(&keys[h], qb, ld_qkv, 0, rows, p, NULL, scores, (size_t)T);
+                    block_times_panel(&keys[h], qb, ld_qkv, 0, rows, p, NULL, &to_scores);
                 float *out = ctx + (size_t)r0 * D + (size_t)h * hd;
+                product_output to_ctx = to_floats(out, (size_t)D);
                 if (!bf16) {
                     softmax_block(scores, rows, T, (size_t)T, scale);
                     for (size_t p = 0; p < panel_count(hd); p++)
-                        block_times_panel(&values[h], scores, (size_t)T, 0, rows, p, NULL, out,
-                                          (size_t)D);
+                        block_times_panel(&values[h], scores, (size_t)T, 0, rows, p, NULL,
+                                          &to_ctx);
                     continue;
                 }
                 softmax_block_bf16(scores, rows, T, (size_t)T, scale, probabilities,
                                    (size_t)even(T), inv);
                 for (size_t p = 0; p < panel_count(hd); p++)
                     block_times_panel(&values[h], probabilities, (size_t)even(T), 0, rows, p,
-                                      NULL, out, (size_t)D);
+                                      NULL, &to_ctx);
                 for (int r = 0; r < rows; r++)
                     for (int j = 0; j < hd; j++) out[(size_t)r * D + (size_t)j] *= inv[r];
             }

@@ -46,6 +46,7 @@ struct vit_run_state {
     float *scores;          /* GEMM_BLAS: [T, T] one head's attention matrix */
     void *attention_scratch;    /* our kernels: packed keys/values, per-thread score blocks */
     uint16_t *bf16_scratch;     /* GEMM_AVX512_BF16: activations converted to bf16 */
+    uint16_t *mlp_bf16;         /* GEMM_AVX512_BF16: [T, M (even)] gelu(fc1) as fc2's input */
     vit_stage_hook hook;
     void *hook_user;
 };
@@ -97,7 +98,8 @@ raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int t
         size_t widest = M > patch_len ? M : patch_len;
         widest = widest > D ? widest : D;
         s->bf16_scratch = malloc(T * (widest + 2) * sizeof(uint16_t));
-        ok = ok && s->bf16_scratch;
+        s->mlp_bf16 = malloc(T * (M + 1) * sizeof(uint16_t));
+        ok = ok && s->bf16_scratch && s->mlp_bf16;
     }
     if (!ok) {
         vit_state_free(s);
@@ -122,6 +124,7 @@ void vit_state_free(vit_run_state *s)
     free(s->scores);
     free(s->attention_scratch);
     free(s->bf16_scratch);
+    free(s->mlp_bf16);
     free(s);
 }
 
@@ -317,6 +320,18 @@ static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_la
 {
     int T = s->n_tokens, D = cfg->hidden, M = cfg->mlp;
     char name[64];
+    if (!s->hook) {
+        /* GELU inside fc1's last pass; in bf16, fc1 hands fc2 its input already rounded. The
+         * numbers are those of the steps below, which run when stages are being watched. */
+        gemm_linear_gelu(&lk->fc1, s->h, T, (size_t)D, lw->fc1_b, s->mlp, (size_t)M,
+                         s->bf16_scratch, s->mlp_bf16);
+        if (s->kernel == GEMM_AVX512_BF16)
+            gemm_linear_bf16_input(&lk->fc2, s->mlp_bf16, T, lw->fc2_b, s->branch, (size_t)D);
+        else
+            gemm_linear(&lk->fc2, s->mlp, T, (size_t)M, lw->fc2_b, s->branch, (size_t)D,
+                        s->bf16_scratch);
+        return;
+    }
     gemm_linear(&lk->fc1, s->h, T, (size_t)D, lw->fc1_b, s->mlp, (size_t)M, s->bf16_scratch);
     snprintf(name, sizeof name, "%s.fc1", prefix);
     emit(s, name, s->mlp, T, M);
