@@ -72,7 +72,8 @@ raddino_status raddino_status_errorv(int code, const char *fmt, va_list ap);
 /* Default pixel cap: 200 megapixels, checked from the file header before any pixel is decoded. */
 #define RADDINO_DEFAULT_MAX_PIXELS 200000000ull
 
-/* Arithmetic of the matrix products. Everything else (LayerNorm, softmax, GELU, residuals) is
+/* Arithmetic of the matrix products. bf16 covers the linear layers and attention's
+ * probabilities-times-values; the attention scores, LayerNorm, softmax, GELU and residuals are
  * float32 in both. */
 typedef enum {
     RADDINO_PRECISION_FP32 = 0,     /* exact to the reference (default) */
