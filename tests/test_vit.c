@@ -113,6 +113,54 @@ static void run_stages(const char *weights_file, gemm_kernel kernel)
     safetensors_close(&file);
 }
 
+static void ignore_stage(void *user, const char *name, const float *data, int rows, int cols)
+{
+    (void)user, (void)name, (void)data, (void)rows, (void)cols;
+}
+
+/* Tokens of the tiny model on one golden image, with a stage hook (the step-by-step MLP: fc1,
+ * then GELU, then fc2's own bf16 rounding) or without (GELU fused into fc1). */
+static float *tiny_tokens(gemm_kernel kernel, bool watched)
+{
+    safetensors_file file;
+    vit_config cfg;
+    vit_weights w;
+    vit_kernels kern;
+    vit_run_state *s;
+    ck_assert(!config_load_model(test_path("models/tiny/config.json"), &cfg).code);
+    ck_assert(!safetensors_open(test_path("models/tiny/model.safetensors"), &file).code);
+    ck_assert(!weights_load(&file, &cfg, &w).code);
+    ck_assert(!vit_kernels_create(&cfg, &w, kernel, false, &kern).code);
+    ck_assert(!vit_state_create(&cfg, kernel, 2, 518, 518, &s).code);
+    if (watched) vit_state_set_hook(s, ignore_stage, NULL);
+    size_t n;
+    float *pixels = test_read_f32(
+        test_path("expected/pixels/xray_nih_00000075_000_png.pixel_values.f32"), &n);
+    float *tokens = malloc((size_t)1370 * cfg.hidden * sizeof(float));
+    ck_assert(!vit_forward(&cfg, &w, &kern, s, pixels, tokens).code);
+    free(pixels);
+    vit_state_free(s);
+    vit_kernels_free(&kern);
+    weights_free(&w);
+    safetensors_close(&file);
+    return tokens;
+}
+
+/* The fused MLP computes exactly what the step-by-step one does, in both precisions. */
+START_TEST(fused_mlp_equals_stepwise)
+{
+    if (!gemm_cpu_has_avx512()) return;
+    gemm_kernel kernels[2] = {GEMM_AVX512_F32, GEMM_AVX512_BF16};
+    for (int i = 0; i < 2; i++) {
+        if (kernels[i] == GEMM_AVX512_BF16 && !gemm_cpu_has_avx512_bf16()) continue;
+        float *fused = tiny_tokens(kernels[i], false), *stepwise = tiny_tokens(kernels[i], true);
+        ck_assert_msg(!memcmp(fused, stepwise, (size_t)1370 * 64 * sizeof(float)),
+                      "kernel %d: fused MLP differs from the step-by-step one", (int)kernels[i]);
+        free(fused), free(stepwise);
+    }
+}
+END_TEST
+
 START_TEST(tiny_stages_hf) { run_stages("model.safetensors", GEMM_BLAS); }
 END_TEST
 
@@ -410,6 +458,7 @@ int main(void)
     TCase *tc = tcase_create("golden");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, tiny_stages_hf);
+    tcase_add_test(tc, fused_mlp_equals_stepwise);
     tcase_add_test(tc, tiny_stages_backbone);
     tcase_add_test(tc, tiny_stages_avx512);
     tcase_add_test(tc, tiny_all_images_hf);
