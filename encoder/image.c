@@ -3,8 +3,11 @@
  *
  * JPEG goes through libjpeg-turbo with its default settings (accurate integer IDCT, fancy
  * upsampling): that is what Pillow uses, so the pixels match it exactly. stb_image's own JPEG
- * decoder differs by a few levels, which is why it is compiled out below. PNG, BMP, PNM and TGA
- * go through stb_image, which matches Pillow's pixels for those formats.
+ * decoder differs by a few levels, which is why it is compiled out below. PNG goes through
+ * libpng, which decodes row by row into a buffer sized from the header (stb_image's PNG decoder
+ * grows its buffer for as long as the compressed stream keeps producing bytes, so a small
+ * hostile file could make it reserve gigabytes). BMP, PNM and TGA go through stb_image. All of
+ * these are lossless or exactly specified, so the pixels are Pillow's.
  *
  * Every size is checked from the header before pixels are decoded, and library errors become
  * statuses: hostile bytes must give an error, never a crash or an exit. */
@@ -23,14 +26,20 @@
 
 #include <jpeglib.h>
 #include <jerror.h>
+#include <png.h>
 
 /* stb_image: static, so it cannot clash with another copy linked into the same program (the CLI
  * or a test may include it too); only the formats we document. */
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
-#define STBI_FAILURE_USERMSG   /* "Corrupt PNG" rather than "outofdata" */
-#define STBI_ONLY_PNG
+#define STBI_FAILURE_USERMSG   /* "Corrupt BMP" rather than "outofdata" */
+/* stb_image ignores a short read of uncompressed TGA and BMP pixel rows, leaving them as the
+ * allocator returned them: zeroed memory makes such a truncated file decode the same way every
+ * time instead of showing whatever the heap held. */
+#define STBI_MALLOC(size) calloc(1, size)
+#define STBI_REALLOC(p, size) realloc(p, size)
+#define STBI_FREE(p) free(p)
 #define STBI_ONLY_BMP
 #define STBI_ONLY_PNM
 #define STBI_ONLY_TGA
@@ -168,26 +177,13 @@ static void cmyk_to_rgb(const uint8_t *src, size_t n_pixels, uint8_t *rgb)
     }
 }
 
-/* ---- stb_image: PNG, BMP, PNM, TGA ------------------------------------------------------- */
+/* ---- stb_image: BMP, PNM, TGA ------------------------------------------------------- */
 
 static const char *stb_format_name(const uint8_t *d, size_t size)
 {
-    if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return "png";
     if (size >= 2 && d[0] == 'B' && d[1] == 'M') return "bmp";
     if (size >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return "pnm";
     return "tga";   /* TGA has no magic number: stb_image recognises it from its header fields */
-}
-
-/* stb_image refuses a PNG whose IHDR is over its own internal limits with a generic "too large"
- * before we can see the size: read IHDR ourselves so that the pixel cap speaks first. */
-static raddino_status check_png_header(const uint8_t *d, size_t size, const char *name,
-                                       uint64_t max_pixels)
-{
-    if (size < 24 || memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0 || memcmp(d + 12, "IHDR", 4) != 0)
-        return status_ok();     /* stb_image reports the malformed header */
-    uint64_t w = (uint64_t)d[16] << 24 | (uint64_t)d[17] << 16 | (uint64_t)d[18] << 8 | d[19];
-    uint64_t h = (uint64_t)d[20] << 24 | (uint64_t)d[21] << 16 | (uint64_t)d[22] << 8 | d[23];
-    return check_size(name, w, h, max_pixels);
 }
 
 /* stb_image 2.27 reads a PNM header with `value = value * 10 + digit` in an int (signed overflow
@@ -267,13 +263,13 @@ static raddino_status decode_stb(const uint8_t *data, size_t size, const char *n
                             size);
     int len = (int)size, w, h, n;
     const char *format = stb_format_name(data, size);
-    raddino_status st = check_png_header(data, size, name, max_pixels);
-    if (!st.code) st = check_pnm_header(data, size, name, max_pixels);
+    raddino_status st = check_pnm_header(data, size, name, max_pixels);
     if (st.code) return st;
     if (!stbi_info_from_memory(data, len, &w, &h, &n)) {
         if (strcmp(format, "tga") == 0)
             return status_error(RADDINO_ERR_FORMAT,
-                                "%s: not a supported image (PNG, JPEG, BMP, PNM, TGA)", name);
+                                "%s: not a supported image (PNG, JPEG, DICOM, BMP, PNM, TGA)",
+                                name);
         const char *why = stbi_failure_reason();
         return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode %s: %s", name, format,
                             why ? why : "bad header");
@@ -320,9 +316,195 @@ static raddino_status decode_stb(const uint8_t *data, size_t size, const char *n
     out->width = w;
     out->height = h;
     out->source_bits = bits;
-    out->source_channels = n;   /* stb reports a palette image as its colour channels */
+    out->source_channels = n;
     out->format = format;
     return status_ok();
+}
+
+/* ---- libpng ------------------------------------------------------------------------------ */
+
+/* The state of one PNG decode that outlives a longjmp from libpng: the input position, the
+ * image's layout, the buffers to free, how many rows are decoded, and the message. */
+typedef struct {
+    const uint8_t *data;
+    size_t size, pos;
+    uint32_t width, height;
+    int channels, bits;
+    uint8_t *pixels;
+    png_bytep *rows;
+    uint64_t rows_decoded, rows_expected;
+    bool complete;          /* every row is in `pixels`: stop reading */
+    char message[200];
+} png_job;
+
+static void png_on_error(png_structp png, png_const_charp message)
+{
+    png_job *job = png_get_error_ptr(png);
+    snprintf(job->message, sizeof job->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+/* Warnings (a bad CRC on an ancillary chunk, an unknown chunk) do not stop the decode. */
+static void png_on_warning(png_structp png, png_const_charp message)
+{
+    (void)png, (void)message;
+}
+
+/* Once every row is decoded, the decode stops (as Pillow's does): libpng would otherwise go on
+ * inflating the rest of the compressed stream, which a hostile file can make terabytes long,
+ * and would refuse a stream that lacks its end although no pixel is missing. */
+static void png_read_memory(png_structp png, png_bytep dst, size_t length)
+{
+    png_job *job = png_get_io_ptr(png);
+    if (job->rows_expected && job->rows_decoded == job->rows_expected) {
+        job->complete = true;
+        png_error(png, "every row decoded");
+    }
+    if (length > job->size - job->pos) png_error(png, "truncated file");
+    memcpy(dst, job->data + job->pos, length);
+    job->pos += length;
+}
+
+/* Called by libpng for each row it decodes, before the row is stored. */
+static void png_count_row(png_structp png, png_row_infop row, png_bytep data)
+{
+    (void)row, (void)data;
+    ((png_job *)png_get_io_ptr(png))->rows_decoded++;
+}
+
+/* Rows libpng decodes: each non-empty pass of an interlaced image has its own. */
+static uint64_t png_rows_to_decode(uint32_t w, uint32_t h, bool interlaced)
+{
+    if (!interlaced) return h;
+    uint64_t rows = 0;
+    for (int pass = 0; pass < 7; pass++)
+        if (PNG_PASS_COLS(w, pass) > 0) rows += PNG_PASS_ROWS(h, pass);
+    return rows;
+}
+
+/* Asks libpng for 8-bit grey, grey+alpha, RGB or RGBA, or the same in native 16-bit: palettes
+ * become RGB (RGBA with tRNS), 1/2/4-bit grey is scaled to 8 bits (v * 255 / (2^bits - 1), as
+ * Pillow and stb_image do), interlaced images are assembled. No gamma or colour-profile
+ * transform: Pillow applies none either. */
+static void png_request_formats(png_structp png, png_infop info)
+{
+    int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (depth == 16) png_set_swap(png);
+#endif
+    png_set_interlace_handling(png);
+    png_set_read_user_transform_fn(png, png_count_row);
+    png_read_update_info(png, info);
+}
+
+/* Reads the header and allocates the rows; libpng errors longjmp to the caller's setjmp. */
+static raddino_status png_prepare(png_structp png, png_infop info, png_job *job,
+                                  const char *name, uint64_t max_pixels)
+{
+    /* Our pixel cap decides about the size, not libpng's default of a million rows. */
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)16 << 20);
+    png_set_read_fn(png, job, png_read_memory);
+    png_read_info(png, info);
+    /* Pillow checks the CRC of IHDR and PLTE (done above: libpng refuses a mismatch) but not
+     * of the image data, which it reads past the CRC: so do we. */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_DEFAULT);
+    job->width = png_get_image_width(png, info);
+    job->height = png_get_image_height(png, info);
+    raddino_status st = check_size(name, job->width, job->height, max_pixels);
+    if (st.code) return st;
+    bool interlaced = png_get_interlace_type(png, info) != PNG_INTERLACE_NONE;
+    png_request_formats(png, info);
+    job->channels = png_get_channels(png, info);
+    job->bits = png_get_bit_depth(png, info);
+    size_t row_bytes = png_get_rowbytes(png, info);
+    if (job->channels < 1 || job->channels > 4 || (job->bits != 8 && job->bits != 16) ||
+        row_bytes != (size_t)job->width * (size_t)job->channels * (size_t)(job->bits / 8))
+        png_error(png, "unexpected pixel layout");
+    job->pixels = calloc((size_t)job->height, row_bytes);
+    job->rows = malloc((size_t)job->height * sizeof *job->rows);
+    if (!job->pixels || !job->rows) png_error(png, "out of memory");
+    for (size_t y = 0; y < job->height; y++) job->rows[y] = job->pixels + y * row_bytes;
+    job->rows_expected = png_rows_to_decode(job->width, job->height, interlaced);
+    return status_ok();
+}
+
+/* The decoded rows -> RGB with Pillow's rules. */
+static raddino_status png_to_rgb(const png_job *job, const char *name, raddino_image *out)
+{
+    size_t n_pixels = (size_t)job->width * job->height;
+    out->rgb = malloc(n_pixels * 3);
+    uint8_t *lut = job->bits == 16 ? malloc(65536) : NULL;
+    if (!out->rgb || (job->bits == 16 && !lut)) {
+        free(lut);
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %ux%u pixels", name,
+                            job->width, job->height);
+    }
+    if (job->bits == 16)
+        to_rgb_16((const uint16_t *)job->pixels, n_pixels, job->channels, out->rgb, lut);
+    else
+        to_rgb_8(job->pixels, n_pixels, job->channels, out->rgb);
+    free(lut);
+    out->width = (int)job->width;
+    out->height = (int)job->height;
+    out->source_bits = job->bits;
+    out->source_channels = job->channels;
+    out->format = "png";
+    return status_ok();
+}
+
+static raddino_status read_png(png_job *job, const char *name, uint64_t max_pixels,
+                               raddino_image *out)
+{
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, png_on_error,
+                                             png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        if (job->complete) return png_to_rgb(job, name, out);
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode png: %s", name, job->message);
+    }
+    raddino_status st = png_prepare(png, info, job, name, max_pixels);
+    if (!st.code) {
+        png_read_image(png, job->rows);
+        job->complete = true;   /* the stream ended with the last row */
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    return st.code ? st : png_to_rgb(job, name, out);
+}
+
+/* libpng reads every chunk up to the first IDAT before it tells the size: read IHDR ourselves so
+ * that the pixel cap speaks first, whatever follows. */
+static raddino_status check_png_header(const uint8_t *d, size_t size, const char *name,
+                                       uint64_t max_pixels)
+{
+    if (size < 24 || memcmp(d + 12, "IHDR", 4) != 0)
+        return status_ok();     /* libpng reports the malformed header */
+    uint64_t w = (uint64_t)d[16] << 24 | (uint64_t)d[17] << 16 | (uint64_t)d[18] << 8 | d[19];
+    uint64_t h = (uint64_t)d[20] << 24 | (uint64_t)d[21] << 16 | (uint64_t)d[22] << 8 | d[23];
+    return check_size(name, w, h, max_pixels);
+}
+
+static raddino_status decode_png(const uint8_t *data, size_t size, const char *name,
+                                 uint64_t max_pixels, raddino_image *out)
+{
+    raddino_status st = check_png_header(data, size, name, max_pixels);
+    if (st.code) return st;
+    png_job job = {.data = data, .size = size};
+    st = read_png(&job, name, max_pixels, out);
+    free(job.pixels);
+    free(job.rows);
+    if (st.code) {
+        free(out->rgb);
+        out->rgb = NULL;
+    }
+    return st;
 }
 
 /* ---- libjpeg-turbo ----------------------------------------------------------------------- */
@@ -461,6 +643,8 @@ raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const
     /* JPEG's SOI marker and the first byte of a marker. */
     if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return decode_jpeg(d, size, name, max_pixels, out);
+    if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return decode_png(d, size, name, max_pixels, out);
     return decode_stb(d, size, name, max_pixels, out);
 }
 

@@ -293,6 +293,118 @@ START_TEST(huge_png_header)
 }
 END_TEST
 
+/* PNG forms the golden images lack (1/2/4-bit grey, Adam7 interlacing, palettes with tRNS,
+ * grey+alpha), made by tests/data/png/make_fixtures.py: the RGB must be Pillow's, byte for
+ * byte. */
+static const char *png_fixtures[] = {
+    "gray1_9x5", "gray2_7x3", "gray4_5x4_interlaced", "gray8_13x11_interlaced",
+    "rgb8_6x9_interlaced", "palette4_7x5_trns", "palette2_5x6_interlaced", "graya8_4x3",
+};
+
+START_TEST(png_forms_match_pillow)
+{
+    const char *name = png_fixtures[_i];
+    raddino_image img;
+    raddino_status st = raddino_image_load(test_path("png/%s.png", name), 0, &img);
+    ck_assert_msg(!st.code, "%s", st.message);
+    size_t size;
+    uint8_t *want = test_read_file(test_path("png/%s.rgb", name), &size);
+    ck_assert_uint_eq(size, (size_t)img.width * img.height * 3);
+    ck_assert_msg(!memcmp(img.rgb, want, size), "%s: pixels differ from Pillow's", name);
+    ck_assert_str_eq(img.format, "png");
+    free(want);
+    raddino_image_free(&img);
+}
+END_TEST
+
+/* A 4x2 grey PNG whose image data is a zlib stream of one stored block that is not the last,
+ * followed by `extra` (its own IDAT chunk when extra_chunk, else in the same one). */
+static size_t png_with_open_stream(uint8_t *png, const uint8_t *extra, size_t extra_len,
+                                   bool extra_chunk, bool bad_idat_crc)
+{
+    static const uint8_t rows[10] = {0, 10, 20, 30, 40, 0, 50, 60, 70, 80};   /* filter 0 */
+    size_t n = 0;
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8), n = 8;
+    uint8_t ihdr[17] = "IHDR";
+    put_be32(ihdr + 4, 4), put_be32(ihdr + 8, 2);
+    ihdr[12] = 8;   /* depth 8, grey, no interlace */
+    put_be32(png + n, 13), memcpy(png + n + 4, ihdr, 17), put_be32(png + n + 21, crc32_png(ihdr, 17));
+    n += 25;
+    uint8_t idat[256] = "IDAT";
+    size_t len = 0;
+    idat[4 + len++] = 0x78, idat[4 + len++] = 0x01;                 /* zlib header */
+    idat[4 + len++] = 0x00;                                         /* stored, not final */
+    idat[4 + len++] = sizeof rows, idat[4 + len++] = 0;
+    idat[4 + len++] = (uint8_t)~sizeof rows, idat[4 + len++] = 0xff;
+    memcpy(idat + 4 + len, rows, sizeof rows), len += sizeof rows;
+    if (!extra_chunk) memcpy(idat + 4 + len, extra, extra_len), len += extra_len;
+    put_be32(png + n, (uint32_t)len), memcpy(png + n + 4, idat, 4 + len);
+    put_be32(png + n + 8 + len, crc32_png(idat, 4 + len) ^ (bad_idat_crc ? 1u : 0u));
+    n += 12 + len;
+    if (extra_chunk) {
+        memcpy(idat + 4, extra, extra_len);
+        put_be32(png + n, (uint32_t)extra_len), memcpy(png + n + 4, idat, 4 + extra_len);
+        put_be32(png + n + 8 + extra_len, crc32_png(idat, 4 + extra_len));
+        n += 12 + extra_len;
+    }
+    put_be32(png + n, 0), memcpy(png + n + 4, "IEND", 4), put_be32(png + n + 8, crc32_png((const uint8_t *)"IEND", 4));
+    return n + 12;
+}
+
+static void expect_open_stream_pixels(const uint8_t *png, size_t size)
+{
+    raddino_image img;
+    raddino_status st = raddino_image_load_memory(png, size, "open.png", 0, &img);
+    ck_assert_msg(!st.code, "%s", st.message);
+    static const uint8_t grey[8] = {10, 20, 30, 40, 50, 60, 70, 80};
+    ck_assert_int_eq(img.width, 4);
+    ck_assert_int_eq(img.height, 2);
+    for (int i = 0; i < 8; i++) ck_assert_int_eq(img.rgb[3 * i + 1], grey[i]);
+    raddino_image_free(&img);
+}
+
+/* Decoding stops at the last row, as Pillow's does: a stream that never ends, or goes on with
+ * anything (here a chunk of bytes that are no deflate data at all; in a hostile file, gigabytes
+ * of zeros), costs nothing and is not read. An image-data CRC mismatch is let through as
+ * Pillow lets it through; a damaged stream before the last row is an error. */
+START_TEST(png_decode_stops_at_last_row)
+{
+    uint8_t png[512], junk[100];
+    memset(junk, 0xff, sizeof junk);
+    expect_open_stream_pixels(png, png_with_open_stream(png, NULL, 0, false, false));
+    expect_open_stream_pixels(png, png_with_open_stream(png, junk, sizeof junk, true, false));
+    expect_open_stream_pixels(png, png_with_open_stream(png, NULL, 0, false, true));
+    /* Cut inside the rows: the stored block promises 10 bytes, 6 are there. */
+    size_t n = png_with_open_stream(png, NULL, 0, false, false);
+    put_be32(png + 33, 11);   /* IDAT length: header + block header + 4 row bytes */
+    raddino_image img;
+    expect_error(raddino_image_load_memory(png, n, "cut.png", 0, &img), RADDINO_ERR_FORMAT,
+                 "cut.png", "cannot decode png");
+    ck_assert_ptr_null(img.rgb);
+}
+END_TEST
+
+/* An uncompressed TGA shorter than its pixels: stb_image leaves the missing rows as allocated,
+ * which must be zeros (the same image every time), not what the heap held before. */
+START_TEST(truncated_tga_is_zero_filled)
+{
+    uint8_t tga[18 + 30] = {0, 0, 2};   /* no id, no colour map, uncompressed true colour */
+    tga[12] = 8, tga[14] = 8, tga[16] = 24, tga[17] = 0x20;   /* 8x8, 24 bits, top-left */
+    memset(tga + 18, 0x40, 30);
+    for (int round = 0; round < 3; round++) {
+        uint8_t *dirt = malloc(8 * 8 * 3);   /* a block the decoder's buffer may reuse */
+        memset(dirt, 0xaa, 8 * 8 * 3);
+        free(dirt);
+        raddino_image img;
+        raddino_status st = raddino_image_load_memory(tga, sizeof tga, "short.tga", 0, &img);
+        if (st.code) continue;   /* refusing it would be fine too */
+        for (int i = 0; i < 8 * 8 * 3; i++)
+            ck_assert_msg(img.rgb[i] == 0x40 || img.rgb[i] == 0, "byte %d = %#x", i, img.rgb[i]);
+        raddino_image_free(&img);
+    }
+}
+END_TEST
+
 /* PNM headers are read before stb_image: its 2.27 parser overflows an int on long numbers and
  * leaves short pixel data uninitialised (found by tests/fuzz/fuzz_image). */
 static raddino_status load_text(const char *bytes, raddino_image *img)
@@ -461,6 +573,8 @@ int main(void)
     tcase_add_loop_test(tc, sixteen_bit_rule, 0, 2);
     tcase_add_test(tc, scale_16_to_8_unit);
     tcase_add_test(tc, cmyk_jpeg);
+    tcase_add_loop_test(tc, png_forms_match_pillow, 0,
+                        (int)(sizeof png_fixtures / sizeof png_fixtures[0]));
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("errors");
     tcase_set_timeout(te, 120);
@@ -469,6 +583,8 @@ int main(void)
     tcase_add_test(te, random_bytes);
     tcase_add_loop_test(te, truncated, 0, 4);
     tcase_add_test(te, huge_png_header);
+    tcase_add_test(te, png_decode_stops_at_last_row);
+    tcase_add_test(te, truncated_tga_is_zero_filled);
     tcase_add_test(te, pnm_header);
     tcase_add_test(te, pixel_cap);
     tcase_add_test(te, memory_matches_file);

@@ -260,7 +260,7 @@ assert s["last_run"]["removed"] == 3 and s["last_run"]["finished"] is not None
 reasons = sorted(r["reason"] for r in s["failure_reasons"])
 assert len(reasons) == 3 and reasons[0] == "DICOM: multi-frame image (2 frames); only single-frame images are read (a program can pick one: raddino_load_options.frame)"
 assert reasons[1:] == ["DICOM: no data set after the file meta information (truncated)",
-                       "cannot decode png: Corrupt PNG"], reasons
+                       "cannot decode png: truncated file"], reasons
 assert s["dicom"] == 5 and s["modalities"] == {"CR": 3, "DX": 2}, s
 PYEOF
 expect 0 "stats text" -- "$RADDINO" stats --db "$DB"
