@@ -15,6 +15,12 @@
  *
  * The micro-kernel keeps a 6 x 64 block of y in 24 zmm registers and, for each k, broadcasts
  * one x value per row against the panel's four vectors: 24 FMAs per 4 loads + 6 broadcasts.
+ * Its last k pass can apply GELU and, in bf16, store the tile rounded to bf16 for the next
+ * product, so the MLP's wide activations are written once (gemm_linear_gelu).
+ *
+ * Attention uses the same kernel per head on blocks of 48 queries (keys transposed into panels
+ * in registers, the scores of a block staying in L2); in bf16 mode the probabilities and values
+ * are bf16, the scores float32.
  */
 #include "encoder_internal.h"
 
