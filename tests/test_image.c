@@ -337,7 +337,7 @@ static size_t png_with_open_stream(uint8_t *png, const uint8_t *extra, size_t ex
     idat[4 + len++] = sizeof rows, idat[4 + len++] = 0;
     idat[4 + len++] = (uint8_t)~sizeof rows, idat[4 + len++] = 0xff;
     memcpy(idat + 4 + len, rows, sizeof rows), len += sizeof rows;
-    if (!extra_chunk) memcpy(idat + 4 + len, extra, extra_len), len += extra_len;
+    if (!extra_chunk && extra_len) memcpy(idat + 4 + len, extra, extra_len), len += extra_len;
     put_be32(png + n, (uint32_t)len), memcpy(png + n + 4, idat, 4 + len);
     put_be32(png + n + 8 + len, crc32_png(idat, 4 + len) ^ (bad_idat_crc ? 1u : 0u));
     n += 12 + len;
