@@ -110,6 +110,8 @@ void cli_csv_field(FILE *f, const char *s);
 
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+/* Hidden: `raddino index` runs it in a child to decode one file alone (index_guard.c). */
+int cmd_decode_check(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);

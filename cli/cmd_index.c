@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -431,7 +432,7 @@ static raddino_status store_vector(indexer *x, const index_file *f, index_item *
     }
     if (item->state == ITEM_KNOWN_HASH) {
         /* The stored copy went away during this run: decode after all. */
-        index_item_load(x->enc, &x->decode, f->path, NULL, item);
+        index_item_load(x->enc, &x->decode, f->path, NULL, -1, item);
         if (item->state != ITEM_READY)
             return item->state == ITEM_FAILED ? record_failure(x, f, item, item->reason)
                                               : raddino_store_remove_path(x->store, f->path,
@@ -473,13 +474,46 @@ static raddino_status handle_item(indexer *x, const index_file *f, index_item *i
     return st;
 }
 
+/* Files a run that died was decoding (index_guard.c): each is decoded again alone, in a child
+ * process, and one that kills the child too is recorded as failed, so that this run and the
+ * next ones skip it instead of dying on it again. */
+static raddino_status check_crashed_decodes(indexer *x)
+{
+    char **paths;
+    size_t n = index_guard_suspects(cli_db_path(x->o->db), &paths);
+    raddino_status st = {RADDINO_OK, ""};
+    for (size_t i = 0; i < n && !st.code; i++) {
+        struct stat sb;
+        if (stat(paths[i], &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        int sig = index_guard_check(paths[i], &x->decode.load);
+        if (!sig) continue;     /* it was only in flight when that run died */
+        index_file f = {paths[i], (int64_t)sb.st_size, index_mtime_ns(&sb)};
+        index_item item;
+        memset(&item, 0, sizeof item);
+        char reason[256];
+        snprintf(reason, sizeof reason,
+                 "decoding this file killed an earlier run and, tried alone, died again (%s); "
+                 "skipped until the file changes", strsignal(sig));
+        st = ensure_batch(x);
+        if (!st.code) st = record_failure(x, &f, &item, reason);
+    }
+    if (!st.code) st = commit_batch(x, false);
+    index_guard_free_suspects(paths, n);
+    return st;
+}
+
 static int embed_files(indexer *x, const index_walk *w, const size_t *todo,
                        const index_hash_set *known)
 {
     index_pipeline *p;
+    index_guard guard;
+    const char *db = cli_db_path(x->o->db);
+    x->decode.guard = index_guard_open(&guard, db, x->o->jobs) ? &guard : NULL;
     raddino_status st = index_pipeline_start(x->enc, &x->decode, w->files, todo, x->n_todo,
                                              x->o->jobs, known, &p);
     if (st.code) {
+        if (x->decode.guard) index_guard_close(&guard, db);
+        x->decode.guard = NULL;
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
     }
@@ -489,7 +523,9 @@ static int embed_files(indexer *x, const index_walk *w, const size_t *todo,
         if (st.code) break;
         draw_progress(x, false);
     }
-    index_pipeline_free(p);
+    index_pipeline_free(p);     /* joins the threads: every slot is empty */
+    if (x->decode.guard) index_guard_close(&guard, db);
+    x->decode.guard = NULL;
     if (!st.code) st = commit_batch(x, false);
     if (st.code) {
         cli_status_error(&st);
@@ -574,6 +610,7 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
     char command[1024];
     command_line(argc, argv, command, sizeof command);
     raddino_status st = raddino_store_run_begin(x->store, command, &x->run_id);
+    if (!st.code) st = check_crashed_decodes(x);
     int exit_code = st.code ? EXIT_INPUT_FAILED : walk_paths(x, &w, paths, n_paths);
     if (st.code) cli_status_error(&st);
     if (exit_code < 0) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* ---- index_files.c: the walk ----------------------------------------------------------------- */
@@ -45,6 +46,8 @@ typedef struct {
  * Errors are printed ("raddino: PATH: reason") and counted; false only when out of memory. */
 bool index_walk_add(index_walk *w, const char *arg);
 void index_walk_free(index_walk *w);
+/* A file's modification time as the walk records it, in nanoseconds. */
+int64_t index_mtime_ns(const struct stat *sb);
 /* True when the glob list excludes this path (a glob with '/' matches the whole path, one
  * without matches any single component's name). */
 bool index_excluded(char *const *globs, int n, const char *path);
@@ -56,6 +59,30 @@ bool index_excluded(char *const *globs, int n, const char *path);
  * handles it; when it does not, *why says so. */
 bool index_sniff(const uint8_t *head, size_t n, const char *name, const char **format,
                  bool *decodable, const char **why);
+
+/* ---- index_guard.c: surviving a decoder that crashes -------------------------------------- */
+
+/* DB-decoding: one slot per decoder thread holding the path it is decoding (see the file). */
+typedef struct {
+    int fd;                 /* -1: no guard */
+    int slots;
+} index_guard;
+
+/* Paths a run that died was decoding (the slots of DB-decoding); 0 when there is none. */
+size_t index_guard_suspects(const char *db, char ***paths);
+void index_guard_free_suspects(char **paths, size_t n);
+/* Decodes path alone in a child process (`raddino __decode-check`): the signal that killed
+ * it, or 0 when it lived (whether or not the file decoded). */
+int index_guard_check(const char *path, const raddino_load_options *load);
+/* Creates (empty) DB-decoding with `slots` slots; false when it cannot (no guard, the run goes
+ * on without). */
+bool index_guard_open(index_guard *g, const char *db, int slots);
+void index_guard_enter(const index_guard *g, int slot, const char *path);
+void index_guard_leave(const index_guard *g, int slot);
+/* Closes and removes DB-decoding: every slot is empty by then. */
+void index_guard_close(index_guard *g, const char *db);
+/* RADDINO_TEST_CRASH_DECODING=TEXT: abort() when path contains TEXT (tests only). */
+void index_guard_test_hook(const char *path);
 
 /* ---- index_pipeline.c: decoder threads ------------------------------------------------------ */
 
@@ -84,6 +111,7 @@ typedef struct {
 typedef struct {
     raddino_load_options load;  /* pixel cap and DICOM --window (cli_load_options) */
     const char *salt;           /* the store's patient key salt (raddino_store_dicom_salt) */
+    const index_guard *guard;   /* slots of the paths being decoded, or NULL */
 } index_decode_options;
 
 typedef struct index_pipeline index_pipeline;
@@ -113,10 +141,11 @@ void index_pipeline_free(index_pipeline *p);
 
 /* What one decoder thread does for one file: read it, sniff it, hash it, and unless its hash is
  * in `known` (may be NULL), read its DICOM header (DICOM files) and decode and preprocess it.
- * item->file must be set; the rest is filled. The main thread uses it too when a known hash
- * turned out to be gone. */
+ * item->file must be set; the rest is filled. guard_slot: the thread's slot in options->guard
+ * (-1: none). The main thread uses it too when a known hash turned out to be gone. */
 void index_item_load(const raddino_encoder *enc, const index_decode_options *options,
-                     const char *path, const index_hash_set *known, index_item *item);
+                     const char *path, const index_hash_set *known, int guard_slot,
+                     index_item *item);
 /* Frees what an item owns (pixels, image) and clears it. */
 void index_item_clear(index_item *item);
 

@@ -111,7 +111,7 @@ static bool push_string(char ***list, size_t *n, size_t *cap, const char *s)
     return true;
 }
 
-static int64_t mtime_ns(const struct stat *sb)
+int64_t index_mtime_ns(const struct stat *sb)
 {
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
@@ -124,7 +124,7 @@ static bool add_file(index_walk *w, const char *path, const struct stat *sb)
     index_file *f = &w->files[w->n_files++];
     f->path = copy;
     f->size = (int64_t)sb->st_size;
-    f->mtime_ns = mtime_ns(sb);
+    f->mtime_ns = index_mtime_ns(sb);
     return true;
 }
 

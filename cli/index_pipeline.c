@@ -167,14 +167,17 @@ static void read_candidate(const char *path, index_item *item, uint8_t **data, s
     if (!decodable) set_reason(item, path, why);
 }
 
-static void decode(const raddino_encoder *enc, const index_decode_options *o, const char *path,
-                   const uint8_t *data, size_t size, index_item *item)
+static void decode(const raddino_encoder *enc, const index_decode_options *o, int guard_slot,
+                   const char *path, const uint8_t *data, size_t size, index_item *item)
 {
     /* The header first: a file the decoder refuses (multi-frame, say) still says what it is. */
+    index_guard_enter(o->guard, guard_slot, path);
     if (item->format && !strcmp(item->format, "dicom"))
         item->has_dicom = !raddino_dicom_read_info_memory(data, size, path, o->salt,
                                                           &item->dicom).code;
+    index_guard_test_hook(path);
     raddino_status st = raddino_image_load_memory_ex(data, size, path, &o->load, &item->image);
+    index_guard_leave(o->guard, guard_slot);
     if (st.code) {
         set_reason(item, path, st.message);
         return;
@@ -200,7 +203,8 @@ static void decode(const raddino_encoder *enc, const index_decode_options *o, co
 }
 
 void index_item_load(const raddino_encoder *enc, const index_decode_options *options,
-                     const char *path, const index_hash_set *known, index_item *item)
+                     const char *path, const index_hash_set *known, int guard_slot,
+                     index_item *item)
 {
     size_t file = item->file;
     index_item_clear(item);
@@ -215,7 +219,7 @@ void index_item_load(const raddino_encoder *enc, const index_decode_options *opt
     } else if (hash_set_has(known, item->sha256)) {
         item->state = ITEM_KNOWN_HASH;
     } else {
-        decode(enc, options, path, data, size, item);
+        decode(enc, options, guard_slot, path, data, size, item);
     }
     free(data);
 }
@@ -234,6 +238,12 @@ typedef struct {
     bool ready;
 } slot;
 
+/* What a decoder thread is started with: the pipeline and its own slot in the guard. */
+typedef struct {
+    index_pipeline *pipeline;
+    int guard_slot;
+} decoder_start;
+
 struct index_pipeline {
     const raddino_encoder *enc;
     const index_decode_options *options;
@@ -251,12 +261,14 @@ struct index_pipeline {
     pthread_cond_t taken_room;  /* signalled when the consumer frees a slot */
     pthread_cond_t item_ready;  /* signalled when a thread finishes an item */
     pthread_t *threads;
+    decoder_start *starts;
     int n_threads;
 };
 
 static void *decoder_thread(void *arg)
 {
-    index_pipeline *p = arg;
+    const decoder_start *start = arg;
+    index_pipeline *p = start->pipeline;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stopping && p->next_take < p->n_todo &&
@@ -268,7 +280,8 @@ static void *decoder_thread(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         s->item.file = p->todo[i];
-        index_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known, &s->item);
+        index_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known,
+                        start->guard_slot, &s->item);
 
         pthread_mutex_lock(&p->lock);
         s->ready = true;
@@ -291,8 +304,9 @@ raddino_status index_pipeline_start(const raddino_encoder *enc,
     size_t window = (size_t)jobs * 2 + 2;
     if (p) p->slots = calloc(window, sizeof *p->slots);
     if (p) p->threads = calloc((size_t)jobs, sizeof *p->threads);
-    if (!p || !p->slots || !p->threads) {
-        if (p) free(p->slots), free(p->threads);
+    if (p) p->starts = calloc((size_t)jobs, sizeof *p->starts);
+    if (!p || !p->slots || !p->threads || !p->starts) {
+        if (p) free(p->slots), free(p->threads), free(p->starts);
         free(p);
         st.code = RADDINO_ERR_NOMEM;
         snprintf(st.message, sizeof st.message, "out of memory");
@@ -309,7 +323,8 @@ raddino_status index_pipeline_start(const raddino_encoder *enc,
     pthread_cond_init(&p->taken_room, NULL);
     pthread_cond_init(&p->item_ready, NULL);
     for (int i = 0; i < jobs; i++) {
-        int rc = pthread_create(&p->threads[i], NULL, decoder_thread, p);
+        p->starts[i] = (decoder_start){p, i};
+        int rc = pthread_create(&p->threads[i], NULL, decoder_thread, &p->starts[i]);
         if (rc) {
             if (i == 0) {
                 st.code = RADDINO_ERR_NOMEM;
@@ -373,5 +388,6 @@ void index_pipeline_free(index_pipeline *p)
     pthread_cond_destroy(&p->item_ready);
     free(p->slots);
     free(p->threads);
+    free(p->starts);
     free(p);
 }

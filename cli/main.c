@@ -68,6 +68,7 @@ int main(int argc, char **argv)
     if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(command, "index")) return cmd_index(argc - 1, argv + 1);
+    if (!strcmp(command, "__decode-check")) return cmd_decode_check(argc - 1, argv + 1);
     if (!strcmp(command, "stats")) return cmd_stats(argc - 1, argv + 1);
     if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(command, "search")) return cmd_search(argc - 1, argv + 1);

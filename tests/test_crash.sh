@@ -2,7 +2,8 @@
 # test_crash.sh RADDINO DATA — crash safety of raddino index: SIGKILL at many points while it
 # indexes a folder, a restart after each, and the end state compared with an uninterrupted run
 # (same rows: paths, sizes, hashes, formats, failures, vectors and DICOM metadata; no duplicate
-# paths or vectors; PRAGMA integrity_check ok).
+# paths or vectors; PRAGMA integrity_check ok). Last, a file that kills the decoder itself: the
+# run dies on it, the next one records it as failed and completes.
 #
 # Kill points:
 #   inside   RADDINO_TEST_KILL_AFTER=N: the indexer kills itself right after the Nth file went
@@ -173,6 +174,48 @@ db=$TMP/chain.db
 for k in 0 2 1 3 1 0 2; do outside "$db" $k; done
 index "$db"
 same "$db" "a chain of outside kills, then completed"
+
+# --- a file that kills the decoder ---
+# GDCM's assert() on some damaged compressed pixel data aborts the process; the hook
+# RADDINO_TEST_CRASH_DECODING=TEXT does the same on any file whose path holds TEXT. The run dies
+# with the file in its slot of DB-decoding; the next run decodes it alone in a child, which dies
+# too: the file is recorded as failed and the run completes. Without the hook (a file that was
+# merely in flight when a run was killed), the child lives and the file is indexed as usual.
+POISON=gray8_300x400
+poison_run() {   # poison_run DB: the first run, which must die
+    RADDINO_TEST_CRASH_DECODING=$POISON "$RADDINO" index --db "$1" --jobs 2 --quiet "$C" \
+        >/dev/null 2>&1
+    got=$?
+    if [ $got -gt 128 ] && [ -f "$1-decoding" ]; then ok; kills=$((kills + 1))
+    else fail "poison: the first run must die on $POISON, its slot written (exit $got)"; fi
+}
+db=$TMP/poison.db
+poison_run "$db"
+RADDINO_TEST_CRASH_DECODING=$POISON "$RADDINO" index --db "$db" --batch $BATCH "$C" \
+    >/dev/null 2>"$TMP/err"
+got=$?
+[ $got -eq 0 ] && ok || { fail "poison: the next run must complete (exit $got)"; cat "$TMP/err"; }
+grep -q "$POISON.png: decoding this file killed an earlier run and, tried alone, died again" \
+    "$TMP/err" && ok || { fail "poison: no failure line for $POISON"; cat "$TMP/err"; }
+[ ! -e "$db-decoding" ] && ok || fail "poison: a completed run left $db-decoding behind"
+$PY - "$TMP/ref.db" "$db" "$POISON" <<'PYEOF' && ok || fail "poison: rows differ from the reference beyond $POISON"
+import sqlite3, sys
+ref = dict(sqlite3.connect(sys.argv[1]).execute("SELECT path, status FROM images"))
+got = dict(sqlite3.connect(sys.argv[2]).execute("SELECT path, status FROM images"))
+assert ref.keys() == got.keys(), (ref.keys() ^ got.keys())
+for path, status in ref.items():
+    want = "failed" if sys.argv[3] in path else status
+    assert got[path] == want, (path, got[path], want)
+PYEOF
+# The failure sticks until the file changes: a run without the hook leaves it alone.
+index "$db"
+$PY -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); assert c.execute(
+    "SELECT status FROM images WHERE path LIKE ?", ("%" + sys.argv[2] + "%",)).fetchone() == ("failed",)' \
+    "$db" "$POISON" && ok || fail "poison: a later run retried the unchanged file"
+db=$TMP/inflight.db
+poison_run "$db"
+index "$db"
+same "$db" "a file in flight when a run died, decoded fine alone: indexed as usual"
 
 echo "crash tests: $passed passed, $failed failed, $kills kills survived"
 [ "$failed" -eq 0 ] && [ $kills -ge 20 ]
