@@ -36,7 +36,9 @@ static const char index_usage[] =
     "reason. Images are recognised by content; names starting with '.' are skipped inside\n"
     "folders; symbolic links are followed, each folder once. DICOM files are decoded with\n"
     "--window and their metadata (UIDs, modality, view, a salted patient key) is stored;\n"
-    "multi-frame DICOM files are recorded as failed.\n"
+    "multi-frame DICOM files are recorded as failed. A file whose decoding killed a run\n"
+    "(a decoder crash) is tried alone in a child process by the next run, and recorded as\n"
+    "failed if it crashes that too.\n"
     "\n"
     "options:\n"
     CLI_DB_HELP
