@@ -245,17 +245,24 @@ static int time_kernel_in_child(const bench_options *o, const bench_kernel *k, f
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
-static void compare_cls(const float *a, const float *b, int n)
+/* Cosine of a and b; *max_abs = max(*max_abs, largest |a - b|). */
+static double cls_cosine(const float *a, const float *b, int n, double *max_abs)
 {
-    double dot = 0, na = 0, nb = 0, max_abs = 0;
+    double dot = 0, na = 0, nb = 0;
     for (int i = 0; i < n; i++) {
         dot += (double)a[i] * b[i];
         na += (double)a[i] * a[i];
         nb += (double)b[i] * b[i];
-        max_abs = fmax(max_abs, fabs((double)a[i] - b[i]));
+        *max_abs = fmax(*max_abs, fabs((double)a[i] - b[i]));
     }
+    return dot / sqrt(na * nb);
+}
+
+static void compare_cls(const float *a, const float *b, int n)
+{
+    double max_abs = 0, cosine = cls_cosine(a, b, n, &max_abs);
     printf("bf16 vs fp32 on the timing input (uniform noise pixels): CLS cosine %.7f, "
-           "max abs %.3g\n", dot / sqrt(na * nb), max_abs);
+           "max abs %.3g\n", cosine, max_abs);
 }
 
 static int compare_names(const void *a, const void *b)
@@ -290,12 +297,7 @@ static int compare_on_images(const bench_options *o, int hidden)
         if (raddino_embed_file(fp32, path, a, NULL).code ||
             raddino_embed_file(bf16, path, b, NULL).code)
             continue;
-        double dot = 0, na = 0, nb = 0;
-        for (int j = 0; j < hidden; j++) {
-            dot += (double)a[j] * b[j], na += (double)a[j] * a[j], nb += (double)b[j] * b[j];
-            max_abs = fmax(max_abs, fabs((double)a[j] - b[j]));
-        }
-        double cosine = dot / sqrt(na * nb);
+        double cosine = cls_cosine(a, b, hidden, &max_abs);
         if (cosine < worst) worst = cosine, worst_name = names[i];
         images++;
     }

@@ -250,6 +250,15 @@ __attribute__((target("avx512f"))) static inline __m512 gelu_vector(__m512 v)
                          _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
+__attribute__((target("avx512f"))) static void gelu_avx512(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm512_storeu_ps(x + i, gelu_vector(_mm512_loadu_ps(x + i)));
+    }
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
 #endif
 
 /* ---- micro-kernels -------------------------------------------------------------------- */
@@ -608,7 +617,17 @@ static void blas_linear(const gemm_matrix *w, const float *x, int m, size_t ldx,
         for (int j = 0; j < w->n; j++) y[(size_t)r * ldy + j] += bias[j];
 }
 
-static void vector_gelu_row(float *x, size_t n);
+/* GELU of n values on the calling thread. */
+static void vector_gelu_row(float *x, size_t n)
+{
+#if GEMM_HAVE_X86
+    if (gemm_cpu_has_avx512()) {
+        gelu_avx512(x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
 
 /* Our kernels: converts x to bf16 first when the weights are bf16. */
 static void packed_linear(const gemm_matrix *w, const float *x, int m, size_t ldx,
@@ -706,6 +725,16 @@ size_t gemm_attention_scratch_bytes(gemm_kernel kernel, int tokens, int hidden, 
 }
 
 #if GEMM_HAVE_X86
+/* The largest of row[0 .. full + popcount(tail)), full a multiple of 16. */
+__attribute__((target("avx512f"))) static inline float row_max(const float *row, int full,
+                                                                __mmask16 tail)
+{
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < full; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
+    if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + full));
+    return _mm512_reduce_max_ps(vmax);
+}
+
 /* Row-wise softmax of s * scale (scale > 0), as exp((s - max) * scale) / sum. */
 __attribute__((target("avx512f"))) static void softmax_block(float *s, int rows, int cols,
                                                               size_t lds, float scale)
@@ -715,10 +744,7 @@ __attribute__((target("avx512f"))) static void softmax_block(float *s, int rows,
     __m512 vscale = _mm512_set1_ps(scale);
     for (int r = 0; r < rows; r++) {
         float *row = s + (size_t)r * lds;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int j = 0; j < full; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
-        if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + full));
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 m = _mm512_set1_ps(row_max(row, full, tail));
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < full; j += 16) {
             __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + j), m), vscale));
@@ -772,10 +798,7 @@ softmax_block_bf16(const float *s, int rows, int cols, size_t lds, float scale, 
     for (int r = 0; r < rows; r++) {
         const float *row = s + (size_t)r * lds;
         uint16_t *out = prob + (size_t)r * ldp;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int j = 0; j < full; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
-        if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + full));
-        __m512 mc = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(vmax)), c);
+        __m512 mc = _mm512_mul_ps(_mm512_set1_ps(row_max(row, full, tail)), c);
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < full; j += 16) {
             __m512 e = exp2_for_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(row + j), c, mc));
@@ -794,16 +817,6 @@ softmax_block_bf16(const float *s, int rows, int cols, size_t lds, float scale, 
 }
 #endif
 
-#if GEMM_HAVE_X86
-__attribute__((target("avx512f"))) static void gelu_avx512(float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        _mm512_storeu_ps(x + i, gelu_vector(_mm512_loadu_ps(x + i)));
-    }
-    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-#endif
 
 #if GEMM_HAVE_X86
 /* One row of LayerNorm: mean, then the biased variance around it (two passes, as a float64
@@ -874,37 +887,13 @@ void vector_layer_norm(const float *x, int rows, int D, const float *gamma, cons
     (void)wide;
 }
 
-/* GELU of n values on the calling thread. */
-static void vector_gelu_row(float *x, size_t n)
-{
-#if GEMM_HAVE_X86
-    if (gemm_cpu_has_avx512()) {
-        gelu_avx512(x, n);
-        return;
-    }
-#endif
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
 void vector_gelu(float *x, size_t n)
 {
     size_t chunk = 4096;
     size_t chunks = (n + chunk - 1) / chunk;
-    bool wide = gemm_cpu_has_avx512();
     #pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < chunks; c++) {
-        float *part = x + c * chunk;
-        size_t len = n - c * chunk < chunk ? n - c * chunk : chunk;
-#if GEMM_HAVE_X86
-        if (wide) {
-            gelu_avx512(part, len);
-            continue;
-        }
-#endif
-        for (size_t i = 0; i < len; i++)
-            part[i] = 0.5f * part[i] * (1.0f + erff(part[i] * 0.70710678118654752f));
-    }
-    (void)wide;
+    for (size_t c = 0; c < chunks; c++)
+        vector_gelu_row(x + c * chunk, n - c * chunk < chunk ? n - c * chunk : chunk);
 }
 
 static uint8_t *align64(uint8_t *p)
