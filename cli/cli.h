@@ -93,8 +93,17 @@ raddino_status cli_model_json_window(const cli_model_options *o, char *json, siz
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out);
 
-/* Writes a JSON string literal (quotes and escapes included). */
+/* Writes a JSON string literal (quotes and escapes included). Bytes that are not valid UTF-8
+ * become the lone surrogates \udc80..\udcff (Python's "surrogateescape"), so the output is
+ * always valid JSON and the bytes can be recovered. */
 void cli_json_string(FILE *f, const char *s);
+
+/* An old spelling of an option, kept for one release: warns on stderr ("raddino COMMAND:
+ * warning: OLD is deprecated, use NEW; ..."). */
+void cli_deprecated(const char *command, const char *old_spelling, const char *new_spelling);
+
+/* --json and --csv both given: prints the usage error and returns EXIT_USAGE. */
+int cli_json_csv_conflict(const char *command);
 
 /* Hex SHA-256 of a file (64 chars + NUL). */
 raddino_status cli_file_sha256(const char *path, char hex[65]);

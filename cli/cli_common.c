@@ -192,10 +192,45 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code)
     return cli_open_encoder_at(o, NULL, exit_code);
 }
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF), or 0 when the byte at p does not start one. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    if (p[0] < 0x80) return 1;
+    size_t n;
+    unsigned cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) n = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) n = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) n = 4, cp = p[0] & 0x07;
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;    /* also stops at the terminating NUL */
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* File names are bytes, and JSON text is UTF-8: a byte that is not part of valid UTF-8 is
+ * written as the lone surrogate \udcXX, as Python's "surrogateescape" error handler does, so
+ * every line parses and json.loads(...).encode("utf-8", "surrogateescape") gives the bytes
+ * back. */
 void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_sequence(p);
+        if (n == 0) {
+            fprintf(f, "\\udc%02x", *p++);
+            continue;
+        }
+        if (n > 1) {
+            fwrite(p, 1, n, f);
+            p += n;
+            continue;
+        }
         switch (*p) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
@@ -203,11 +238,26 @@ void cli_json_string(FILE *f, const char *s)
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
         default:
-            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
             else fputc(*p, f);
         }
+        p++;
     }
     fputc('"', f);
+}
+
+void cli_deprecated(const char *command, const char *old_spelling, const char *new_spelling)
+{
+    fprintf(stderr,
+            "raddino %s: warning: %s is deprecated, use %s (the old spelling goes in the next "
+            "release)\n",
+            command, old_spelling, new_spelling);
+}
+
+int cli_json_csv_conflict(const char *command)
+{
+    cli_error("%s: --json and --csv exclude each other: give one", command);
+    return EXIT_USAGE;
 }
 
 raddino_status cli_file_sha256(const char *path, char hex[65])

@@ -3,6 +3,7 @@
 #include "collection.h"
 #include "html_report.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,19 +11,25 @@
 #include <time.h>
 
 static const char cluster_usage[] =
-    "usage: raddino cluster [--db FILE] -k K|auto|A..B [--seed S] [--iters N] [--sample N]\n"
-    "                       [--exemplars N] [--json | --csv] [--html FILE]\n"
+    "usage: raddino cluster [--db FILE] --clusters K|auto|A..B [--redo N] [--seed S]\n"
+    "                       [--iters N] [--sample N] [--exemplars N] [--json | --csv]\n"
+    "                       [--html FILE]\n"
     "\n"
     "Groups the collection's images by spherical k-means on their L2-normalised CLS vectors\n"
     "(FAISS k-means, k-means++ seeding) and stores the result in the database (run, centroids,\n"
     "objective, every image's cluster and cosine distance to its centroid): 'raddino clusters'\n"
     "lists it again. Prints per cluster its size, spread (mean cosine distance to the centroid)\n"
-    "and the exemplars nearest the centroid. The same seed gives the same clusters.\n"
+    "and the exemplars nearest the centroid. k-means is restarted from different seeds and the\n"
+    "run with the lowest objective is kept; the objectives of all restarts are reported. The\n"
+    "same seed gives the same clusters.\n"
     "\n"
     "options:\n"
-    "  -k K               clusters; 'auto' tries k = 2..min(20, sqrt(N)), A..B tries A to B,\n"
-    "                     and keeps the k with the highest mean silhouette (cosine) on a\n"
-    "                     sample (--silhouette-sample, default 5000)\n"
+    "  --clusters K       clusters; 'auto' tries k = 2..min(20, sqrt(N)), A..B tries A to\n"
+    "                     B, and keeps the k with the highest mean silhouette (cosine) on a\n"
+    "                     sample (--silhouette-sample, default 5000). (-k K: old spelling)\n"
+    "  --redo N           k-means runs per k, seeds S, S+1, ...; the lowest objective is\n"
+    "                     kept (default: 10 when they fit a budget of 5e11 multiply-adds,\n"
+    "                     about 30 s on 2 cores, else as many as fit, at least 1)\n"
     "  --seed S           k-means seed (default 1234)\n"
     "  --iters N          Lloyd iterations (default 20)\n"
     "  --sample N         train on N vectors (default min(N, 256 k)); all are assigned\n"
@@ -57,7 +64,7 @@ typedef struct {
     const char *db;
     int k_min, k_max;       /* one k: equal */
     int k_auto;
-    uint64_t seed, iters, sample, silhouette_sample, exemplars, run_id;
+    uint64_t seed, iters, sample, silhouette_sample, exemplars, run_id, redo;
     int list;
     output_format format;
     const char *html;       /* --html FILE */
@@ -119,6 +126,45 @@ static void print_run_header(const raddino_store_cluster_run *r)
            r->n ? r->objective / (double)r->n : 0.0);
     if (isfinite(r->silhouette)) printf(", mean silhouette %.4f", r->silhouette);
     putchar('\n');
+}
+
+/* The spread of a run's k-means restarts, from its params_json ("restart_objectives"; runs
+ * stored before restarts existed have none: n = 0). */
+typedef struct {
+    int n;
+    double min, max, mean;
+} restart_spread;
+
+static restart_spread read_spread(const char *params)
+{
+    restart_spread s = {0, 0, 0, 0};
+    cJSON *root = cJSON_Parse(params);
+    const cJSON *objs = cJSON_GetObjectItemCaseSensitive(root, "restart_objectives");
+    if (cJSON_IsArray(objs) && cJSON_GetArraySize(objs) > 0) {
+        double sum = 0;
+        const cJSON *v;
+        s.min = INFINITY;
+        s.max = -INFINITY;
+        cJSON_ArrayForEach(v, objs) {
+            double x = cJSON_GetNumberValue(v);
+            s.min = x < s.min ? x : s.min;
+            s.max = x > s.max ? x : s.max;
+            sum += x;
+            s.n++;
+        }
+        s.mean = sum / s.n;
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+static void print_restarts(const char *params)
+{
+    restart_spread s = read_spread(params);
+    if (s.n > 0)
+        printf("best of %d k-means restart%s: objectives %.6g to %.6g (mean %.6g, worst/best "
+               "%.3f)\n", s.n, s.n == 1 ? "" : "s", s.min, s.max, s.mean,
+               s.min > 0 ? s.max / s.min : 1.0);
 }
 
 /* The members [b, e) of one cluster (sorted by distance): its size, spread, exemplars. */
@@ -335,10 +381,15 @@ static int show_run(raddino_store *db, int64_t run_id, const cluster_options *o)
                run.iterations, run.objective);
         if (isfinite(run.silhouette)) printf("%.6f", run.silhouette);
         else fputs("null", stdout);
+        restart_spread s = read_spread(params);
+        if (s.n > 0)
+            printf(", \"restarts\": %d, \"objective_min\": %.6f, \"objective_max\": %.6f, "
+                   "\"objective_mean\": %.6f", s.n, s.min, s.max, s.mean);
         printf(", \"generation\": %lld, \"params\": %s, \"clusters\": [",
                (long long)run.generation, params);
     } else {
         print_run_header(&run);
+        print_restarts(params);
         const char *reason = strstr(params, "\"reason\": \"");   /* written by params_json */
         if (reason) {
             reason += 11;
@@ -367,6 +418,7 @@ static int show_run(raddino_store *db, int64_t run_id, const cluster_options *o)
 typedef struct {
     int k;
     double silhouette, objective;
+    int restarts;
 } k_score;
 
 /* One k-means (and its silhouette when asked). */
@@ -379,6 +431,7 @@ static raddino_status run_kmeans(const float *v, size_t n, int dim, int k,
     p.seed = o->seed;
     p.iterations = (int)o->iters;
     p.sample = (size_t)o->sample;
+    p.restarts = (int)o->redo;
     raddino_status st = raddino_kmeans(v, n, dim, &p, res);
     *silhouette = NAN;
     if (!st.code && measure && k > 1)
@@ -390,9 +443,10 @@ static raddino_status run_kmeans(const float *v, size_t n, int dim, int k,
 
 /* The parameters and, for several k, the scores and the reason, as the run's params_json. */
 static char *params_json(const cluster_options *o, const k_score *tried, int n_tried, int best,
-                         size_t n)
+                         size_t n, const raddino_kmeans_result *r)
 {
-    size_t cap = 1024 + (size_t)n_tried * 192;   /* each tried k: under 100 bytes */
+    /* each tried k: under 120 bytes; each restart's objective: under 32 */
+    size_t cap = 1024 + (size_t)n_tried * 192 + (size_t)r->restarts * 32;
     char *j = malloc(cap);
     if (!j) return NULL;
     size_t len = 0;
@@ -402,17 +456,23 @@ static char *params_json(const cluster_options *o, const k_score *tried, int n_t
     else snprintf(kspec, sizeof kspec, "%d", o->k_min);
     len += (size_t)snprintf(j + len, cap - len,
                             "{\"k\": \"%s\", \"seed\": %llu, \"iterations\": %llu, "
-                            "\"sample\": %llu, \"silhouette_sample\": %llu, \"tried\": [",
+                            "\"sample\": %llu, \"silhouette_sample\": %llu, \"redo\": %llu, "
+                            "\"restarts\": %d, \"best_restart\": %d, \"restart_objectives\": [",
                             kspec, (unsigned long long)o->seed, (unsigned long long)o->iters,
                             (unsigned long long)o->sample,
-                            (unsigned long long)o->silhouette_sample);
+                            (unsigned long long)o->silhouette_sample,
+                            (unsigned long long)o->redo, r->restarts, r->best_run);
+    for (int i = 0; i < r->restarts; i++)
+        len += (size_t)snprintf(j + len, cap - len, "%s%.6f", i ? ", " : "", r->objectives[i]);
+    len += (size_t)snprintf(j + len, cap - len, "], \"tried\": [");
     for (int i = 0; i < n_tried; i++) {
         len += (size_t)snprintf(j + len, cap - len, "%s{\"k\": %d, \"silhouette\": ",
                                 i ? ", " : "", tried[i].k);
         len += (size_t)(isfinite(tried[i].silhouette)
                             ? snprintf(j + len, cap - len, "%.6f", tried[i].silhouette)
                             : snprintf(j + len, cap - len, "null"));
-        len += (size_t)snprintf(j + len, cap - len, ", \"objective\": %.6f}", tried[i].objective);
+        len += (size_t)snprintf(j + len, cap - len, ", \"objective\": %.6f, \"restarts\": %d}",
+                                tried[i].objective, tried[i].restarts);
     }
     size_t sample = o->silhouette_sample < n ? (size_t)o->silhouette_sample : n;
     if (n_tried > 1)
@@ -439,10 +499,11 @@ static raddino_status cluster_all(const float *v, size_t n, int dim, const clust
         double sil;
         st = run_kmeans(v, n, dim, k, o, 1, &r, &sil);
         if (st.code) break;
-        tried[*n_tried] = (k_score){k, sil, r.objective};
+        tried[*n_tried] = (k_score){k, sil, r.objective, r.restarts};
         if (several)
-            fprintf(stderr, "raddino cluster: k = %d: mean silhouette %.4f, objective %.4f\n", k,
-                    sil, r.objective);
+            fprintf(stderr,
+                    "raddino cluster: k = %d: mean silhouette %.4f, objective %.4f (best of %d)\n",
+                    k, sil, r.objective, r.restarts);
         if (*best_i < 0 || (isfinite(sil) && !(sil <= tried[*best_i].silhouette))) {
             if (*best_i >= 0) raddino_kmeans_result_free(best);
             *best = r;
@@ -527,7 +588,7 @@ static int run_cluster(const cluster_options *o)
         cli_status_error(&st);
         exit_code = EXIT_INPUT_FAILED;
     } else {
-        char *params = params_json(&eff, tried, n_tried, best_i, n);
+        char *params = params_json(&eff, tried, n_tried, best_i, n, &best);
         exit_code = params ? store_run(ci.db_path, &ci, &best, ids, params,
                                        tried[best_i].silhouette, &eff)
                            : EXIT_INPUT_FAILED;
@@ -556,7 +617,8 @@ static bool parse_k(const char *arg, cluster_options *o)
         if (end == second) a = 0;
     }
     if (end == arg || *end || a < 1 || b < a || b > 100000 || b - a > 1000) {
-        cli_error("-k: expected a number of clusters, auto, or a range such as 2..20, got '%s'",
+        cli_error("--clusters: expected a number of clusters, auto, or a range such as 2..20, "
+                  "got '%s'",
                   arg);
         return false;
     }
@@ -566,7 +628,7 @@ static bool parse_k(const char *arg, cluster_options *o)
 }
 
 enum { OPT_SEED = 0x400, OPT_ITERS, OPT_SAMPLE, OPT_SIL, OPT_EXEMPLARS, OPT_JSON, OPT_CSV,
-       OPT_RUN, OPT_LIST, OPT_DB, OPT_HTML };
+       OPT_RUN, OPT_LIST, OPT_DB, OPT_HTML, OPT_CLUSTERS, OPT_REDO };
 
 /* Options of both commands; `clusters` accepts only its own (checked by the caller). */
 static int parse_options(int argc, char **argv, cluster_options *o, const char *name,
@@ -575,6 +637,8 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
     static const struct option long_options[] = {
         {"db", required_argument, NULL, OPT_DB},
         {"seed", required_argument, NULL, OPT_SEED},
+        {"clusters", required_argument, NULL, OPT_CLUSTERS},
+        {"redo", required_argument, NULL, OPT_REDO},
         {"iters", required_argument, NULL, OPT_ITERS},
         {"sample", required_argument, NULL, OPT_SAMPLE},
         {"silhouette-sample", required_argument, NULL, OPT_SIL},
@@ -592,7 +656,12 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
     while ((opt = getopt_long(argc, argv, is_cluster ? "hk:" : "h", long_options, NULL)) != -1) {
         bool good = true;
         switch (opt) {
-        case 'k': good = parse_k(optarg, o); break;
+        case 'k':
+            cli_deprecated(name, "-k K", "--clusters K");
+            good = parse_k(optarg, o);
+            break;
+        case OPT_CLUSTERS: good = parse_k(optarg, o); break;
+        case OPT_REDO: good = cli_parse_u64("--redo", optarg, 100000, &o->redo); break;
         case OPT_DB: o->db = optarg; break;
         case OPT_SEED: good = cli_parse_u64("--seed", optarg, INT32_MAX, &o->seed); break;
         case OPT_ITERS: good = cli_parse_u64("--iters", optarg, 10000, &o->iters); break;
@@ -603,8 +672,14 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
         case OPT_EXEMPLARS:
             good = cli_parse_u64("--exemplars", optarg, 1000000, &o->exemplars);
             break;
-        case OPT_JSON: o->format = OUT_JSON; break;
-        case OPT_CSV: o->format = OUT_CSV; break;
+        case OPT_JSON:
+            if (o->format == OUT_CSV) return cli_json_csv_conflict(name);
+            o->format = OUT_JSON;
+            break;
+        case OPT_CSV:
+            if (o->format == OUT_JSON) return cli_json_csv_conflict(name);
+            o->format = OUT_CSV;
+            break;
         case OPT_RUN: good = cli_parse_u64("--run", optarg, INT64_MAX, &o->run_id); break;
         case OPT_LIST: o->list = 1; break;
         case OPT_HTML: o->html = optarg; break;
@@ -613,7 +688,8 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
         }
         bool foreign = (is_cluster && (opt == OPT_RUN || opt == OPT_LIST)) ||
                        (!is_cluster && (opt == OPT_SEED || opt == OPT_ITERS ||
-                                        opt == OPT_SAMPLE || opt == OPT_SIL));
+                                        opt == OPT_SAMPLE || opt == OPT_SIL ||
+                                        opt == OPT_CLUSTERS || opt == OPT_REDO));
         if (foreign || (!good && opt != 'k' && opt < OPT_SEED)) {
             cli_error("%s: unknown or incomplete option '%s' (see raddino %s --help)", name,
                       argv[optind - 1], name);
@@ -626,7 +702,7 @@ static int parse_options(int argc, char **argv, cluster_options *o, const char *
         return EXIT_USAGE;
     }
     if (is_cluster && !o->k_auto && !o->k_min) {
-        cli_error("cluster: -k K, auto or A..B is required (see raddino cluster --help)");
+        cli_error("cluster: --clusters K, auto or A..B is required (see raddino cluster --help)");
         return EXIT_USAGE;
     }
     return -1;

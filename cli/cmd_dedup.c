@@ -426,8 +426,14 @@ static int parse_dedup_options(int argc, char **argv, dedup_options *o)
                 return EXIT_USAGE;
             }
             break;
-        case OPT_JSON: o->format = OUT_JSON; break;
-        case OPT_CSV: o->format = OUT_CSV; break;
+        case OPT_JSON:
+            if (o->format == OUT_CSV) return cli_json_csv_conflict("dedup");
+            o->format = OUT_JSON;
+            break;
+        case OPT_CSV:
+            if (o->format == OUT_JSON) return cli_json_csv_conflict("dedup");
+            o->format = OUT_CSV;
+            break;
         case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(dedup_usage, stdout); return EXIT_OK;
         default:

@@ -119,8 +119,14 @@ static int parse_search_options(int argc, char **argv, search_options *o)
         case OPT_PATH: add_query(o, QUERY_PATH, optarg); break;
         case OPT_EXCLUDE_SELF: o->exclude_self = 1; break;
         case OPT_MIN_SCORE: if (!parse_score(optarg, &o->min_score)) return EXIT_USAGE; break;
-        case OPT_JSON: o->format = OUT_JSON; break;
-        case OPT_CSV: o->format = OUT_CSV; break;
+        case OPT_JSON:
+            if (o->format == OUT_CSV) return cli_json_csv_conflict("search");
+            o->format = OUT_JSON;
+            break;
+        case OPT_CSV:
+            if (o->format == OUT_JSON) return cli_json_csv_conflict("search");
+            o->format = OUT_CSV;
+            break;
         case OPT_HTML: o->html = optarg; break;
         case 'h': fputs(search_usage, stdout); return EXIT_OK;
         default:

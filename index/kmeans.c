@@ -204,13 +204,55 @@ static raddino_status assign_all(const float *vectors, size_t n, int dim, FaissI
     return st;
 }
 
+int raddino_kmeans_default_restarts(size_t n, int dim, const raddino_kmeans_params *params)
+{
+    raddino_kmeans_params p = params ? *params : raddino_kmeans_default_params();
+    size_t m = p.sample ? p.sample : 256 * (size_t)p.k;
+    if (m > n) m = n;
+    double iterations = p.iterations > 0 ? p.iterations : 20;
+    double cost = (iterations * (double)m + (double)n) * (double)p.k * (double)dim;
+    if (!(cost > 0)) return RADDINO_KMEANS_RESTARTS;
+    double fit = floor(RADDINO_KMEANS_BUDGET / cost);
+    return fit >= RADDINO_KMEANS_RESTARTS ? RADDINO_KMEANS_RESTARTS : fit < 1 ? 1 : (int)fit;
+}
+
+/* One run: sample, seed, train, assign every vector (the objective is over all n). */
+static raddino_status kmeans_once(const float *vectors, size_t n, int dim, size_t m,
+                                  const raddino_kmeans_params *p, raddino_kmeans_result *out)
+{
+    out->k = p->k;
+    out->dim = dim;
+    out->n = n;
+    out->n_train = m;
+    out->centroids = malloc((size_t)p->k * (size_t)dim * sizeof *out->centroids);
+    out->assignment = malloc(n * sizeof *out->assignment);
+    out->distance = malloc(n * sizeof *out->distance);
+    out->sizes = calloc((size_t)p->k, sizeof *out->sizes);
+    if (!out->centroids || !out->assignment || !out->distance || !out->sizes)
+        return index_error(RADDINO_ERR_NOMEM, "k-means: out of memory for %zu vectors", n);
+    size_t *rows;
+    float *x = NULL;
+    FaissIndex *assigner = NULL;
+    raddino_status st = index_sample_rows(n, m, p->seed, &rows);
+    if (!st.code) {
+        st = gather_rows(vectors, dim, rows, m, &x);
+        free(rows);
+    }
+    if (!st.code) st = train_centroids(x, m, dim, p, &assigner, out->centroids);
+    free(x);
+    if (!st.code) st = assign_all(vectors, n, dim, assigner, out);
+    if (assigner) faiss_Index_free(assigner);
+    return st;
+}
+
 raddino_status raddino_kmeans(const float *vectors, size_t n, int dim,
                               const raddino_kmeans_params *params, raddino_kmeans_result *out)
 {
     if (!out) return index_error(RADDINO_ERR_ARGUMENT, "k-means: no output");
     memset(out, 0, sizeof *out);
     raddino_kmeans_params p = params ? *params : raddino_kmeans_default_params();
-    if (!vectors || dim <= 0 || dim > 65536 || p.k < 1 || p.k > 1000000 || p.iterations < 0)
+    if (!vectors || dim <= 0 || dim > 65536 || p.k < 1 || p.k > 1000000 || p.iterations < 0 ||
+        p.restarts < 0 || p.restarts > 100000)
         return index_error(RADDINO_ERR_ARGUMENT, "k-means: bad arguments");
     if (n < (size_t)p.k)
         return index_error(RADDINO_ERR_ARGUMENT, "k-means: %zu vectors cannot make %d clusters",
@@ -221,31 +263,32 @@ raddino_status raddino_kmeans(const float *vectors, size_t n, int dim,
         return index_error(RADDINO_ERR_ARGUMENT, "k-means: a sample of %zu is fewer than k = %d",
                            m, p.k);
     omp_set_num_threads(index_threads(p.n_threads));
-    out->k = p.k;
-    out->dim = dim;
-    out->n = n;
-    out->n_train = m;
-    out->centroids = malloc((size_t)p.k * (size_t)dim * sizeof *out->centroids);
-    out->assignment = malloc(n * sizeof *out->assignment);
-    out->distance = malloc(n * sizeof *out->distance);
-    out->sizes = calloc((size_t)p.k, sizeof *out->sizes);
-    if (!out->centroids || !out->assignment || !out->distance || !out->sizes) {
+    int runs = p.restarts ? p.restarts : raddino_kmeans_default_restarts(n, dim, &p);
+    double *objectives = malloc((size_t)runs * sizeof *objectives);
+    if (!objectives) return index_error(RADDINO_ERR_NOMEM, "k-means: out of memory");
+    raddino_status st = index_ok();
+    for (int r = 0; r < runs && !st.code; r++) {
+        raddino_kmeans_params pr = p;
+        pr.seed = p.seed + (uint64_t)r;
+        raddino_kmeans_result one;
+        memset(&one, 0, sizeof one);
+        st = kmeans_once(vectors, n, dim, m, &pr, &one);
+        if (!st.code) objectives[r] = one.objective;
+        if (!st.code && (r == 0 || one.objective < out->objective)) {
+            raddino_kmeans_result_free(out);
+            *out = one;
+            out->best_run = r;
+        } else {
+            raddino_kmeans_result_free(&one);
+        }
+    }
+    if (st.code) {
+        free(objectives);
         raddino_kmeans_result_free(out);
-        return index_error(RADDINO_ERR_NOMEM, "k-means: out of memory for %zu vectors", n);
+        return st;
     }
-    size_t *rows;
-    float *x = NULL;
-    FaissIndex *assigner = NULL;
-    raddino_status st = index_sample_rows(n, m, p.seed, &rows);
-    if (!st.code) {
-        st = gather_rows(vectors, dim, rows, m, &x);
-        free(rows);
-    }
-    if (!st.code) st = train_centroids(x, m, dim, &p, &assigner, out->centroids);
-    free(x);
-    if (!st.code) st = assign_all(vectors, n, dim, assigner, out);
-    if (assigner) faiss_Index_free(assigner);
-    if (st.code) raddino_kmeans_result_free(out);
+    out->restarts = runs;
+    out->objectives = objectives;
     return st;
 }
 
@@ -256,6 +299,7 @@ void raddino_kmeans_result_free(raddino_kmeans_result *result)
     free(result->assignment);
     free(result->distance);
     free(result->sizes);
+    free(result->objectives);
     memset(result, 0, sizeof *result);
 }
 
