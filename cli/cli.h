@@ -73,7 +73,8 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
 /* Finds the model folder: --model, else --repo/--revision/--cache-dir in the cache when given,
  * else
  * $RADDINO_MODEL, else the Hugging Face cache. Prints the error and returns false on failure,
- * with *exit_code set (usage error when no model was named and the cache has none). */
+ * with *exit_code set (EXIT_INPUT_FAILED when no model is found, EXIT_USAGE only for options
+ * that contradict each other). */
 bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code);
 
 /* Opens the encoder named by the options (loc may be NULL); prints the error and returns NULL

@@ -148,8 +148,7 @@ bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *
                   "config.json, preprocessor_config.json and model.safetensors "
                   "(for RAD-DINO, the files of https://huggingface.co/microsoft/rad-dino)",
                   st.message);
-        *exit_code = EXIT_USAGE;
-        return false;
+        return false;   /* a failure, not a usage error: the command line may be right */
     }
     if (st.code) {
         cli_status_error(&st);

@@ -17,8 +17,9 @@ static const char embed_usage[] =
     "values of its CLS vector (or, with --json, a JSON line with the whole vector).\n"
     "\n"
     "options:\n"
-    "  --out FILE.npy     write the CLS vectors as an N x hidden float32 array, rows in\n"
-    "                     argument order (a row of NaN for an image that failed)\n"
+    "  --npy FILE         write the CLS vectors as an N x hidden float32 .npy, rows in\n"
+    "                     argument order (a row of NaN for an image that failed);\n"
+    "                     --out FILE / -o FILE: old spelling\n"
     "  --patches DIR      write DIR/NAME.npy per image: the patch tokens as [hidden, h, w]\n"
     "  --tokens DIR       write DIR/NAME.npy per image: all tokens [1 + h*w, hidden], CLS first\n"
     "                     (NAME is the file name without its extension; when two inputs share\n"
@@ -128,7 +129,8 @@ static raddino_status write_token_files(const embed_options *o, const raddino_mo
 static int parse_embed_options(int argc, char **argv, embed_options *o)
 {
     static const struct option long_options[] = {
-        {"out", required_argument, NULL, 'o'},   {"patches", required_argument, NULL, 'p'},
+        {"out", required_argument, NULL, 'o'},   {"npy", required_argument, NULL, 'n'},
+        {"patches", required_argument, NULL, 'p'},
         {"tokens", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},         CLI_MODEL_LONG_OPTIONS,
         {NULL, 0, NULL, 0}};
@@ -140,7 +142,11 @@ static int parse_embed_options(int argc, char **argv, embed_options *o)
             continue;
         }
         switch (opt) {
-        case 'o': o->out = optarg; break;
+        case 'o':
+            cli_deprecated("embed", "--out FILE", "--npy FILE");
+            o->out = optarg;
+            break;
+        case 'n': o->out = optarg; break;
         case 'p': o->patches_dir = optarg; break;
         case 'T': o->tokens_dir = optarg; break;
         case 'j': o->json = true; break;

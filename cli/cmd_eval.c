@@ -13,7 +13,7 @@
 #include <string.h>
 
 static const char eval_usage[] =
-    "usage: raddino eval [--db FILE] --labels FILE.csv [-k 1,5,10] [--group-column NAME]\n"
+    "usage: raddino eval [--db FILE] --labels FILE.csv [--at 1,5,10] [--group-column NAME]\n"
     "                    [--path-column NAME] [--label-column NAME] [--json]\n"
     "                    [--html FILE]\n"
     "\n"
@@ -29,7 +29,8 @@ static const char eval_usage[] =
     "\n"
     "options:\n"
     "  --labels FILE      the label CSV\n"
-    "  -k LIST            cut-offs (default 1,5,10)\n"
+    "  --at LIST          cut-offs k of P@k and recall@k (default 1,5,10; -k LIST: old\n"
+    "                     spelling)\n"
     "  --group-column C   exclude neighbours of the query's group (e.g. the same patient:\n"
     "                     near-duplicates of one person inflate the numbers). 'patient' is\n"
     "                     the column patient, patient_id, patientid or 'Patient ID', else,\n"
@@ -624,20 +625,21 @@ static bool parse_ks(const char *arg, eval_options *o)
         char *end;
         long k = strtol(p, &end, 10);
         if (end == p || k < 1 || k > 100000 || o->n_ks == MAX_KS || (*end && *end != ',')) {
-            cli_error("-k: expected a comma-separated list of cut-offs such as 1,5,10 "
+            cli_error("--at: expected a comma-separated list of cut-offs such as 1,5,10 "
                       "(at most %d), got '%s'", MAX_KS, arg);
             return false;
         }
         o->ks[o->n_ks++] = (int)k;
         p = *end ? end + 1 : end;
     }
-    if (!o->n_ks) cli_error("-k: empty list");
+    if (!o->n_ks) cli_error("--at: empty list");
     return o->n_ks > 0;
 }
 
 static int parse_eval_options(int argc, char **argv, eval_options *o)
 {
-    enum { OPT_LABELS = 0x400, OPT_GROUP, OPT_PATHCOL, OPT_LABELCOL, OPT_JSON, OPT_DB, OPT_HTML };
+    enum { OPT_LABELS = 0x400, OPT_GROUP, OPT_PATHCOL, OPT_LABELCOL, OPT_JSON, OPT_DB, OPT_HTML,
+           OPT_AT };
     static const struct option long_options[] = {
         {"db", required_argument, NULL, OPT_DB},
         {"labels", required_argument, NULL, OPT_LABELS},
@@ -646,13 +648,18 @@ static int parse_eval_options(int argc, char **argv, eval_options *o)
         {"label-column", required_argument, NULL, OPT_LABELCOL},
         {"json", no_argument, NULL, OPT_JSON},
         {"html", required_argument, NULL, OPT_HTML},
+        {"at", required_argument, NULL, OPT_AT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "hk:", long_options, NULL)) != -1) {
         switch (opt) {
-        case 'k': if (!parse_ks(optarg, o)) return EXIT_USAGE; break;
+        case 'k':
+            cli_deprecated("eval", "-k LIST", "--at LIST");
+            if (!parse_ks(optarg, o)) return EXIT_USAGE;
+            break;
+        case OPT_AT: if (!parse_ks(optarg, o)) return EXIT_USAGE; break;
         case OPT_DB: o->db = optarg; break;
         case OPT_LABELS: o->labels = optarg; break;
         case OPT_GROUP: o->group_column = optarg; break;

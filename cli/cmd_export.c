@@ -1,5 +1,6 @@
 /* cmd_export.c — raddino export: all vectors as one N x dim float32 .npy, exactly as stored,
- * and the matching "id,path" CSV in the same row order (image id order). */
+ * and the matching "id,path" CSV in the same row order (image id order), on stdout with --csv
+ * (the switch every command's --csv is), or, with the old spelling --csv FILE, into FILE. */
 #include "cli.h"
 #include "npy.h"
 #include "raddino_store.h"
@@ -11,15 +12,16 @@
 #include <unistd.h>
 
 static const char export_usage[] =
-    "usage: raddino export --npy FILE [--csv PATHS.csv] [--db FILE]\n"
+    "usage: raddino export --npy FILE [--csv] [--db FILE]\n"
     "\n"
     "Writes every vector of the database as an N x dim float32 .npy (the stored values,\n"
-    "bit for bit), rows in image id order, and with --csv the matching list of images\n"
-    "(header 'id,path', same order). For numpy: np.load(FILE).\n"
+    "bit for bit), rows in image id order, and with --csv the matching list of images on\n"
+    "stdout (header 'id,path', same order). For numpy: np.load(FILE).\n"
     "\n"
     "options:\n"
     "  --npy FILE         the vectors\n"
-    "  --csv FILE         the image id and path of each row\n"
+    "  --csv              the image id and path of each row, as CSV on stdout\n"
+    "                     (--csv FILE: old spelling, writes FILE)\n"
     CLI_DB_HELP
     "  -h, --help         this help\n";
 
@@ -80,7 +82,10 @@ static int export_all(raddino_store *db, const char *npy_path, const char *csv_p
     int64_t shape[2] = {s.vectors, s.dim};
     if (!st.code) st = npy_writer_open(&e.npy, npy_path, 2, shape);
     char csv_tmp[4096];
-    if (!st.code && csv_path && !(e.csv = open_csv(csv_path, csv_tmp, sizeof csv_tmp))) {
+    if (!st.code && csv_path && !strcmp(csv_path, "-")) {
+        e.csv = stdout;
+        fputs("id,path\n", stdout);
+    } else if (!st.code && csv_path && !(e.csv = open_csv(csv_path, csv_tmp, sizeof csv_tmp))) {
         npy_writer_abort(&e.npy);
         raddino_store_read_end(db);
         return EXIT_INPUT_FAILED;
@@ -90,7 +95,8 @@ static int export_all(raddino_store *db, const char *npy_path, const char *csv_p
     raddino_store_read_end(db);
     if (!st.code) st = npy_writer_finish(&e.npy);
     else npy_writer_abort(&e.npy);
-    bool csv_ok = !e.csv || finish_csv(e.csv, csv_tmp, csv_path, !st.code);
+    bool csv_ok = !e.csv || (e.csv == stdout ? fflush(stdout) == 0 && !ferror(stdout)
+                                             : finish_csv(e.csv, csv_tmp, csv_path, !st.code));
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
@@ -102,16 +108,20 @@ int cmd_export(int argc, char **argv)
 {
     static const struct option long_options[] = {
         {"db", required_argument, NULL, 'd'},  {"npy", required_argument, NULL, 'n'},
-        {"csv", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {"csv", optional_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *db_option = NULL, *npy_path = NULL, *csv_path = NULL;
+    bool csv = false;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         switch (opt) {
         case 'd': db_option = optarg; break;
         case 'n': npy_path = optarg; break;
-        case 'c': csv_path = optarg; break;
+        case 'c':
+            csv = true;
+            csv_path = optarg;  /* --csv=FILE: the old spelling */
+            break;
         case 'h': fputs(export_usage, stdout); return EXIT_OK;
         default:
             cli_error("export: unknown or incomplete option '%s' (see raddino export --help)",
@@ -119,6 +129,11 @@ int cmd_export(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    /* The old spelling `--csv FILE`: export takes no arguments, so one left over after --csv is
+     * that FILE. */
+    if (csv && !csv_path && optind == argc - 1) csv_path = argv[optind++];
+    if (csv && csv_path) cli_deprecated("export", "--csv FILE", "--csv > FILE");
+    if (csv && !csv_path) csv_path = "-";
     if (optind < argc || !npy_path) {
         cli_error("export: %s (see raddino export --help)",
                   optind < argc ? "unexpected argument" : "--npy FILE is required");

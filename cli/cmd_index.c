@@ -640,7 +640,11 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
     if (x->progress_drawn) fputs("\r\033[K", stderr);
     if (exit_code < 0) {
         print_summary(x);
-        exit_code = interrupted ? 130 : w.errors ? EXIT_INPUT_FAILED : EXIT_OK;
+        /* Files that failed in this run make the run fail (README, "Exit status"); those
+         * recorded by earlier runs and unchanged since count as unchanged. */
+        exit_code = interrupted                      ? 130
+                    : w.errors || x->counts.failed ? EXIT_INPUT_FAILED
+                                                   : EXIT_OK;
     }
     free(todo);
     index_hash_set_free(&known);

@@ -7,15 +7,16 @@
 #include <string.h>
 
 static const char index_info_usage[] =
-    "usage: raddino index-info [--db FILE] [--index-type T] [--sample N] [--json]\n"
+    "usage: raddino index-info [--db FILE] [--index-type T] [--recall-queries N] [--json]\n"
     "\n"
     "Describes the collection's search index (DB.faiss), building or refreshing it first when\n"
     "the collection changed: type, vectors, dimension, memory, search parameters, and for\n"
     "approximate types recall@10 against exact search for N stored vectors as queries.\n"
     "\n"
     "options:\n"
-    "  --sample N         queries for the recall measurement (default 200)\n"
-    "  --seed S           their choice (default 1)\n"
+    "  --recall-queries N  stored vectors used as queries for the recall measurement\n"
+    "                     (default 200; --sample N: old spelling)\n"
+    "  --seed S           their choice (default 1234)\n"
     "  --json             one JSON object\n"
     CLI_COLLECTION_HELP
     "  -h, --help         this help\n";
@@ -28,9 +29,10 @@ typedef struct {
 
 static int parse_info_options(int argc, char **argv, info_options *o)
 {
-    enum { OPT_SAMPLE = 0x400, OPT_SEED, OPT_JSON };
+    enum { OPT_SAMPLE = 0x400, OPT_SEED, OPT_JSON, OPT_RECALL_QUERIES };
     static const struct option long_options[] = {
         {"sample", required_argument, NULL, OPT_SAMPLE},
+        {"recall-queries", required_argument, NULL, OPT_RECALL_QUERIES},
         {"seed", required_argument, NULL, OPT_SEED},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, 'h'},
@@ -45,7 +47,12 @@ static int parse_info_options(int argc, char **argv, info_options *o)
         }
         switch (opt) {
         case OPT_SAMPLE:
+            cli_deprecated("index-info", "--sample N", "--recall-queries N");
             if (!cli_parse_u64("--sample", optarg, 1000000, &o->sample)) return EXIT_USAGE;
+            break;
+        case OPT_RECALL_QUERIES:
+            if (!cli_parse_u64("--recall-queries", optarg, 1000000, &o->sample))
+                return EXIT_USAGE;
             break;
         case OPT_SEED:
             if (!cli_parse_u64("--seed", optarg, UINT64_MAX, &o->seed)) return EXIT_USAGE;
@@ -118,7 +125,7 @@ int cmd_index_info(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.coll.params = raddino_collection_default_params();
     o.sample = 200;
-    o.seed = 1;
+    o.seed = 1234;  /* the one default seed of every command */
     int exit_code = parse_info_options(argc, argv, &o);
     if (exit_code >= 0) return exit_code;
     raddino_collection *c = cli_open_collection(&o.coll, &exit_code);

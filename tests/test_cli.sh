@@ -32,7 +32,7 @@ stderr_has "--threads" "bad --threads names the option"
 expect 2 "bad --precision" -- "$RADDINO" embed --model "$TINY" --precision bf32 "$IMG/gray8_1x1.png"
 stderr_has "--precision" "bad --precision names the option"
 expect 0 "--precision bf16" -- "$RADDINO" embed --model "$TINY" --precision bf16 "$IMG/gray8_1x1.png"
-expect 2 "no model" -- "$RADDINO" embed "$IMG/gray8_1x1.png"
+expect 1 "no model" -- "$RADDINO" embed "$IMG/gray8_1x1.png"
 stderr_has "RADDINO_MODEL" "no model says how to give one"
 expect 1 "missing model folder" -- "$RADDINO" embed --model "$TMP/nothing" "$IMG/gray8_1x1.png"
 stderr_has "raddino: $TMP/nothing:" "missing model folder named"
@@ -40,7 +40,7 @@ stderr_has "raddino: $TMP/nothing:" "missing model folder named"
 # --- embed ---
 X1=$IMG/xray_nih_00000075_000.png
 X2=$IMG/rgb8_640x480.jpg
-expect 0 "embed two images" -- "$RADDINO" embed --model "$TINY" --out "$TMP/cls.npy" \
+expect 0 "embed two images" -- "$RADDINO" embed --model "$TINY" --npy "$TMP/cls.npy" \
     --patches "$TMP/patches" --tokens "$TMP/tokens" "$X1" "$X2"
 [ "$(wc -l <"$TMP/out")" -eq 2 ] && ok || fail "embed prints one line per image"
 stdout_has "$X1" "embed line names the image"
@@ -73,7 +73,7 @@ expect 0 "same names" -- "$RADDINO" embed --model "$TINY" --tokens "$TMP/same" "
 
 # A bad file among good ones: one error line naming it, the rest embedded, exit 1, NaN row.
 printf 'garbage' >"$TMP/bad.png"
-expect 1 "embed with a bad file" -- "$RADDINO" embed --model "$TINY" --out "$TMP/mixed.npy" "$X1" "$TMP/bad.png" "$X2"
+expect 1 "embed with a bad file" -- "$RADDINO" embed --model "$TINY" --npy "$TMP/mixed.npy" "$X1" "$TMP/bad.png" "$X2"
 stderr_has "raddino: $TMP/bad.png:" "bad file named in the error"
 [ "$(wc -l <"$TMP/err")" -eq 1 ] && ok || fail "exactly one error line"
 [ "$(wc -l <"$TMP/out")" -eq 2 ] && ok || fail "good files still embedded"

@@ -79,17 +79,18 @@ synth "$DB" "$TMP/planted.py"
 
 expect 0 "cluster --help" -- "$RADDINO" cluster --help
 expect 2 "cluster without -k" -- "$RADDINO" cluster --db "$DB"
-expect 2 "cluster bad -k" -- "$RADDINO" cluster --db "$DB" -k 5..2
+expect 2 "cluster bad -k" -- "$RADDINO" cluster --db "$DB" --clusters 5..2
 expect 2 "clusters takes no -k" -- "$RADDINO" clusters --db "$DB" -k 3
 expect 1 "clusters before any run" -- "$RADDINO" clusters --db "$DB"
 stderr_has "no cluster runs" "no runs yet"
-expect 1 "more clusters than images" -- "$RADDINO" cluster --db "$DB" -k 1000
+expect 1 "more clusters than images" -- "$RADDINO" cluster --db "$DB" --clusters 1000
 
-expect 0 "cluster -k 5" -- "$RADDINO" cluster --db "$DB" -k 5 --seed 3 --csv
+expect 0 "cluster -k 5" -- "$RADDINO" cluster --db "$DB" --clusters 5 --seed 3 --csv
 cp "$TMP/out" "$TMP/k5a.csv"
-expect 0 "cluster -k 5 again" -- "$RADDINO" cluster --db "$DB" -k 5 --seed 3 --csv
+expect 0 "cluster -k 5 again" -- "$RADDINO" cluster --db "$DB" --clusters 5 --seed 3 --csv
 cmp -s "$TMP/out" "$TMP/k5a.csv" && ok || fail "same seed, same clusters"
-expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/p.npy" --csv "$TMP/p.csv"
+expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/p.npy" --csv
+cp "$TMP/out" "$TMP/p.csv"
 $PY - "$TMP/k5a.csv" "$TMP/p.npy" "$TMP/p.csv" <<'PYEOF' && ok || fail "planted clusters recovered"
 import csv, sys
 import numpy as np
@@ -133,7 +134,7 @@ PYEOF
 
 expect 0 "clusters lists the latest run again" -- "$RADDINO" clusters --db "$DB" --csv
 cmp -s "$TMP/out" "$TMP/k5a.csv" && ok || fail "clusters --csv = cluster --csv"
-expect 0 "cluster --json" -- "$RADDINO" cluster --db "$DB" -k 5 --seed 3 --json --exemplars 2
+expect 0 "cluster --json" -- "$RADDINO" cluster --db "$DB" --clusters 5 --seed 3 --json --exemplars 2
 $PY - "$TMP/out" <<'PYEOF' && ok || { fail "cluster --json"; cat "$TMP/out"; }
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -150,10 +151,10 @@ assert r["silhouette"] > 0.5, r["silhouette"]
 PYEOF
 RUN=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['run'])" "$TMP/out")
 
-expect 0 "cluster -k auto" -- "$RADDINO" cluster --db "$DB" -k auto --seed 3
+expect 0 "cluster -k auto" -- "$RADDINO" cluster --db "$DB" --clusters auto --seed 3
 grep -q "^k = 5 has the highest mean silhouette" "$TMP/out" && ok || { fail "auto picks k = 5"; head -3 "$TMP/out"; }
 grep -c "mean silhouette" "$TMP/err" | grep -qx 16 && ok || { fail "auto tries k = 2..17"; cat "$TMP/err"; }
-expect 0 "cluster -k 2..8" -- "$RADDINO" cluster --db "$DB" -k 2..8 --json
+expect 0 "cluster -k 2..8" -- "$RADDINO" cluster --db "$DB" --clusters 2..8 --json
 $PY - "$TMP/out" <<'PYEOF' && ok || { fail "range picks k = 5"; cat "$TMP/out"; }
 import json, sys
 r = json.loads(open(sys.argv[1]).read())
@@ -224,7 +225,7 @@ synth "$EDB" "$TMP/eval.py"
 # labels: 1 A g1, 2 A g1, 3 B g2, 4 A g2, 5 B g3 (a comma in its name), 6 B g3; CRLF; an
 # unknown image; a quoted label; a row without a label (ignored).
 printf 'file,"finding",patient_id\r\nimg1.png,A,g1\r\nimg2,A,g1\r\n/synthetic/img3.png,B,g2\r\nimg4.png,"A",g2\r\n"img,5.png",B,g3\r\nimg6.png,B,g3\r\nnothere.png,A,g9\r\nimg1.png,,g1\r\n' >"$TMP/labels.csv"
-expect 0 "eval --json" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" -k 1,3 --json
+expect 0 "eval --json" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" --at 1,3 --json
 $PY - "$TMP/out" <<'PYEOF' && ok || { fail "eval = hand computation"; cat "$TMP/out"; }
 import json, sys
 r = json.loads(open(sys.argv[1]).read())
@@ -246,7 +247,7 @@ assert abs(o["mAP"] - (4 * 5/6 + 7/12 + 0.325) / 6) < 1e-6, o
 assert r["queries"] == 6 and r["labelled"] == 6 and r["unmatched_rows"] == 1, r
 assert r["csv_rows"] == 8 and r["incomplete_rows"] == 1 and r["skipped"] == 0, r
 PYEOF
-expect 0 "eval --group-column patient" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" -k 1,3 --json --group-column patient
+expect 0 "eval --group-column patient" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" --at 1,3 --json --group-column patient
 $PY - "$TMP/out" <<'PYEOF' && ok || { fail "eval excludes the query's group"; cat "$TMP/out"; }
 import json, sys
 r = json.loads(open(sys.argv[1]).read())
@@ -258,10 +259,10 @@ assert abs(o["P@1"] - 1/6) < 1e-6, o
 assert abs(o["mAP"] - (0.5 + 0.5 + 1 + 5/12 + 0.5 + 0.5) / 6) < 1e-6, o
 assert abs(r["per_label"]["A"]["recall@1"] - 1/6) < 1e-6, r["per_label"]["A"]
 PYEOF
-expect 0 "eval table" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" -k 1,3
+expect 0 "eval table" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" --at 1,3
 grep -q "^overall *6 *0.6667 *0.5556" "$TMP/out" && ok || { fail "eval table"; cat "$TMP/out"; }
 expect 2 "eval without --labels" -- "$RADDINO" eval --db "$EDB"
-expect 2 "eval bad -k" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" -k 1,x
+expect 2 "eval bad -k" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/labels.csv" --at 1,x
 expect 1 "eval missing CSV" -- "$RADDINO" eval --db "$EDB" --labels "$TMP/none.csv"
 stderr_has "$TMP/none.csv:" "missing CSV named"
 printf 'file,label\nimg1.png,"A\n' >"$TMP/bad.csv"

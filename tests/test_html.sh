@@ -156,7 +156,7 @@ unset IFS
 # ---- cluster / clusters ----
 # k = 3 sections + the map; fewer images than the 12 exemplars shown, so every image appears,
 # and the map has one point per image. clusters --html shows the stored run again.
-expect 0 "cluster --html" -- "$RADDINO" cluster --db "$DB" -k 3 --html "$TMP/c.html"
+expect 0 "cluster --html" -- "$RADDINO" cluster --db "$DB" --clusters 3 --html "$TMP/c.html"
 expect 0 "clusters --csv" -- "$RADDINO" clusters --db "$DB" --csv
 alts=$($PY -c '
 import csv, sys

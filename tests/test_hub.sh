@@ -190,7 +190,7 @@ expect 0 "offline embed" -- env HF_HUB_OFFLINE=1 HF_HUB_CACHE="$C1" "$RADDINO" e
 check "offline: no request reached the server" -- no_requests_since_mark
 
 # --- nothing anywhere, and a damaged cache ---
-expect 2 "no model at all" -- env HF_HUB_CACHE="$TMP/empty" "$RADDINO" embed "$IMG"
+expect 1 "no model at all" -- env HF_HUB_CACHE="$TMP/empty" "$RADDINO" embed "$IMG"
 stderr_has "raddino model fetch" "no model suggests fetch"
 stderr_has "RADDINO_MODEL" "no model mentions RADDINO_MODEL"
 printf 'not a commit' >"$REPO1/refs/main"

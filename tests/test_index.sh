@@ -66,14 +66,14 @@ expect 2 "index bad --jobs" -- "$RADDINO" index --db "$TMP/u.db" --jobs 0 "$C"
 expect 2 "export without --npy" -- "$RADDINO" export --db "$TMP/u.db"
 expect 1 "stats on a missing database" -- "$RADDINO" stats --db "$TMP/missing.db"
 stderr_has "raddino: $TMP/missing.db:" "missing database named"
-expect 2 "index without a model" -- env -u RADDINO_MODEL "$RADDINO" index --db "$TMP/nomodel.db" "$C"
+expect 1 "index without a model" -- env -u RADDINO_MODEL "$RADDINO" index --db "$TMP/nomodel.db" "$C"
 [ ! -e "$TMP/nomodel.db" ] && ok || fail "no database created without a model"
 expect 1 "index a missing PATH" -- "$RADDINO" index --db "$TMP/u.db" "$TMP/nothing"
 stderr_has "raddino: $TMP/nothing:" "missing PATH named"
 
 # --- first run embeds all, second none ---
 DB=$TMP/a.db
-expect 0 "first run" -- "$RADDINO" index --db "$DB" --json --jobs 3 "$C"
+expect 1 "first run (3 files fail: exit 1)" -- "$RADDINO" index --db "$DB" --json --jobs 3 "$C"
 counts "first run" added=10 updated=0 reused=0 unchanged=0 failed=3 removed=0 ignored=1
 stderr_has "truncated.png" "failure named on stderr"
 stderr_has "$C/scan.dcm: $SCAN_REASON" "garbage DICOM: the decoder's reason"
@@ -200,7 +200,7 @@ expect 1 "patients: another --window" -- "$RADDINO" index --db "$TMP/p1.db" --wi
 stderr_has "--reembed" "another window is another model"
 
 # --- the vectors are the encoder's: same as raddino embed ---
-expect 0 "embed one for comparison" -- "$RADDINO" embed --out "$TMP/a.npy" "$C/a.png"
+expect 0 "embed one for comparison" -- "$RADDINO" embed --npy "$TMP/a.npy" "$C/a.png"
 $PY - "$DB" "$C/a.png" "$TMP/a.npy" <<'PYEOF' && ok || fail "stored vector equals raddino embed's"
 import sqlite3, sys, numpy as np
 con = sqlite3.connect(sys.argv[1])
@@ -234,7 +234,7 @@ cp "$S/a.png" "$S/z.png"
 cp "$IMG/gray8_518x518.png" "$S/a.png"
 expect 0 "swap: second" -- "$RADDINO" index --db "$TMP/swap.db" --json "$S"
 counts "content moved to a new name while its old file changed" updated=1 added=1 reused=0
-expect 0 "swap: embed" -- "$RADDINO" embed --out "$TMP/swap.npy" "$S/z.png"
+expect 0 "swap: embed" -- "$RADDINO" embed --npy "$TMP/swap.npy" "$S/z.png"
 $PY - "$TMP/swap.db" "$S/z.png" "$TMP/swap.npy" <<'PYEOF' && ok || fail "swap: vector"
 import sqlite3, sys, numpy as np
 con = sqlite3.connect(sys.argv[1])
@@ -268,7 +268,8 @@ grep -q "^images: *10: 7 ok, 3 failed" "$TMP/out" && ok || { fail "stats text"; 
 grep -q "^dicom: *5: 3 CR, 2 DX$" "$TMP/out" && ok || { fail "stats text: DICOM"; cat "$TMP/out"; }
 
 # --- export ---
-expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/x.npy" --csv "$TMP/x.csv"
+expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/x.npy" --csv
+cp "$TMP/out" "$TMP/x.csv"
 $PY - "$DB" "$TMP/x.npy" "$TMP/x.csv" <<'PYEOF' && ok || fail "export equals the stored vectors"
 import csv, sqlite3, sys, numpy as np
 con = sqlite3.connect(sys.argv[1])
@@ -284,7 +285,7 @@ assert [(int(a), b) for a, b in lines[1:]] == [(i, p) for i, p, _ in rows]
 PYEOF
 
 # --- exclusions ---
-expect 0 "exclude" -- "$RADDINO" index --db "$TMP/ex.db" --json --exclude '*.jpg' --exclude scan.dcm "$C"
+expect 1 "exclude (failed files left: exit 1)" -- "$RADDINO" index --db "$TMP/ex.db" --json --exclude '*.jpg' --exclude scan.dcm "$C"
 counts "--exclude" added=6 failed=2 reused=0
 
 # --- a killed run resumes to the same state as an uninterrupted one ---
@@ -296,7 +297,7 @@ for f in gray8_300x400.png gray8_518x518.png rgb8_640x480.jpg palette8_400x320.p
 done
 cp "$K/gray8_300x400.png" "$K/zz-copy.png"
 cp "$C/truncated.png" "$K/truncated.png"
-expect 0 "uninterrupted run" -- "$RADDINO" index --db "$TMP/whole.db" --batch 3 --quiet "$K"
+expect 1 "uninterrupted run (with failed files)" -- "$RADDINO" index --db "$TMP/whole.db" --batch 3 --quiet "$K"
 RADDINO_TEST_KILL_AFTER=5 "$RADDINO" index --db "$TMP/killed.db" --batch 3 --quiet "$K" \
     >/dev/null 2>&1
 got=$?
@@ -308,7 +309,7 @@ assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 3   # one batch of 3
 assert con.execute("SELECT finished FROM runs").fetchall() == [(None,)]
 PYEOF
-expect 0 "resumed run" -- "$RADDINO" index --db "$TMP/killed.db" --batch 3 --json "$K"
+expect 1 "resumed run (with failed files)" -- "$RADDINO" index --db "$TMP/killed.db" --batch 3 --json "$K"
 counts "resumed run does the rest" unchanged=3 added=5 reused=1 failed=1
 $PY - "$TMP/whole.db" "$TMP/killed.db" <<'PYEOF' && ok || fail "killed+resumed equals uninterrupted"
 import sqlite3, sys

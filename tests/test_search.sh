@@ -61,7 +61,8 @@ N=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELE
 [ "$N" -eq 15 ] && ok || fail "15 vectors stored, got $N"
 
 # --- exact search = brute force; every image first in its own results ---
-expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/v.npy" --csv "$TMP/v.csv"
+expect 0 "export" -- "$RADDINO" export --db "$DB" --npy "$TMP/v.npy" --csv
+cp "$TMP/out" "$TMP/v.csv"
 IDS=$(tail -n +2 "$TMP/v.csv" | cut -d, -f1 | sed 's/^/--id /' | tr '\n' ' ')
 # shellcheck disable=SC2086
 expect 0 "search every image (one batch)" -- "$RADDINO" search --db "$DB" -k 5 --json $IDS
