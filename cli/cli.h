@@ -3,6 +3,7 @@
 #define RADDINO_CLI_H
 
 #include "raddino_encoder.h"
+#include "raddino_store.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,15 +22,25 @@ typedef struct {
     int precision;          /* --precision fp32|bf16 (raddino_precision) */
     int window;             /* --window: raddino_window_mode */
     double window_center, window_width;
+    /* The model the collection recorded (cli_read_model_origin), used when no model option
+     * and no $RADDINO_MODEL names one; NULL: none. recorded_db names the database. */
+    const raddino_store_model_origin *recorded;
+    const char *recorded_db;
 } cli_model_options;
 
 /* Where the model folder came from. */
-typedef enum { CLI_MODEL_FROM_FLAG, CLI_MODEL_FROM_ENV, CLI_MODEL_FROM_CACHE } cli_model_source;
+typedef enum {
+    CLI_MODEL_FROM_FLAG,
+    CLI_MODEL_FROM_ENV,
+    CLI_MODEL_FROM_CACHE,
+    CLI_MODEL_FROM_DB       /* the place the collection recorded */
+} cli_model_source;
 
 typedef struct {
     cli_model_source source;
     char dir[RADDINO_PATH_MAX];
     raddino_hub_model hub;  /* source == CLI_MODEL_FROM_CACHE */
+    char weights_sha256[65];    /* set by cli_open_encoder_at when it hashed the weights */
 } cli_model_location;
 
 /* Option codes above any letter, so that commands keep their letters free. */
@@ -71,14 +82,15 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     "                     linear function); default: min-max of the image\n"
 
 /* Finds the model folder: --model, else --repo/--revision/--cache-dir in the cache when given,
- * else
- * $RADDINO_MODEL, else the Hugging Face cache. Prints the error and returns false on failure,
+ * else $RADDINO_MODEL, else the place the collection recorded (o->recorded: its folder, else
+ * its repository and commit in the environment's hub cache), else the Hugging Face cache. Prints the error and returns false on failure,
  * with *exit_code set (EXIT_INPUT_FAILED when no model is found, EXIT_USAGE only for options
  * that contradict each other). */
 bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code);
 
 /* Opens the encoder named by the options (loc may be NULL); prints the error and returns NULL
- * on failure, with *exit_code set. */
+ * on failure, with *exit_code set. A model found where the collection recorded it must have
+ * the recorded weights (sha256), else it is refused with a message saying what changed. */
 raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_location *loc,
                                      int *exit_code);
 raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
@@ -108,6 +120,15 @@ int cli_json_csv_conflict(const char *command);
 
 /* Hex SHA-256 of a file (64 chars + NUL). */
 raddino_status cli_file_sha256(const char *path, char hex[65]);
+
+/* Reads the model origin recorded in the database at db_path into *origin when there is one
+ * (true); false when the database does not exist, has none, or cannot be read (no message:
+ * the command then looks for the model as it would without a database). */
+bool cli_read_model_origin(const char *db_path, raddino_store_model_origin *origin);
+
+/* Fills *origin for the model at loc whose weights hash to sha256 (the indexer records it). */
+void cli_model_origin_from(const cli_model_options *o, const cli_model_location *loc,
+                           const char *sha256, raddino_store_model_origin *origin);
 
 /* The database a command uses: --db, else $RADDINO_DB, else raddino.db in the current folder. */
 const char *cli_db_path(const char *option);

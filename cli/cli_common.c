@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -119,6 +121,32 @@ static bool copy_dir(cli_model_location *loc, const char *dir)
     return true;
 }
 
+/* The model where the collection recorded it: its folder, else (a hub cache that moved, e.g.
+ * another $HF_HOME) the same repository and commit in the environment's cache. */
+static bool locate_recorded(const cli_model_options *o, cli_model_location *loc)
+{
+    const raddino_store_model_origin *r = o->recorded;
+    loc->source = CLI_MODEL_FROM_DB;
+    char config[RADDINO_PATH_MAX + 16];
+    snprintf(config, sizeof config, "%s/config.json", r->folder);
+    if (access(config, R_OK) == 0) return copy_dir(loc, r->folder);
+    int err = errno;
+    if (r->repository[0] && r->commit[0] &&
+        !raddino_hub_find(NULL, r->repository, r->commit, &loc->hub).code)
+        return copy_dir(loc, loc->hub.model_dir);
+    char where[RADDINO_PATH_MAX + 512];
+    if (r->repository[0])
+        snprintf(where, sizeof where, "%s (%s at commit %s), and that commit is not in the "
+                 "Hugging Face cache either", r->folder, r->repository,
+                 r->commit[0] ? r->commit : "?");
+    else
+        snprintf(where, sizeof where, "%s", r->folder);
+    cli_error("%s: the collection's model was found at %s, which is not there any more (%s): "
+              "name the model with --model DIR (or RADDINO_MODEL)",
+              o->recorded_db ? o->recorded_db : "database", where, strerror(err));
+    return false;
+}
+
 bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *exit_code)
 {
     memset(loc, 0, sizeof *loc);
@@ -140,6 +168,7 @@ bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *
         loc->source = CLI_MODEL_FROM_ENV;
         return copy_dir(loc, env);
     }
+    if (!hub_flags && o->recorded && o->recorded->folder[0]) return locate_recorded(o, loc);
     loc->source = CLI_MODEL_FROM_CACHE;
     raddino_status st = raddino_hub_find(o->cache_dir, o->repo, o->revision, &loc->hub);
     if (st.code == RADDINO_ERR_NOT_FOUND && !o->repo && !o->revision) {
@@ -171,6 +200,8 @@ raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_locat
     params.window_center = o->window_center;
     params.window_width = o->window_width;
     params.weights = o->weights;
+    if (loc->source == CLI_MODEL_FROM_DB && !o->weights && o->recorded->weights[0])
+        params.weights = o->recorded->weights;
     params.precision = o->precision;
     raddino_encoder *enc;
     raddino_status st = raddino_encoder_open(loc->dir, &params, &enc);
@@ -181,6 +212,24 @@ raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_locat
     }
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
+    if (loc->source == CLI_MODEL_FROM_DB) {
+        /* The place is only trusted with the weights it had: a folder can be refilled. */
+        st = cli_file_sha256(info.weights_path, loc->weights_sha256);
+        bool changed = !st.code && strcmp(loc->weights_sha256, o->recorded->weights_sha256) != 0;
+        if (changed)
+            cli_error("%s: the collection's model was found at %s, but the weights there changed "
+                      "since (%s: sha256 %s, the collection's vectors were made with %s): name "
+                      "the model with --model DIR (or RADDINO_MODEL)",
+                      o->recorded_db ? o->recorded_db : "database", loc->dir, info.weights_path,
+                      loc->weights_sha256, o->recorded->weights_sha256);
+        else if (st.code)
+            cli_status_error(&st);
+        if (changed || st.code) {
+            raddino_encoder_close(enc);
+            *exit_code = EXIT_INPUT_FAILED;
+            return NULL;
+        }
+    }
     if (o->precision == RADDINO_PRECISION_BF16 && info.precision != RADDINO_PRECISION_BF16)
         cli_error("note: this CPU has no AVX512_BF16 instructions; computing in fp32");
     return enc;
@@ -284,6 +333,46 @@ raddino_status cli_file_sha256(const char *path, char hex[65])
     }
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     return st;
+}
+
+bool cli_read_model_origin(const char *db_path, raddino_store_model_origin *origin)
+{
+    struct stat sb;
+    if (stat(db_path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    raddino_store_params params = raddino_store_default_params();
+    params.read_only = 1;
+    raddino_store *db;
+    if (raddino_store_open(db_path, &params, &db).code) return false;
+    int found = 0;
+    raddino_status st = raddino_store_get_model_origin(db, origin, &found);
+    raddino_store_close(db);
+    return !st.code && found;
+}
+
+void cli_model_origin_from(const cli_model_options *o, const cli_model_location *loc,
+                           const char *sha256, raddino_store_model_origin *origin)
+{
+    memset(origin, 0, sizeof *origin);
+    if (raddino_store_normalise_path(loc->dir, origin->folder, sizeof origin->folder).code)
+        snprintf(origin->folder, sizeof origin->folder, "%s", loc->dir);
+    const char *weights = o->weights;
+    if (!weights && loc->source == CLI_MODEL_FROM_DB) weights = o->recorded->weights;
+    if (weights && *weights &&
+        raddino_store_normalise_path(weights, origin->weights, sizeof origin->weights).code)
+        origin->weights[0] = 0;
+    if (loc->source == CLI_MODEL_FROM_CACHE) {
+        snprintf(origin->repository, sizeof origin->repository, "%s", loc->hub.repo);
+        snprintf(origin->revision, sizeof origin->revision, "%s", loc->hub.revision);
+        snprintf(origin->commit, sizeof origin->commit, "%s", loc->hub.commit);
+        snprintf(origin->cache_dir, sizeof origin->cache_dir, "%s", loc->hub.cache_dir);
+    } else if (loc->source == CLI_MODEL_FROM_DB) {
+        const raddino_store_model_origin *r = o->recorded;
+        snprintf(origin->repository, sizeof origin->repository, "%s", r->repository);
+        snprintf(origin->revision, sizeof origin->revision, "%s", r->revision);
+        snprintf(origin->commit, sizeof origin->commit, "%s", r->commit);
+        snprintf(origin->cache_dir, sizeof origin->cache_dir, "%s", r->cache_dir);
+    }
+    snprintf(origin->weights_sha256, sizeof origin->weights_sha256, "%s", sha256);
 }
 
 const char *cli_db_path(const char *option)

@@ -2,7 +2,9 @@
  *
  * A run: walk the PATHs; plan (a file whose path, size and mtime are stored unchanged is not
  * read); feed the rest through the decoder threads (index_pipeline.c) to the encoder on this
- * thread; write rows in batches; then, with --prune, drop the rows of files that are gone.
+ * thread; write rows in batches; then (unless --keep-missing) drop the rows of files under the
+ * PATHs that are gone, except under a PATH that is gone or holds no file at all: that is an
+ * unmounted disk or a mistyped name more often than a deletion (--prune removes those too).
  *
  * Testing hook: RADDINO_TEST_KILL_AFTER=N makes the process SIGKILL itself right after the Nth
  * file it processes has been written into the open batch (not committed yet), so a test can
@@ -42,8 +44,11 @@ static const char index_usage[] =
     "\n"
     "options:\n"
     CLI_DB_HELP
-    "  --prune            remove the rows of files under the PATHs that are gone (or now\n"
-    "                     excluded); a PATH that no longer exists prunes all its rows\n"
+    "  --keep-missing     keep the rows of files under the PATHs that are gone (by default\n"
+    "                     they are removed, and leave every result; so are files now\n"
+    "                     excluded). A PATH that does not exist, or a folder with no file\n"
+    "                     in it at all (unmounted?), removes nothing, and says so\n"
+    "  --prune            remove the rows under such a PATH too\n"
     "  --exclude GLOB     skip matching files and folders (repeatable); a GLOB with '/'\n"
     "                     matches the whole absolute path, else any one name in it\n"
     "  --jobs N           decoder threads (default: half the cores, 2 to 8)\n"
@@ -64,7 +69,7 @@ typedef struct {
     char **excludes;
     int n_excludes;
     int jobs, batch;
-    bool prune, reembed, quiet, json;
+    bool prune, keep_missing, reembed, quiet, json;
 } index_options;
 
 /* Set from the SIGINT handler: finish the current file, commit, stop. */
@@ -95,6 +100,8 @@ typedef struct {
     bool tty, progress_drawn;
     double last_report;
     long kill_after;
+    cli_model_location loc;     /* where the model was found: recorded in the store */
+    int guarded_roots;          /* PATHs whose rows were kept: empty or unmounted folders */
 } indexer;
 
 static double now(void)
@@ -117,6 +124,7 @@ static int parse_index_options(int argc, char **argv, index_options *o)
 {
     static const struct option long_options[] = {
         {"db", required_argument, NULL, 'd'},      {"prune", no_argument, NULL, 'p'},
+        {"keep-missing", no_argument, NULL, 'K'},
         {"exclude", required_argument, NULL, 'x'}, {"jobs", required_argument, NULL, 'j'},
         {"batch", required_argument, NULL, 'b'},   {"reembed", no_argument, NULL, 'r'},
         {"quiet", no_argument, NULL, 'q'},         {"json", no_argument, NULL, 'J'},
@@ -135,6 +143,7 @@ static int parse_index_options(int argc, char **argv, index_options *o)
         switch (opt) {
         case 'd': o->db = optarg; break;
         case 'p': o->prune = true; break;
+        case 'K': o->keep_missing = true; break;
         case 'x': o->excludes[o->n_excludes++] = optarg; break;
         case 'j':
             if (!cli_parse_u64("--jobs", optarg, 256, &v)) return EXIT_USAGE;
@@ -156,6 +165,10 @@ static int parse_index_options(int argc, char **argv, index_options *o)
     }
     if (optind >= argc) {
         cli_error("index: no PATH given (see raddino index --help)");
+        return EXIT_USAGE;
+    }
+    if (o->prune && o->keep_missing) {
+        cli_error("index: --prune removes rows and --keep-missing keeps them: give one");
         return EXIT_USAGE;
     }
     return -1;
@@ -273,6 +286,13 @@ static int use_model(indexer *x)
                              x->info.hidden};
     int64_t id, dropped;
     st = raddino_store_use_model(x->store, &m, x->o->reembed, &id, &dropped);
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
+    }
+    raddino_store_model_origin origin;
+    cli_model_origin_from(&x->o->model, &x->loc, sha, &origin);
+    st = raddino_store_set_model_origin(x->store, &origin);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
@@ -540,6 +560,8 @@ static int embed_files(indexer *x, const index_walk *w, const size_t *todo,
 
 typedef struct {
     const index_walk *w;
+    const bool *guarded;    /* per root: a folder where the walk found no file at all */
+    int64_t *kept;          /* per root: rows kept because of that */
 } prune_scope;
 
 static bool under(const char *path, const char *folder)
@@ -549,13 +571,20 @@ static bool under(const char *path, const char *folder)
     return !strncmp(path, folder, n) && (path[n] == '/' || path[n] == 0);
 }
 
-/* Keep rows outside the PATHs, rows of files the walk found, and rows under folders it could
- * not list (unknown is not gone). */
+/* Keep rows outside the PATHs, rows of files the walk found, rows under folders it could not
+ * list (unknown is not gone), and rows under a PATH with no file at all (see the top). */
 static int keep_row(void *user, const char *path)
 {
     const prune_scope *s = user;
     bool in_scope = false;
-    for (size_t i = 0; i < s->w->n_roots && !in_scope; i++) in_scope = under(path, s->w->roots[i]);
+    for (size_t i = 0; i < s->w->n_roots && !in_scope; i++) {
+        if (!under(path, s->w->roots[i])) continue;
+        if (s->guarded[i]) {
+            s->kept[i]++;
+            return 1;
+        }
+        in_scope = true;
+    }
     if (!in_scope) return 1;
     for (size_t i = 0; i < s->w->n_unlisted; i++)
         if (under(path, s->w->unlisted[i])) return 1;
@@ -564,17 +593,59 @@ static int keep_row(void *user, const char *path)
     return bsearch(&key, s->w->files, s->w->n_files, sizeof key, compare_files) != NULL;
 }
 
+/* Whether the walk found any file under root (files are sorted by path). */
+static bool has_files(const index_walk *w, const char *root)
+{
+    size_t lo = 0, hi = w->n_files;
+    while (lo < hi) {   /* the first file not before root */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(w->files[mid].path, root) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    /* Paths under root sort after it, but "root-x" and "root.x" sort between root and
+     * "root/...": step over them. */
+    for (size_t i = lo; i < w->n_files && !strncmp(w->files[i].path, root, strlen(root)); i++)
+        if (under(w->files[i].path, root)) return true;
+    return false;
+}
+
 static int prune(indexer *x, const index_walk *w)
 {
-    prune_scope scope = {w};
-    int64_t removed;
-    raddino_status st = raddino_store_prune(x->store, keep_row, &scope, &removed);
-    if (st.code) {
-        cli_status_error(&st);
+    size_t n = w->n_roots ? w->n_roots : 1;
+    bool *guarded = calloc(n, sizeof *guarded);
+    int64_t *kept = calloc(n, sizeof *kept);
+    if (!guarded || !kept) {
+        free(guarded);
+        free(kept);
+        cli_error("out of memory");
         return EXIT_INPUT_FAILED;
     }
-    x->counts.removed += removed;
-    return -1;
+    for (size_t i = 0; i < w->n_roots && !x->o->prune; i++) {
+        bool unlisted = false;
+        for (size_t j = 0; j < w->n_unlisted && !unlisted; j++)
+            unlisted = under(w->roots[i], w->unlisted[j]);
+        guarded[i] = !unlisted && !has_files(w, w->roots[i]);
+    }
+    prune_scope scope = {w, guarded, kept};
+    int64_t removed;
+    raddino_status st = raddino_store_prune(x->store, keep_row, &scope, &removed);
+    int exit_code = -1;
+    if (st.code) {
+        cli_status_error(&st);
+        exit_code = EXIT_INPUT_FAILED;
+    } else {
+        x->counts.removed += removed;
+        for (size_t i = 0; i < w->n_roots; i++) {
+            if (!kept[i]) continue;
+            cli_error("%s: no file found there, but %lld stored file%s under it: kept (a "
+                      "folder that is empty or unmounted removes nothing; --prune removes "
+                      "them)", w->roots[i], (long long)kept[i], kept[i] == 1 ? " is" : "s are");
+            x->guarded_roots++;     /* the run fails, after its summary */
+        }
+    }
+    free(guarded);
+    free(kept);
+    return exit_code;
 }
 
 /* ---- the command ------------------------------------------------------------------------- */
@@ -591,6 +662,7 @@ static int walk_paths(indexer *x, index_walk *w, char **paths, int n)
     w->excludes = x->o->excludes;
     w->n_excludes = x->o->n_excludes;
     w->missing_root_is_empty = x->o->prune;
+    w->prune_note = !x->o->keep_missing;
     for (int i = 0; i < n; i++) {
         if (!index_walk_add(w, paths[i])) {
             cli_error("out of memory while listing %s", paths[i]);
@@ -628,7 +700,7 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
         }
     }
     if (exit_code < 0 && x->n_todo) exit_code = embed_files(x, &w, todo, &known);
-    if (exit_code < 0 && x->o->prune && !interrupted) exit_code = prune(x, &w);
+    if (exit_code < 0 && !x->o->keep_missing && !interrupted) exit_code = prune(x, &w);
     if (exit_code < 0) {
         st = raddino_store_run_update(x->store, x->run_id, &x->counts, x->encoder_seconds,
                                       now() - x->start, !interrupted);
@@ -642,9 +714,9 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
         print_summary(x);
         /* Files that failed in this run make the run fail (README, "Exit status"); those
          * recorded by earlier runs and unchanged since count as unchanged. */
-        exit_code = interrupted                      ? 130
-                    : w.errors || x->counts.failed ? EXIT_INPUT_FAILED
-                                                   : EXIT_OK;
+        exit_code = interrupted ? 130
+                    : w.errors || x->counts.failed || x->guarded_roots ? EXIT_INPUT_FAILED
+                                                                       : EXIT_OK;
     }
     free(todo);
     index_hash_set_free(&known);
@@ -656,7 +728,7 @@ static int run_index(indexer *x, int argc, char **argv, char **paths, int n_path
 static int open_all(indexer *x)
 {
     int exit_code;
-    x->enc = cli_open_encoder(&x->o->model, &exit_code);
+    x->enc = cli_open_encoder_at(&x->o->model, &x->loc, &exit_code);
     if (!x->enc) return exit_code;
     raddino_store_params params = raddino_store_default_params();
     raddino_status st = raddino_store_open(cli_db_path(x->o->db), &params, &x->store);
@@ -699,6 +771,12 @@ int cmd_index(int argc, char **argv)
     x.start = now();
     x.tty = isatty(STDERR_FILENO);
     x.last_report = x.start;    /* logs start after 10 s: short runs print only the summary */
+    /* The model the database recorded, for when no option names one. */
+    raddino_store_model_origin origin;
+    if (cli_read_model_origin(cli_db_path(o.db), &origin)) {
+        o.model.recorded = &origin;
+        o.model.recorded_db = cli_db_path(o.db);
+    }
     const char *kill_after = getenv("RADDINO_TEST_KILL_AFTER");
     x.kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0;
     exit_code = open_all(&x);

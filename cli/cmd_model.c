@@ -32,7 +32,10 @@ static const char model_usage[] =
 
 static const char *source_name(cli_model_source s)
 {
-    return s == CLI_MODEL_FROM_FLAG ? "flag" : s == CLI_MODEL_FROM_ENV ? "env" : "cache";
+    return s == CLI_MODEL_FROM_FLAG  ? "flag"
+           : s == CLI_MODEL_FROM_ENV ? "env"
+           : s == CLI_MODEL_FROM_DB  ? "database"
+                                     : "cache";
 }
 
 static void print_location_text(const cli_model_location *loc)
@@ -46,6 +49,7 @@ static void print_location_text(const cli_model_location *loc)
         printf("repo:           %s\n", loc->hub.repo);
         printf("revision:       %s (commit %s)\n", loc->hub.revision, loc->hub.commit);
         break;
+    case CLI_MODEL_FROM_DB: printf("found by:       the collection's record\n"); break;
     }
 }
 

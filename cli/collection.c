@@ -91,12 +91,27 @@ raddino_collection *cli_open_collection(const cli_collection_options *o, int *ex
 raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_model_options *m,
                                            int *exit_code)
 {
-    raddino_encoder *enc = cli_open_encoder(m, exit_code);
+    /* Without a model option, the model the collection recorded (checked by its sha256). */
+    cli_model_options mo = *m;
+    raddino_store_model_origin origin;
+    int found = 0;
+    raddino_collection_info ci;
+    raddino_collection_get_info(c, &ci);
+    if (!mo.recorded &&
+        !raddino_store_get_model_origin(raddino_collection_store(c), &origin, &found).code &&
+        found) {
+        mo.recorded = &origin;
+        mo.recorded_db = ci.db_path;
+    }
+    cli_model_location loc;
+    raddino_encoder *enc = cli_open_encoder_at(&mo, &loc, exit_code);
     if (!enc) return NULL;
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
     char sha[65], json[4096];
-    raddino_status st = cli_file_sha256(info.weights_path, sha);
+    raddino_status st = {RADDINO_OK, ""};
+    if (loc.weights_sha256[0]) memcpy(sha, loc.weights_sha256, sizeof sha);
+    else st = cli_file_sha256(info.weights_path, sha);
     if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
     if (!st.code) st = cli_model_json_window(m, json, sizeof json);
     raddino_store_model model = {sha, json, NULL, NULL, info.hidden};

@@ -28,6 +28,8 @@ typedef struct {
     char **excludes;        /* --exclude globs */
     int n_excludes;
     bool missing_root_is_empty;   /* --prune: a PATH that is gone prunes its rows */
+    bool prune_note;        /* files that are gone are removed: say that a PATH that is gone
+                               removes nothing */
     /* outputs */
     index_file *files;
     size_t n_files, cap_files;

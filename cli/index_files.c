@@ -243,7 +243,14 @@ bool index_walk_add(index_walk *w, const char *arg)
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT && w->missing_root_is_empty) return true;   /* prune it all */
-        cli_error("%s: %s", arg, strerror(errno));
+        /* A PATH that is gone is more often an unmounted disk or a typo than a deletion:
+         * it leaves the walk's scope, so none of its rows is removed. */
+        if (errno == ENOENT && w->prune_note)
+            cli_error("%s: %s: nothing stored under it is removed (a PATH that is gone or "
+                      "unmounted removes nothing; --prune removes its rows)", arg,
+                      strerror(errno));
+        else
+            cli_error("%s: %s", arg, strerror(errno));
         w->errors++;
         w->n_roots--;
         free(w->roots[w->n_roots]);

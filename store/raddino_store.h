@@ -128,6 +128,27 @@ raddino_status raddino_store_model_json(const raddino_model_info *info, char *ou
 raddino_status raddino_store_use_model(raddino_store *db, const raddino_store_model *model,
                                        int reembed, int64_t *model_id, int64_t *dropped);
 
+/* Where the model of a collection was found, so that commands that embed queries can load it
+ * again without being told (kept in meta as 'model_origin.*' BLOBs: no schema change). Written
+ * by the indexer each time it runs with a model whose weights are those of the stored vectors;
+ * a reader checks the weights' sha256 before trusting the place. */
+typedef struct {
+    char folder[RADDINO_PATH_MAX];      /* absolute model folder */
+    char weights[RADDINO_PATH_MAX];     /* a weights file used instead of the folder's, or "" */
+    char repository[128];               /* Hugging Face repository, when found in a hub cache */
+    char revision[256];                 /* the revision asked for (e.g. "main"), or "" */
+    char commit[41];                    /* the commit of that snapshot, or "" */
+    char cache_dir[RADDINO_PATH_MAX];   /* that hub cache, or "" */
+    char weights_sha256[65];            /* of the weights loaded from there */
+} raddino_store_model_origin;
+
+/* Records the origin (writers; a transaction of its own, or part of the open batch). */
+raddino_status raddino_store_set_model_origin(raddino_store *db,
+                                              const raddino_store_model_origin *origin);
+/* Reads it; *found = 0 when none was recorded (databases made before it was). */
+raddino_status raddino_store_get_model_origin(raddino_store *db,
+                                              raddino_store_model_origin *out, int *found);
+
 /* ---- Images and vectors -------------------------------------------------------------------- */
 
 typedef enum { RADDINO_IMAGE_OK = 0, RADDINO_IMAGE_FAILED = 1 } raddino_image_status;

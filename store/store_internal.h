@@ -3,6 +3,7 @@
  *   store.c         open/close, writer lock, migrations, batches, models, runs, statistics
  *   store_images.c  images and vectors: lookups, upserts, pruning, iteration
  *   store_clusters.c  k-means runs and assignments
+ *   store_origin.c  where the model was found (meta 'model_origin.*')
  */
 #ifndef RADDINO_STORE_INTERNAL_H
 #define RADDINO_STORE_INTERNAL_H

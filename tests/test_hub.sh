@@ -105,7 +105,7 @@ expect 0 "fetch --cache-dir --revision v1" -- "$RADDINO" model fetch --cache-dir
 check "refs/v1 written" -- [ "$(cat "$C2/models--microsoft--rad-dino/refs/v1")" = "$COMMIT" ]
 expect 0 "model info --cache-dir --revision v1" -- "$RADDINO" model info --cache-dir "$C2" --revision v1
 stdout_has "revision:       v1 (commit $COMMIT)" "tag resolved"
-expect 2 "revision not in the cache" -- "$RADDINO" model info --cache-dir "$C2"
+expect 1 "revision not in the cache" -- "$RADDINO" model info --cache-dir "$C2"
 stderr_has "revision 'main' is not in the Hugging Face cache" "missing ref explained"
 mark
 expect 1 "fetch unknown revision" -- "$RADDINO" model fetch --cache-dir "$C2" --revision nope
