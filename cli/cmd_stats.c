@@ -3,6 +3,7 @@
 #include "raddino_store.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -16,7 +17,7 @@ static const char stats_usage[] =
     "options:\n"
     CLI_DB_HELP
     "  --json             one JSON object: images, ok, failed, vectors, dim, models, dicom,\n"
-    "                     modalities ({\"CR\": N, ...}), ...\n"
+    "                     modalities ({\"CR\": N, ...}), model_origin, ...\n"
     "  -h, --help         this help\n";
 
 #define MAX_REASONS 10
@@ -73,8 +74,16 @@ static void print_counts_json(const raddino_store_counts *c)
            (long long)c->unchanged, (long long)c->failed, (long long)c->removed);
 }
 
+/* "key": "value" or "key": null for an empty field of the model origin. */
+static void json_field(const char *key, const char *value)
+{
+    printf("\"%s\": ", key);
+    if (value[0]) cli_json_string(stdout, value);
+    else fputs("null", stdout);
+}
+
 static void print_json(const char *path, const raddino_store_stats *s, const reason_list *r,
-                       const modality_list *m)
+                       const modality_list *m, const raddino_store_model_origin *o)
 {
     fputs("{\"database\": ", stdout);
     cli_json_string(stdout, path);
@@ -92,7 +101,27 @@ static void print_json(const char *path, const raddino_store_stats *s, const rea
         else fputs("null", stdout);
         printf(", \"dim\": %d, \"vectors\": %lld}", s->dim, (long long)s->vectors);
     }
-    printf("], \"dicom\": %lld, \"modalities\": {", (long long)s->dicom);
+    fputs("], \"model_origin\": ", stdout);
+    if (o) {
+        fputc('{', stdout);
+        json_field("folder", o->folder);
+        fputs(", ", stdout);
+        json_field("weights", o->weights);
+        fputs(", ", stdout);
+        json_field("repository", o->repository);
+        fputs(", ", stdout);
+        json_field("revision", o->revision);
+        fputs(", ", stdout);
+        json_field("commit", o->commit);
+        fputs(", ", stdout);
+        json_field("cache_dir", o->cache_dir);
+        fputs(", ", stdout);
+        json_field("weights_sha256", o->weights_sha256);
+        fputc('}', stdout);
+    } else {
+        fputs("null", stdout);
+    }
+    printf(", \"dicom\": %lld, \"modalities\": {", (long long)s->dicom);
     for (int i = 0; i < m->n; i++) {
         if (i) fputs(", ", stdout);
         cli_json_string(stdout, m->names[i]);
@@ -122,7 +151,7 @@ static void print_json(const char *path, const raddino_store_stats *s, const rea
 }
 
 static void print_text(const char *path, const raddino_store_stats *s, const reason_list *r,
-                       const modality_list *m)
+                       const modality_list *m, const raddino_store_model_origin *o)
 {
     printf("database:   %s (schema %d, generation %lld)\n", path, s->schema,
            (long long)s->generation);
@@ -146,6 +175,14 @@ static void print_text(const char *path, const raddino_store_stats *s, const rea
         putchar('\n');
     } else {
         printf("vectors:    none\n");
+    }
+    if (o) {
+        printf("model from: %s", o->folder);
+        if (o->repository[0])
+            printf(" (%s, revision %s, commit %s)", o->repository,
+                   o->revision[0] ? o->revision : "?", o->commit[0] ? o->commit : "?");
+        if (o->weights[0]) printf(", weights %s", o->weights);
+        putchar('\n');
     }
     if (s->run_id) {
         char started[64];
@@ -198,13 +235,19 @@ int cmd_stats(int argc, char **argv)
     if (!st.code) st = raddino_store_get_stats(db, &s);
     if (!st.code) st = raddino_store_failure_reasons(db, MAX_REASONS, collect_reason, &reasons);
     if (!st.code) st = raddino_store_dicom_modalities(db, collect_modality, &modalities);
+    raddino_store_model_origin *origin = malloc(sizeof *origin);   /* 12 KB: not on the stack */
+    int has_origin = 0;
+    if (!st.code && !origin) st = (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    if (!st.code) st = raddino_store_get_model_origin(db, origin, &has_origin);
     raddino_store_read_end(db);
     raddino_store_close(db);
     if (st.code) {
         cli_status_error(&st);
+        free(origin);
         return EXIT_INPUT_FAILED;
     }
-    if (json) print_json(path, &s, &reasons, &modalities);
-    else print_text(path, &s, &reasons, &modalities);
+    if (json) print_json(path, &s, &reasons, &modalities, has_origin ? origin : NULL);
+    else print_text(path, &s, &reasons, &modalities, has_origin ? origin : NULL);
+    free(origin);
     return EXIT_OK;
 }

@@ -216,6 +216,10 @@ meta = dict(sqlite3.connect(sys.argv[1]).execute("SELECT key, value FROM meta WH
 assert meta["model_origin.folder"] == sys.argv[2].encode(), meta
 assert len(meta["model_origin.weights_sha256"]) == 64, meta
 PYEOF
+expect 0 "stats names the model's folder" -- "$RADDINO" stats --db "$MDB"
+stdout_has "model from: $M" "stats: model from"
+expect 0 "stats --json model_origin" -- "$RADDINO" stats --db "$MDB" --json
+$PY -c 'import json,sys; o=json.load(open(sys.argv[1]))["model_origin"]; assert o["folder"] == sys.argv[2] and o["repository"] is None, o' "$TMP/out" "$M" && ok || fail "stats --json model_origin"
 expect 1 "RADDINO_MODEL outranks the record" -- env RADDINO_MODEL="$TMP/nowhere" "$RADDINO" search --db "$MDB" -k 1 "$C/a.png"
 stderr_has "$TMP/nowhere" "RADDINO_MODEL used before the record"
 # changed weights in the same place: refused, saying so
