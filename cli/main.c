@@ -28,7 +28,10 @@ static const char usage[] =
     "  serve        a web page and JSON API: search by upload or id, clusters, stats\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
-    "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
+    "Exit status: 0 all done; 1 the command failed, or some inputs did (files that could not\n"
+    "be read or embedded; for index, files that failed in this run); 2 the command line is\n"
+    "wrong (nothing done). --json output is UTF-8: a file name's bytes that are not valid\n"
+    "UTF-8 are written as \\udcXX (Python: .encode('utf-8', 'surrogateescape')).\n";
 
 /* OpenMP threads that finish a parallel region spin for a while before they sleep (libgomp's
  * default "active" wait). On a machine with other work running (decoder threads of `index`,

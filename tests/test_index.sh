@@ -215,7 +215,8 @@ expect 0 "changed file" -- "$RADDINO" index --db "$DB" --json "$C"
 counts "changed file re-embedded" added=0 updated=1 reused=0 unchanged=12
 mv "$C/b.png" "$C/b-renamed.png"
 expect 0 "renamed file" -- "$RADDINO" index --db "$DB" --json "$C"
-counts "rename reuses (no encoder call)" added=0 updated=0 reused=1 unchanged=12 removed=0
+# (and the old name leaves the collection in the same run: no twin of the renamed file)
+counts "rename reuses (no encoder call)" added=0 updated=0 reused=1 unchanged=12 removed=1
 $PY - "$TMP/out" <<'PYEOF' && ok || fail "no encoder time on a reuse-only run"
 import json, sys
 assert json.load(open(sys.argv[1]))["encoder_seconds"] == 0
@@ -243,10 +244,10 @@ blob, = con.execute("SELECT vector FROM embeddings e JOIN images i ON i.id = e.i
 assert np.array_equal(np.frombuffer(blob, "<f4"), np.load(sys.argv[3])[0])
 PYEOF
 
-# --- prune ---
+# --- files that are gone (removed by default; --prune: also under a PATH gone or empty) ---
 rm "$C/sub/deeper/e.jpg"
-expect 0 "prune" -- "$RADDINO" index --db "$DB" --json --prune "$C"
-counts "prune removes the old name and the deleted file" removed=2 unchanged=13
+expect 0 "a deleted file" -- "$RADDINO" index --db "$DB" --json "$C"
+counts "the deleted file is removed" removed=1 unchanged=13
 rm -r "$C/sub"
 expect 0 "prune a gone subfolder" -- "$RADDINO" index --db "$DB" --json --prune "$C/sub"
 counts "prune a gone PATH" removed=3 unchanged=0
