@@ -688,6 +688,51 @@ START_TEST(silhouette_matches_definition)
 }
 END_TEST
 
+/* Restarts: run r is the single run of seed + r, and the result is the best of them. Data with
+ * more groups than k, so that seeds land in different local minima. */
+START_TEST(kmeans_restarts_keep_the_best_seeded_run)
+{
+    size_t n = 600;
+    float *x = clustered(n, DIM, 9, 1.5f, 5, NULL);
+    raddino_kmeans_params p = raddino_kmeans_default_params();
+    p.k = 4;
+    p.seed = 100;
+    p.restarts = 6;
+    raddino_kmeans_result all;
+    raddino_status st = raddino_kmeans(x, n, DIM, &p, &all);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert_int_eq(all.restarts, 6);
+    double best = INFINITY, worst = 0;
+    for (int r = 0; r < 6; r++) {
+        raddino_kmeans_params one = p;
+        one.seed = p.seed + (uint64_t)r;
+        one.restarts = 1;
+        raddino_kmeans_result single;
+        st = raddino_kmeans(x, n, DIM, &one, &single);
+        ck_assert_msg(!st.code, "%s", st.message);
+        ck_assert_double_eq(all.objectives[r], single.objective);   /* the same run */
+        if (single.objective < best) best = single.objective;
+        if (single.objective > worst) worst = single.objective;
+        if (r == all.best_run)
+            ck_assert_mem_eq(all.assignment, single.assignment, n * sizeof *all.assignment);
+        raddino_kmeans_result_free(&single);
+    }
+    ck_assert_double_eq(all.objective, best);
+    ck_assert_double_le(all.objective, all.objectives[0]);     /* never worse than seed alone */
+    ck_assert_msg(worst > best, "all seeds agree (%g): the data is too easy", best);
+    raddino_kmeans_result_free(&all);
+    /* The default: 10 when they fit the budget, fewer (at least 1) when they do not. */
+    raddino_kmeans_params d = raddino_kmeans_default_params();
+    d.k = 20;
+    ck_assert_int_eq(raddino_kmeans_default_restarts(100000, 768, &d), 10);
+    d.k = 100;
+    ck_assert_int_eq(raddino_kmeans_default_restarts(1000000, 768, &d), 4);
+    d.k = 1000;
+    ck_assert_int_eq(raddino_kmeans_default_restarts(100000000, 768, &d), 1);
+    free(x);
+}
+END_TEST
+
 START_TEST(kmeans_bad_input)
 {
     float x[4 * DIM] = {0};
@@ -713,7 +758,7 @@ int main(void)
         {"updates", {removed_ids_never_appear, range_search_finds_planted_duplicates}},
         {"files", {save_load_round_trip, damaged_files_are_refused}},
         {"kmeans", {kmeans_recovers_clusters_and_is_deterministic, silhouette_matches_definition,
-                    kmeans_bad_input}},
+                    kmeans_restarts_keep_the_best_seeded_run, kmeans_bad_input}},
     };
     Suite *s = suite_create("faiss_index");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
