@@ -469,7 +469,7 @@ int cmd_dedup(int argc, char **argv)
         cli_status_error(&st);
         exit_code = EXIT_INPUT_FAILED;
     } else {
-        qsort(groups.g, groups.n, sizeof *groups.g, by_size);
+        if (groups.n) qsort(groups.g, groups.n, sizeof *groups.g, by_size);  /* NULL when none */
         print_groups(&r, &groups, &o);
         exit_code = EXIT_OK;
         if (o.html) {

@@ -189,7 +189,7 @@ static bool list_folder(const char *path, char ***names, size_t *n, int *error)
     }
     if (ok && errno) *error = errno;
     closedir(d);
-    if (ok) qsort(*names, *n, sizeof **names, compare_names);
+    if (ok && *n) qsort(*names, *n, sizeof **names, compare_names);   /* NULL when empty */
     return ok;
 }
 
