@@ -210,9 +210,10 @@ raddino_kmeans_params raddino_kmeans_default_params(void);
  * The default (restarts = 0) is RADDINO_KMEANS_RESTARTS runs when their estimated cost fits
  * RADDINO_KMEANS_BUDGET multiply-adds, else as many as fit (at least one). A run costs about
  * iterations * sample * k * dim (training) + n * k * dim (assigning every vector). The
- * budget is about 30 s on 2 cores of a current x86 server; a count, not a clock, so that the
- * same seed gives the same clusters on every machine. 100,000 vectors of dim 768 with k 20
- * get 10 restarts (about 2 s); 1,000,000 with k 100 get 4. */
+ * budget is about 30 s on 2 idle cores of a current x86 server (1.8e10 multiply-adds/s in
+ * bench_kmeans); a count, not a clock, so that the same seed gives the same clusters on every
+ * machine. 100,000 vectors of dim 768 with k 20 get 10 restarts (3.1e10 multiply-adds, about
+ * 2 s); 1,000,000 with k 100 get 4. */
 #define RADDINO_KMEANS_RESTARTS 10
 #define RADDINO_KMEANS_BUDGET 5e11
 int raddino_kmeans_default_restarts(size_t n, int dim, const raddino_kmeans_params *params);
