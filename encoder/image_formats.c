@@ -372,7 +372,9 @@ static raddino_status decode_bmp(const uint8_t *d, size_t size, const char *name
     enum { MODE_P, MODE_L, MODE_1, MODE_RGB } mode = h.bits <= 8 ? MODE_P : MODE_RGB;
     uint64_t pos = h.pos;
     if (mode == MODE_P) {
-        if (colors == 0 || colors > 256)
+        /* More than 256 colours: Pillow fails on the grey test past entry 255, or on a
+         * palette of more than 256 entries; a file too short to hold them can pass. */
+        if (colors == 0 || colors > 65536)
             return status_error(RADDINO_ERR_FORMAT, "%s: BMP: unsupported palette size %llu",
                                 name, (unsigned long long)colors);
         uint64_t pad = (uint64_t)h.palette_padding;
@@ -381,10 +383,16 @@ static raddino_status decode_bmp(const uint8_t *d, size_t size, const char *name
         const uint8_t *pb = d + pos;
         bool grey = true;
         for (uint64_t i = 0; i < colors && grey; i++) {
+            if (i == 256)
+                return status_error(RADDINO_ERR_FORMAT, "%s: BMP: grey palette of %llu "
+                                    "entries, over 256", name, (unsigned long long)colors);
             unsigned v = colors == 2 ? (i ? 255 : 0) : (unsigned)i;
             grey = i * pad + 3 <= got && pb[i * pad] == v && pb[i * pad + 1] == v &&
                    pb[i * pad + 2] == v;
         }
+        if (!grey && got / pad > 256)
+            return status_error(RADDINO_ERR_FORMAT, "%s: BMP: palette of %llu entries, over "
+                                "256", name, (unsigned long long)(got / pad));
         if (grey) {
             mode = colors == 2 ? MODE_1 : MODE_L;
             m = mode == MODE_1 ? RAW_BIT1 : RAW_L;
@@ -552,9 +560,12 @@ static raddino_status decode_pnm(const uint8_t *d, size_t size, const char *name
     char magic[7] = {0};
     while (pos < 6 && pos < size && !pnm_white(d[pos])) magic[pos] = (char)d[pos], pos++;
     if (pos < size && pnm_white(d[pos])) pos++;
-    if (strlen(magic) != 2 || magic[0] != 'P' || magic[1] < '1' || magic[1] > '6')
-        return status_error(RADDINO_ERR_FORMAT, "%s: PNM: unsupported magic number \"%.6s\" "
+    if (strlen(magic) != 2 || magic[0] != 'P' || magic[1] < '1' || magic[1] > '6') {
+        for (char *c = magic; *c; c++)
+            if (*c < 0x21 || *c > 0x7e) *c = '?';   /* the message stays printable */
+        return status_error(RADDINO_ERR_FORMAT, "%s: PNM: unsupported magic number \"%s\" "
                             "(P1 to P6 are read)", name, magic);
+    }
     int kind = magic[1] - '0';
     bool bitmap = kind == 1 || kind == 4, plain = kind <= 3;
     int bands = kind == 3 || kind == 6 ? 3 : 1;
@@ -649,6 +660,12 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
     if (!image_tga_sniff(d, size))
         return status_error(RADDINO_ERR_FORMAT,
                             "%s: not a supported image (PNG, JPEG, DICOM, BMP, PNM, TGA)", name);
+    /* Pillow tries its PCX reader before TGA: a header whose ID length is 10 can pass PCX's
+     * checks, and Pillow then reads (or refuses) it as PCX, never as TGA. */
+    if (d[0] == 10 && (d[1] == 0 || d[1] == 2 || d[1] == 3 || d[1] == 5) && size >= 68 &&
+        le16(d + 8) + 1 > le16(d + 4) && le16(d + 10) + 1 > le16(d + 6))
+        return status_error(RADDINO_ERR_FORMAT, "%s: TGA header that Pillow reads as PCX (not "
+                            "supported)", name);
     unsigned kind = d[2], depth = d[16], flags = d[17];
     uint64_t w = le16(d + 12), h = le16(d + 14);
     bool rle = kind & 8, top_down = flags & 0x20, right_to_left = flags & 0x10;
@@ -670,8 +687,8 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
     if (pos > size) pos = size;
     /* The colour map: Pillow reads maps of 16 (5-5-5) and 24 bits, after `start` entries it
      * takes as zero; a map of another depth is not read nor skipped (its bytes are taken as
-     * pixels). A 32-bit map, a map on an image that is not colour-mapped, or a colour-mapped
-     * image without a map Pillow refuses or decodes in ways we do not follow: refused. */
+     * pixels). A 32-bit map Pillow refuses; a map on an image that is not colour-mapped it
+     * refuses (true colour) or applies to grey in a way we do not follow: refused. */
     palette pal;
     palette_init(&pal);
     bool have_map = false;
@@ -704,9 +721,9 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
             have_map = true;
         }
     }
-    if (m == RAW_P8 && !have_map)
-        return status_error(RADDINO_ERR_FORMAT, "%s: TGA: colour-mapped image without a 16- or "
-                            "24-bit colour map", name);
+    /* A colour-mapped image without a map Pillow reads (none, or of another depth) keeps
+     * Pillow's default palette, the grey ramp. */
+    (void)have_map;
     raddino_status st = image_check_size(name, w, h, max_pixels);
     if (st.code) return st;
     uint64_t row = raw_row_bytes(m, w);
@@ -736,21 +753,27 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
             uint64_t n = px * ((head & 0x7fu) + 1);
             bool run = head & 0x80;
             if (size - pos < 1 + (run ? px : n)) break;
-            if (x + n > row) {
-                free(buf);
-                return status_error(RADDINO_ERR_FORMAT, "%s: TGA: RLE packet runs past the end "
-                                    "of a row", name);
-            }
-            uint8_t *dst = buf + y * row + x;
             if (run) {
-                for (uint64_t i = 0; i < n; i += px) memcpy(dst + i, d + pos + 1, (size_t)px);
+                if (x + n > row) {
+                    free(buf);
+                    return status_error(RADDINO_ERR_FORMAT, "%s: TGA: RLE run goes past the "
+                                        "end of a row", name);
+                }
+                for (uint64_t i = 0; i < n; i += px)
+                    memcpy(buf + y * row + x + i, d + pos + 1, (size_t)px);
                 pos += 1 + px;
-            } else {
-                memcpy(dst, d + pos + 1, (size_t)n);
-                pos += 1 + n;
+                x += n;
+                if (x == row) x = 0, y++;
+                continue;
             }
-            x += n;
-            if (x == row) x = 0, y++;
+            /* A literal packet carries on into the next rows (and stops at the last). */
+            pos++;
+            while (n && y < h) {
+                uint64_t part = n < row - x ? n : row - x;
+                memcpy(buf + y * row + x, d + pos, (size_t)part);
+                pos += part, n -= part, x += part;
+                if (x == row) x = 0, y++;
+            }
         }
         if (y < h) {
             free(buf);

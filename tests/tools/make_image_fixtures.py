@@ -270,6 +270,8 @@ def make_bmp():
     add("bmp_pal8_truncated", "bmp", full[:len(full) - 30], "refused")
     add("bmp_palette_too_large", "bmp", bmp(40, 4, 4, 8, pal=bgrx(colours(300, 60)),
                                             colors=300, pix=rows(4, 4, 8, 61)), "refused")
+    short = bmp(40, 4, 4, 8, pal=bgrx(colours(300, 62)), colors=300, pix=b"", off=94)
+    add("bmp_palette_300_file_short", "bmp", short[:14 + 40 + 4 * 200], "ok")
 
 
 # ---- PNM ---------------------------------------------------------------------------------
@@ -395,13 +397,24 @@ def make_tga():
     add("tga_cmap8_map32", "tga", tga(1, w, h, 8, 0x20, bytes(x % 16 for x in p8), cmap=cmap32,
                                       cmap_depth=32), "refused")
     add("tga_rgb24_with_cmap", "tga", tga(2, w, h, 24, 0x20, p24, cmap=cmap24), "refused")
-    # A literal packet that runs into the next row (Pillow carries it over), a run that does
-    # (Pillow refuses).
-    lit = bytes([0x80 | 1, 9, 9, 9]) + bytes([4]) + rand_bytes(15, 208) + \
-        bytes([0x80 | 2, 1, 2, 3])
-    add("tga_rle_literal_across_rows", "tga", tga(10, 4, 2, 24, 0x20, lit), None)
+    # A literal packet that runs into the next rows (Pillow carries it over), one that runs
+    # past the last row (the rest is ignored), a run that crosses a row (Pillow refuses).
+    lit = bytes([0x80 | 1, 9, 9, 9]) + bytes([4]) + rand_bytes(15, 208) + bytes([0x80, 1, 2, 3])
+    add("tga_rle_literal_across_rows", "tga", tga(10, 4, 2, 24, 0x20, lit), "ok")
+    lit = bytes([0x80, 7, 7, 7]) + bytes([4]) + rand_bytes(15, 209)
+    add("tga_rle_literal_over_rows", "tga", tga(10, 2, 3, 24, 0x00, lit), "ok")
+    lit = bytes([0x80, 7, 7, 7]) + bytes([7]) + rand_bytes(24, 210)
+    add("tga_rle_literal_past_end", "tga", tga(10, 3, 2, 24, 0x10, lit), "ok")
     run = bytes([0x80 | 5, 1, 2, 3, 0x80 | 1, 4, 5, 6])
-    add("tga_rle_run_across_rows", "tga", tga(10, 4, 2, 24, 0x20, run), None)
+    add("tga_rle_run_across_rows", "tga", tga(10, 4, 2, 24, 0x20, run), "refused")
+    # Colour-mapped without a map Pillow reads: the default palette; a 15-bit map is not
+    # skipped (its bytes are read as pixels).
+    add("tga_cmap8_no_map", "tga", tga(1, w, h, 8, 0x20, idx), "ok")
+    add("tga_cmap8_map15", "tga", tga(1, w, h, 8, 0x20, idx, cmap=rand_bytes(20, 211),
+                                      cmap_depth=15), "ok")
+    add("tga_grey8_id10_pcx", "tga", tga(3, w, h, 8, 0x00, p8, ident=b"0123456789"), "refused")
+    add("tga_grey8_id10", "tga", tga(3, w, h, 8, 0x00, p8[:40], ident=b"0123456789")[:60],
+        "refused")     # too short for PCX: read as TGA, then refused as truncated
     add("tga_rgb24_truncated", "tga", tga(2, w, h, 24, 0x20, p24[:-5]), "refused")
     add("tga_rle24_truncated", "tga", tga(10, w, h, 24, 0x20, tga_rle(p24, 3, w)[:-4]),
         "refused")
