@@ -604,7 +604,14 @@ static raddino_status decode_pnm(const uint8_t *d, size_t size, const char *name
                             false, out);
         return st;
     }
-    /* Scaled samples: 8-bit as Pillow gives them, or 16-bit for the min-max rule. */
+    /* Scaled samples: 8-bit as Pillow gives them, or 16-bit for the min-max rule. A file too
+     * short for the values is refused before memory is reserved for them (plain: one byte per
+     * PBM value, a digit and a separator per PGM/PPM value but the last). */
+    uint64_t least = !plain ? n * (maxval < 256 ? 1 : 2) : bitmap ? n : 2 * n - 1;
+    if (least > size - pos)
+        return status_error(RADDINO_ERR_FORMAT, "%s: PNM: truncated pixel data (%llu bytes "
+                            "needed at least, %zu there)", name, (unsigned long long)least,
+                            size - pos);
     uint16_t *vals = malloc((size_t)n * sizeof *vals);
     if (!vals) return no_memory(name, w, h);
     unsigned out_max = wide ? 65535 : 255;
@@ -744,6 +751,13 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
         if (px == 0)
             return status_error(RADDINO_ERR_FORMAT, "%s: TGA: RLE with 1-bit pixels is not "
                                 "supported", name);
+        /* A packet of 1 + px bytes or more gives at most 128 pixels: a file too short for the
+         * image is refused before memory is reserved for it. */
+        uint64_t least = (w * h + 127) / 128 * (1 + px);
+        if (least > size - pos)
+            return status_error(RADDINO_ERR_FORMAT, "%s: TGA: truncated RLE data (%llu bytes "
+                                "needed at least, %llu there)", name, (unsigned long long)least,
+                                (unsigned long long)(size - pos));
         uint8_t *buf = malloc((size_t)(h * row));
         if (!buf) return no_memory(name, w, h);
         uint64_t y = 0, x = 0;
