@@ -698,7 +698,6 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
      * refuses (true colour) or applies to grey in a way we do not follow: refused. */
     palette pal;
     palette_init(&pal);
-    bool have_map = false;
     if (d[1]) {
         unsigned start = le16(d + 3), len = le16(d + 5), map_depth = d[7];
         if (map_depth == 32)
@@ -725,12 +724,10 @@ static raddino_status decode_tga(const uint8_t *d, size_t size, const char *name
                 }
             }
             pos += got;
-            have_map = true;
         }
     }
     /* A colour-mapped image without a map Pillow reads (none, or of another depth) keeps
-     * Pillow's default palette, the grey ramp. */
-    (void)have_map;
+     * Pillow's default palette, the grey ramp, which `pal` holds already. */
     raddino_status st = image_check_size(name, w, h, max_pixels);
     if (st.code) return st;
     uint64_t row = raw_row_bytes(m, w);
