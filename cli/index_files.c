@@ -36,7 +36,7 @@ bool index_sniff(const uint8_t *h, size_t n, const char *name, const char **form
              (h[14] == 12 || h[14] == 40 || h[14] == 52 || h[14] == 56 || h[14] == 64 ||
               h[14] == 108 || h[14] == 124) && !h[15] && !h[16] && !h[17])
         *format = "bmp";
-    else if (n >= 3 && h[0] == 'P' && (h[1] == '5' || h[1] == '6') && is_space(h[2]))
+    else if (n >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' && is_space(h[2]))
         *format = "pnm";
     else if (name && has_suffix(name, ".tga")) *format = "tga";
     else {

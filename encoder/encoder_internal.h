@@ -3,7 +3,8 @@
  *   status.c        raddino_status helpers
  *   safetensors.c   memory-mapped safetensors reader, header validated before any data is touched
  *   config.c        config.json + preprocessor_config.json (cJSON)
- *   image.c         decoding: libjpeg-turbo for JPEG, stb_image for the rest, Pillow's RGB rules
+ *   image.c         decoding: libpng, libjpeg-turbo, Pillow's RGB rules; dispatch by content
+ *   image_formats.c BMP, PNM and TGA decoders that follow Pillow 9.4 step by step
  *   preprocess.c    Pillow-exact bicubic resize, centre crop, rescale + normalise
  *   weights.c       maps tensor names of both layouts onto vit_weights (F16/BF16 converted)
  *   vit.c           the forward pass
@@ -130,6 +131,23 @@ void image_scale_16_to_8(const uint16_t *src, size_t n, uint8_t *dst);
 
 /* Reads a whole file (regular file or pipe) into malloc'd memory, within the size limit. */
 raddino_status image_read_file(const char *path, uint8_t **data, size_t *size);
+
+/* Refuses zero and oversized images (w * h over max_pixels, 0 = the default), from the header,
+ * before any pixel buffer exists. */
+raddino_status image_check_size(const char *name, uint64_t w, uint64_t h, uint64_t max_pixels);
+
+/* 16-bit samples (1 grey or 3 RGB channels) -> RGB with the 16-bit rule (one min and max over
+ * the colour samples). */
+raddino_status image_rgb_from_16(const uint16_t *src, size_t n_pixels, int channels,
+                                 uint8_t *rgb);
+
+/* ---- image_formats.c ---- */
+
+/* BMP ("BM"), PNM ("P1".."P6") or else TGA (when the header passes Pillow's TGA checks) ->
+ * out->rgb with Pillow 9.4's pixels, or a one-line refusal naming `name`. */
+raddino_status image_decode_bmp_pnm_tga(const uint8_t *data, size_t size, const char *name,
+                                        uint64_t max_pixels, raddino_image *out);
+bool image_tga_sniff(const uint8_t *data, size_t size);
 
 /* ---- preprocess.c ---- */
 

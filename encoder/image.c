@@ -3,11 +3,12 @@
  *
  * JPEG goes through libjpeg-turbo with its default settings (accurate integer IDCT, fancy
  * upsampling): that is what Pillow uses, so the pixels match it exactly. stb_image's own JPEG
- * decoder differs by a few levels, which is why it is compiled out below. PNG goes through
+ * decoder differs by a few levels, which is why it is not used. PNG goes through
  * libpng, which decodes row by row into a buffer sized from the header (stb_image's PNG decoder
  * grows its buffer for as long as the compressed stream keeps producing bytes, so a small
- * hostile file could make it reserve gigabytes). BMP, PNM and TGA go through stb_image. All of
- * these are lossless or exactly specified, so the pixels are Pillow's.
+ * hostile file could make it reserve gigabytes). BMP, PNM and TGA go through our own decoders
+ * (image_formats.c: stb_image's differ from Pillow on real files). All of these are lossless or
+ * exactly specified, so the pixels are Pillow's.
  *
  * Every size is checked from the header before pixels are decoded, and library errors become
  * statuses: hostile bytes must give an error, never a crash or an exit. */
@@ -28,35 +29,6 @@
 #include <jerror.h>
 #include <png.h>
 
-/* stb_image: static, so it cannot clash with another copy linked into the same program (the CLI
- * or a test may include it too); only the formats we document. */
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_STDIO
-#define STBI_FAILURE_USERMSG   /* "Corrupt BMP" rather than "outofdata" */
-/* stb_image ignores a short read of uncompressed TGA and BMP pixel rows, leaving them as the
- * allocator returned them: zeroed memory makes such a truncated file decode the same way every
- * time instead of showing whatever the heap held. */
-#define STBI_MALLOC(size) calloc(1, size)
-#define STBI_REALLOC(p, size) realloc(p, size)
-#define STBI_FREE(p) free(p)
-#define STBI_ONLY_BMP
-#define STBI_ONLY_PNM
-#define STBI_ONLY_TGA
-/* stb_image declares static functions for the formats compiled out (GIF loader, ...); GCC reports
- * those at the end of the file, outside any push/pop, so this one stays off for the file. */
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wstringop-overflow" /* false positives at -O2 */
-#include <stb_image.h>
-#pragma GCC diagnostic pop
-
 /* Files larger than this are not read (no image we accept needs more). */
 #define IMAGE_MAX_FILE_BYTES ((size_t)2 << 30)
 /* A progressive JPEG with more scans than this is hostile (decoding cost grows per scan). */
@@ -69,8 +41,7 @@ static uint64_t pixel_limit(uint64_t max_pixels)
     return max_pixels ? max_pixels : RADDINO_DEFAULT_MAX_PIXELS;
 }
 
-/* Refuses zero and oversized images, from the header, before any pixel buffer exists. */
-static raddino_status check_size(const char *name, uint64_t w, uint64_t h, uint64_t max_pixels)
+raddino_status image_check_size(const char *name, uint64_t w, uint64_t h, uint64_t max_pixels)
 {
     uint64_t limit = pixel_limit(max_pixels);
     if (w == 0 || h == 0)
@@ -177,147 +148,13 @@ static void cmyk_to_rgb(const uint8_t *src, size_t n_pixels, uint8_t *rgb)
     }
 }
 
-/* ---- stb_image: BMP, PNM, TGA ------------------------------------------------------- */
-
-static const char *stb_format_name(const uint8_t *d, size_t size)
+raddino_status image_rgb_from_16(const uint16_t *src, size_t n_pixels, int channels,
+                                 uint8_t *rgb)
 {
-    if (size >= 2 && d[0] == 'B' && d[1] == 'M') return "bmp";
-    if (size >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return "pnm";
-    return "tga";   /* TGA has no magic number: stb_image recognises it from its header fields */
-}
-
-/* stb_image 2.27 reads a PNM header with `value = value * 10 + digit` in an int (signed overflow
- * on a long number) and ignores a short read of the pixel data (the rest of the buffer stays
- * uninitialised: different pixels on every run). So we read the header first, exactly as stb
- * tokenises it (same whitespace, comments and end-of-data rules), and refuse numbers over
- * INT_MAX, a maxval stb rejects, and files shorter than the pixels the header promises. */
-typedef struct {
-    const uint8_t *p, *end;
-} pnm_reader;
-
-static char pnm_get(pnm_reader *r) { return r->p < r->end ? (char)*r->p++ : 0; }
-static bool pnm_eof(const pnm_reader *r) { return r->p >= r->end; }
-
-static bool pnm_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-static void pnm_skip(pnm_reader *r, char *c)
-{
-    for (;;) {
-        while (!pnm_eof(r) && pnm_space(*c)) *c = pnm_get(r);
-        if (pnm_eof(r) || *c != '#') break;
-        while (!pnm_eof(r) && *c != '\n' && *c != '\r') *c = pnm_get(r);
-    }
-}
-
-/* false when the number does not fit an int (stb would overflow). */
-static bool pnm_int(pnm_reader *r, char *c, uint64_t *v)
-{
-    *v = 0;
-    bool fits = true;
-    while (!pnm_eof(r) && *c >= '0' && *c <= '9') {
-        if (fits) *v = *v * 10 + (uint64_t)(*c - '0');
-        if (*v > INT_MAX) fits = false;
-        *c = pnm_get(r);
-    }
-    return fits;
-}
-
-static raddino_status check_pnm_header(const uint8_t *d, size_t size, const char *name,
-                                       uint64_t max_pixels)
-{
-    if (size < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return status_ok();
-    pnm_reader r = {d + 2, d + size};
-    uint64_t w, h, maxval;
-    char c = pnm_get(&r);
-    pnm_skip(&r, &c);
-    bool ok = pnm_int(&r, &c, &w);
-    pnm_skip(&r, &c);
-    ok = pnm_int(&r, &c, &h) && ok;
-    pnm_skip(&r, &c);
-    ok = pnm_int(&r, &c, &maxval) && ok;
-    if (!ok)
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode pnm: number too large in the "
-                            "header", name);
-    if (maxval > 65535)
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode pnm: maxval %llu is over "
-                            "65535", name, (unsigned long long)maxval);
-    raddino_status st = check_size(name, w, h, max_pixels);
-    if (st.code) return st;
-    uint64_t need, per_pixel = (d[1] == '6' ? 3u : 1u) * (maxval > 255 ? 2u : 1u);
-    size_t have = (size_t)(r.end - r.p);
-    if (__builtin_mul_overflow(w * h, per_pixel, &need) || need > have)
-        return status_error(RADDINO_ERR_FORMAT,
-                            "%s: cannot decode pnm: truncated (%zu bytes of pixels for "
-                            "%llux%llu)", name, have, (unsigned long long)w, (unsigned long long)h);
-    return status_ok();
-}
-
-static raddino_status decode_stb(const uint8_t *data, size_t size, const char *name,
-                                 uint64_t max_pixels, raddino_image *out)
-{
-    if (size > INT_MAX)
-        return status_error(RADDINO_ERR_TOO_LARGE, "%s: file of %zu bytes is too large", name,
-                            size);
-    int len = (int)size, w, h, n;
-    const char *format = stb_format_name(data, size);
-    raddino_status st = check_pnm_header(data, size, name, max_pixels);
-    if (st.code) return st;
-    if (!stbi_info_from_memory(data, len, &w, &h, &n)) {
-        if (strcmp(format, "tga") == 0)
-            return status_error(RADDINO_ERR_FORMAT,
-                                "%s: not a supported image (PNG, JPEG, DICOM, BMP, PNM, TGA)",
-                                name);
-        const char *why = stbi_failure_reason();
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode %s: %s", name, format,
-                            why ? why : "bad header");
-    }
-    st = check_size(name, (uint64_t)(w < 0 ? 0 : w), (uint64_t)(h < 0 ? 0 : h),
-                                   max_pixels);
-    if (st.code) return st;
-    int bits = stbi_is_16_bit_from_memory(data, len) ? 16 : 8;
-    size_t n_pixels = (size_t)w * (size_t)h;
-
-    uint8_t *lut = NULL;
-    void *pixels;
-    int got_w, got_h, got_n;
-    if (bits == 16) {
-        lut = malloc(65536);
-        if (!lut) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
-        pixels = stbi_load_16_from_memory(data, len, &got_w, &got_h, &got_n, 0);
-    } else {
-        pixels = stbi_load_from_memory(data, len, &got_w, &got_h, &got_n, 0);
-    }
-    if (!pixels) {
-        free(lut);
-        const char *why = stbi_failure_reason();
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode %s: %s", name,
-                            format, why ? why : "unknown error");
-    }
-    if (got_w != w || got_h != h || got_n < 1 || got_n > 4) {
-        stbi_image_free(pixels);
-        free(lut);
-        return status_error(RADDINO_ERR_FORMAT, "%s: inconsistent image header", name);
-    }
-    out->rgb = malloc(n_pixels * 3);
-    if (!out->rgb) {
-        stbi_image_free(pixels);
-        free(lut);
-        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name, w, h);
-    }
-    if (bits == 16)
-        to_rgb_16(pixels, n_pixels, got_n, out->rgb, lut);
-    else
-        to_rgb_8(pixels, n_pixels, got_n, out->rgb);
-    stbi_image_free(pixels);
+    uint8_t *lut = malloc(65536);
+    if (!lut) return status_error(RADDINO_ERR_NOMEM, "out of memory");
+    to_rgb_16(src, n_pixels, channels, rgb, lut);
     free(lut);
-    out->width = w;
-    out->height = h;
-    out->source_bits = bits;
-    out->source_channels = n;
-    out->format = format;
     return status_ok();
 }
 
@@ -413,7 +250,7 @@ static raddino_status png_prepare(png_structp png, png_infop info, png_job *job,
     png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_DEFAULT);
     job->width = png_get_image_width(png, info);
     job->height = png_get_image_height(png, info);
-    raddino_status st = check_size(name, job->width, job->height, max_pixels);
+    raddino_status st = image_check_size(name, job->width, job->height, max_pixels);
     if (st.code) return st;
     bool interlaced = png_get_interlace_type(png, info) != PNG_INTERLACE_NONE;
     png_request_formats(png, info);
@@ -488,7 +325,7 @@ static raddino_status check_png_header(const uint8_t *d, size_t size, const char
         return status_ok();     /* libpng reports the malformed header */
     uint64_t w = (uint64_t)d[16] << 24 | (uint64_t)d[17] << 16 | (uint64_t)d[18] << 8 | d[19];
     uint64_t h = (uint64_t)d[20] << 24 | (uint64_t)d[21] << 16 | (uint64_t)d[22] << 8 | d[23];
-    return check_size(name, w, h, max_pixels);
+    return image_check_size(name, w, h, max_pixels);
 }
 
 static raddino_status decode_png(const uint8_t *data, size_t size, const char *name,
@@ -564,7 +401,7 @@ static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, 
     cinfo->progress = &job->progress;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     jpeg_read_header(cinfo, TRUE);
-    raddino_status st = check_size(name, cinfo->image_width, cinfo->image_height, max_pixels);
+    raddino_status st = image_check_size(name, cinfo->image_width, cinfo->image_height, max_pixels);
     if (st.code) return st;
 
     int channels;
@@ -645,7 +482,7 @@ raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const
         return decode_jpeg(d, size, name, max_pixels, out);
     if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
         return decode_png(d, size, name, max_pixels, out);
-    return decode_stb(d, size, name, max_pixels, out);
+    return image_decode_bmp_pnm_tga(d, size, name, max_pixels, out);
 }
 
 raddino_status raddino_image_load_memory(const void *data, size_t size, const char *name,

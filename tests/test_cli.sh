@@ -87,6 +87,15 @@ stderr_has "$TMP/none.png" "missing image named"
 expect 1 "pixel cap" -- "$RADDINO" embed --model "$TINY" --max-pixels 100 "$X1"
 stderr_has "limit" "pixel cap explained"
 
+# BMP/PNM/TGA that Pillow refuses: one line naming the file, exit 1 (no signal); one it reads: 0.
+FMT="$DATA/formats"
+for f in bmp_v2_52.bmp bmp_rle8_early_end.bmp tga_rle_run_across_rows.tga pnm_p5_16bit_truncated.pgm; do
+    expect 1 "refused $f" -- "$RADDINO" embed --model "$TINY" "$FMT/$f"
+    stderr_has "raddino: $FMT/$f: " "$f named in the refusal"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] && ok || fail "$f: exactly one error line"
+done
+expect 0 "RLE4 BMP embeds" -- "$RADDINO" embed --model "$TINY" "$FMT/bmp_rle4.bmp" "$FMT/tga_rle24_topdown_rtl.tga" "$FMT/pnm_p5_16bit.pgm"
+
 # --- preprocess ---
 expect 0 "preprocess" -- "$RADDINO" preprocess --model "$TINY" "$X1" --out "$TMP/crop.png" --pixels "$TMP/px.npy"
 head -c 8 "$TMP/crop.png" | od -An -c | grep -q 'P   N   G' && ok || fail "crop is a PNG"

@@ -52,6 +52,12 @@ END_TEST
 START_TEST(image_corpus) { ck_assert_int_ge(replay("image", fuzz_image), 5); }
 END_TEST
 
+START_TEST(image_formats_corpus)
+{
+    ck_assert_int_ge(replay("image_formats", fuzz_image_formats), 100);
+}
+END_TEST
+
 START_TEST(npy_corpus) { ck_assert_int_ge(replay("npy", fuzz_npy), 5); }
 END_TEST
 
@@ -79,6 +85,7 @@ int main(void)
     tcase_add_test(tc, safetensors_corpus);
     tcase_add_test(tc, config_corpus);
     tcase_add_test(tc, image_corpus);
+    tcase_add_test(tc, image_formats_corpus);
     tcase_add_test(tc, npy_corpus);
     tcase_add_test(tc, dicom_corpus);
     tcase_add_test(tc, error_check_catches_bad_messages);

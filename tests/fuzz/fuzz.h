@@ -20,6 +20,7 @@
 int fuzz_safetensors(const uint8_t *data, size_t size);
 int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_image(const uint8_t *data, size_t size);
+int fuzz_image_formats(const uint8_t *data, size_t size);
 int fuzz_npy(const uint8_t *data, size_t size);
 int fuzz_dicom(const uint8_t *data, size_t size);
 

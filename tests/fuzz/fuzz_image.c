@@ -1,5 +1,5 @@
-/* fuzz_image.c — image decoding (JPEG through libjpeg-turbo; PNG, BMP, PNM, TGA through
- * stb_image) followed by RAD-DINO's preprocessing (shortest edge 518, bicubic, centre crop
+/* fuzz_image.c — image decoding (JPEG through libjpeg-turbo, PNG through libpng, BMP, PNM and
+ * TGA through our own decoders in image_formats.c) followed by RAD-DINO's preprocessing (shortest edge 518, bicubic, centre crop
  * 518x518, normalise). The pixel cap is kept at 4 megapixels so that the fuzzer explores
  * headers and bitstreams rather than allocating. */
 #include "encoder_internal.h"
