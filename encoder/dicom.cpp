@@ -16,6 +16,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <utility>
 #include <set>
 #include <sstream>
 #include <streambuf>
@@ -281,9 +282,10 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
                             "of %llu (--max-pixels)",
                             name, h->columns, h->rows, h->frames, (unsigned long long)all,
                             (unsigned long long)limit);
-    if (h->bits_allocated != 8 && h->bits_allocated != 16 && h->bits_allocated != 32)
+    if (h->bits_allocated != 1 && h->bits_allocated != 8 && h->bits_allocated != 16 &&
+        h->bits_allocated != 32)
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Bits Allocated %d not supported "
-                            "(8, 16 or 32)", name, h->bits_allocated);
+                            "(1, 8, 16 or 32)", name, h->bits_allocated);
     if (h->bits_stored < 1 || h->bits_stored > h->bits_allocated || h->high_bit < 0 ||
         h->high_bit >= h->bits_allocated || h->high_bit + 1 < h->bits_stored)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: inconsistent Bits Stored %d / High "
@@ -292,6 +294,9 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
     if (h->samples_per_pixel != 1 && h->samples_per_pixel != 3)
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d samples per pixel not "
                             "supported (1 or 3)", name, h->samples_per_pixel);
+    if (h->bits_allocated == 1 && h->samples_per_pixel != 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: 1-bit samples with %d samples "
+                            "per pixel (1-bit images are greyscale)", name, h->samples_per_pixel);
     /* GDCM's image reader asserts (aborts) on a palette image without its tables, and its raw
      * codec on YBR_ICT / YBR_RCT, which only JPEG 2000 streams can be: neither is an X-ray. */
     /* GDCM takes the first of its names that the value is a prefix of ("YBR_IC" is YBR_ICT). */
@@ -459,8 +464,107 @@ bool decode_with_image_reader(const uint8_t *data, size_t size, const dicom_head
     return true;
 }
 
+/* Native pixel data, read as pydicom's numpy reader reads it: samples of 8 bits as stored,
+ * wider ones byte-swapped under big endian, 1-bit samples unpacked least significant bit first
+ * (to one byte each: the header then says 8 bits allocated, 1 stored), YBR_FULL_422 kept
+ * subsampled (two samples per pixel). */
+raddino_status native_frame(const uint8_t *data, const dicom_layout *l, const char *name,
+                            int frame, dicom_header *h, dicom_frame *out)
+{
+    uint64_t pixels = (uint64_t)h->rows * (uint64_t)h->columns;
+    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0 && h->samples_per_pixel == 3;
+    if (ybr422 && h->columns % 2)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: YBR_FULL_422 with an odd number of "
+                            "columns (%d)", name, h->columns);
+    uint64_t samples = ybr422 ? pixels * 2 : pixels * (uint64_t)h->samples_per_pixel;
+    uint64_t frame_bits = samples * (uint64_t)h->bits_allocated;
+    uint64_t needed = (frame_bits * (uint64_t)h->frames + 7) / 8;
+    if (l->pixel_data_len < needed)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %zu bytes, %dx%d x %d "
+                            "frame(s) need %llu", name, l->pixel_data_len, h->columns, h->rows,
+                            h->frames, (unsigned long long)needed);
+    const uint8_t *src = data + l->pixel_data_at;
+    size_t bytes = h->bits_allocated == 1 ? (size_t)samples : (size_t)(frame_bits / 8);
+    out->pixels = (uint8_t *)std::malloc(bytes);
+    if (!out->pixels)
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    out->size = bytes;
+    if (h->bits_allocated == 1) {
+        uint64_t bit = (uint64_t)frame * frame_bits;   /* frames are not byte-aligned */
+        for (size_t i = 0; i < bytes; i++, bit++)
+            out->pixels[i] = (uint8_t)(src[bit >> 3] >> (bit & 7) & 1);
+        h->bits_allocated = 8;
+    } else {
+        std::memcpy(out->pixels, src + (size_t)frame * bytes, bytes);
+        size_t word = (size_t)h->bits_allocated / 8;
+        if (l->big_endian && word > 1)
+            for (size_t i = 0; i + word <= bytes; i += word)
+                for (size_t a = i, b = i + word - 1; a < b; a++, b--)
+                    std::swap(out->pixels[a], out->pixels[b]);
+    }
+    h->subsampled_422 = ybr422;
+    return status_ok();
+}
+
+/* RLE Lossless: the frame's fragments, decoded by dicom_rle_decode (dicom_pixels.c says why not
+ * GDCM's decoder). The result is planar. */
+raddino_status rle_frame(const uint8_t *data, const dicom_layout *l, const char *name, int frame,
+                         dicom_header *h, dicom_frame *out)
+{
+    if (h->bits_allocated == 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: RLE with Bits Allocated 1 (RLE "
+                            "segments are whole bytes; pydicom refuses it too)", name);
+    uint8_t *encoded;
+    size_t encoded_size;
+    raddino_status st =
+        dicom_encapsulated_frame(data, l, name, h->frames, frame, true, &encoded, &encoded_size);
+    if (st.code) return st;
+    size_t bps = (size_t)h->bits_allocated / 8;
+    size_t bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel * bps;
+    out->pixels = (uint8_t *)std::malloc(bytes);
+    if (!out->pixels) {
+        std::free(encoded);
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    }
+    out->size = bytes;
+    st = dicom_rle_decode(encoded, encoded_size, name, h->rows, h->columns, h->samples_per_pixel,
+                          (int)bps, out->pixels);
+    std::free(encoded);
+    h->planar_configuration = h->samples_per_pixel > 1 ? 1 : 0;
+    return st;
+}
+
+/* The transfer syntaxes of native (not encapsulated) pixel data; "" when the file meta
+ * information does not say (GDCM and pydicom then guess from the data set). */
+bool native_syntax(const char *ts)
+{
+    return !*ts || !std::strcmp(ts, "1.2.840.10008.1.2") ||
+           !std::strcmp(ts, "1.2.840.10008.1.2.1") || !std::strcmp(ts, "1.2.840.10008.1.2.2");
+}
+
+/* GDCM's image reader asserts (aborts) when a Frame Increment Pointer is present and Number of
+ * Frames is not (it reads the absent attribute as if it were there), as RT Dose files often
+ * are. A copy of the file where that element, in place and at the same length, becomes Number
+ * of Frames "1" (what its absence means) reads the same otherwise. */
+bool patch_frame_pointer(const uint8_t *data, size_t size, const dicom_layout *l,
+                         std::vector<uint8_t> *copy)
+{
+    if (!l->frame_pointer_at || l->has_frames) return true;
+    if (l->frame_pointer_header != 8 || l->frame_pointer_len == 0 || l->big_endian) return false;
+    copy->assign(data, data + size);
+    uint8_t *e = copy->data() + l->frame_pointer_at;
+    e[0] = 0x28, e[1] = 0x00, e[2] = 0x08, e[3] = 0x00;
+    if (!l->implicit) e[4] = 'I', e[5] = 'S';
+    std::memset(e + 8, ' ', l->frame_pointer_len);
+    e[8] = '1';
+    return true;
+}
+
 raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
-                             uint64_t max_pixels, int frame, dicom_frame *out)
+                             uint64_t max_pixels, int frame, const dicom_layout *l,
+                             dicom_frame *out)
 {
     dicom_header *h = &out->header;
     /* The header first: the pixel cap and the formats are checked before the pixel data is
@@ -469,29 +573,12 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     if (st.code) return st;
     st = check_header(h, name, max_pixels);
     if (st.code) return st;
-    /* The whole data set, pixel data as stored (nothing decoded yet). */
-    memory_buffer buf(data, size);
-    std::istream is(&buf);
-    gdcm::Reader reader;
-    reader.SetStream(is);
-    bool parsed = reader.Read();
-    const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
-    if (parsed && !ds.FindDataElement(TAG_PIXEL_DATA))
+    if (!l->pixel_data_at)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM file has no pixel data (not an image)",
                             name);
-    if (!parsed || ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
+    if (l->pixel_data_len == 0)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
                             "(truncated or malformed)", name);
-    /* Native pixel data must hold every sample Rows x Columns x frames promise (GDCM would not
-     * always say so). */
-    const gdcm::ByteValue *native = ds.GetDataElement(TAG_PIXEL_DATA).GetByteValue();
-    uint64_t needed = (uint64_t)h->rows * (uint64_t)h->columns * (uint64_t)h->frames *
-                      (uint64_t)h->samples_per_pixel * (uint64_t)(h->bits_allocated / 8);
-    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0;
-    if (native && !ybr422 && native->GetLength() < needed)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %u bytes, %dx%d x %d "
-                            "frame(s) need %llu", name, (unsigned)native->GetLength(),
-                            h->columns, h->rows, h->frames, (unsigned long long)needed);
     if (frame < 0 && h->frames > 1)
         return status_error(RADDINO_ERR_UNSUPPORTED,
                             "%s: DICOM: multi-frame image (%d frames); only single-frame images "
@@ -501,12 +588,46 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     if (frame >= h->frames)
         return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: frame %d asked, the file has %d",
                             name, frame + 1, h->frames);
+    if (l->encapsulated == native_syntax(h->transfer_syntax))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: %s pixel data under transfer syntax "
+                            "%s", name, l->encapsulated ? "encapsulated" : "native",
+                            *h->transfer_syntax ? h->transfer_syntax : "(none)");
+    /* Native and RLE data are decoded here, from the walked bytes: GDCM's image reader (and
+     * the asserts of its header interpretation) is only used for the codecs we do not own. */
+    if (!l->encapsulated) return native_frame(data, l, name, frame, h, out);
+    if (!std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.5"))
+        return rle_frame(data, l, name, frame, h, out);
+    if (h->bits_allocated == 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Bits Allocated 1 with transfer "
+                            "syntax %s (1-bit images are read uncompressed only)", name,
+                            h->transfer_syntax);
+
+    std::vector<uint8_t> patched;
+    if (!patch_frame_pointer(data, size, l, &patched))
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Frame Increment Pointer without "
+                            "Number of Frames, in a form the decoder cannot read", name);
+    if (!patched.empty()) {
+        data = patched.data();
+        size = patched.size();
+    }
+    /* The whole data set, pixel data as stored (nothing decoded yet). */
+    memory_buffer buf(data, size);
+    std::istream is(&buf);
+    gdcm::Reader reader;
+    reader.SetStream(is);
+    bool parsed = reader.Read();
+    const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
+    if (!parsed || !ds.FindDataElement(TAG_PIXEL_DATA) ||
+        ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
+                            "(truncated or malformed)", name);
 
     uint32_t stream_w, stream_h;
     if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
         (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows))
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the compressed image is %ux%u, the "
-                            "header says %dx%d", name, stream_w, stream_h, h->columns, h->rows);
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the codestream in the pixel data "
+                            "declares %ux%u, the header says %dx%d (a damaged stream)", name,
+                            stream_w, stream_h, h->columns, h->rows);
 
     decoded d;
     bool ok, size_mismatch = false;
@@ -527,23 +648,13 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     size_t frame_bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel *
                          (size_t)(h->bits_allocated / 8);
     size_t expected = frame_bytes * (size_t)h->frames;
-    size_t length = d.bytes.size();
-    bool subsampled_422 = false;
-    if (length != expected) {
-        /* YBR_FULL_422 native data stays subsampled: 2 samples per pixel instead of 3. */
-        if (h->samples_per_pixel == 3 && length * 3 == expected * 2 && h->columns % 2 == 0) {
-            subsampled_422 = true;
-            frame_bytes = frame_bytes / 3 * 2;
-        } else {
-            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
-                                name, length, expected);
-        }
-    }
+    if (d.bytes.size() != expected)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
+                            name, d.bytes.size(), expected);
     std::string pi = d.photometric;
     while (!pi.empty() && pi.back() == ' ') pi.pop_back();
     copy_text(h->photometric, sizeof h->photometric, pi);
     h->planar_configuration = d.planar;
-    h->subsampled_422 = subsampled_422;
 
     out->pixels = (uint8_t *)std::malloc(frame_bytes);
     if (!out->pixels)
@@ -560,7 +671,7 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
                                             dicom_header *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st = dicom_check_structure(data, size, name);
+    raddino_status st = dicom_check_structure(data, size, name, NULL);
     if (st.code) return st;
     try {
         silence_gdcm();
@@ -584,11 +695,12 @@ extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, c
                                              uint64_t max_pixels, int frame, dicom_frame *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st = dicom_check_structure(data, size, name);
+    dicom_layout layout;
+    raddino_status st = dicom_check_structure(data, size, name, &layout);
     if (st.code) return st;
     try {
         silence_gdcm();
-        st = decode_stream(data, size, name, max_pixels, frame, out);
+        st = decode_stream(data, size, name, max_pixels, frame, &layout, out);
     } catch (const std::bad_alloc &) {
         st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {
