@@ -12,6 +12,7 @@
  * never want them). Sizes are checked from the header before anything is decoded. */
 #include "encoder_internal.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -22,6 +23,11 @@
 #include <streambuf>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gdcmDataSet.h>
 #include <gdcmFile.h>
@@ -562,6 +568,157 @@ bool patch_frame_pointer(const uint8_t *data, size_t size, const dicom_layout *l
     return true;
 }
 
+/* What the codec path hands back besides the pixels (see codec_decode_isolated). */
+struct codec_result {
+    raddino_status st;
+    char photometric[24];   /* as the codec left it (JPEG YBR -> RGB) */
+    int planar;
+    int done;               /* the child got to the end (set last) */
+};
+
+/* JPEG, JPEG-LS and JPEG 2000 through GDCM: frame `frame` into pixels (frame_bytes), or a
+ * status. Runs in the child process of codec_decode_isolated. */
+void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
+                  const dicom_header *h, size_t frame_bytes, uint8_t *pixels, codec_result *r)
+{
+    /* The whole data set, pixel data as stored (nothing decoded yet). */
+    memory_buffer buf(data, size);
+    std::istream is(&buf);
+    gdcm::Reader reader;
+    reader.SetStream(is);
+    bool parsed = reader.Read();
+    const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
+    if (!parsed || !ds.FindDataElement(TAG_PIXEL_DATA) ||
+        ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty()) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
+                             "(truncated or malformed)", name);
+        return;
+    }
+    uint32_t stream_w, stream_h;
+    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
+        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows)) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the codestream in the pixel data "
+                             "declares %ux%u, the header says %dx%d (a damaged stream)", name,
+                             stream_w, stream_h, h->columns, h->rows);
+        return;
+    }
+    decoded d;
+    bool ok, size_mismatch = false;
+    int precision = lossy_jpeg_precision(ds.GetDataElement(TAG_PIXEL_DATA));
+    if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
+        ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
+    else
+        ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
+    if (size_mismatch) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
+                             "disagrees with the header", name);
+        return;
+    }
+    if (!ok) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot decode the pixel data "
+                             "(transfer syntax %s; truncated, malformed or unsupported)", name,
+                             h->transfer_syntax);
+        return;
+    }
+    size_t expected = frame_bytes * (size_t)h->frames;
+    if (d.bytes.size() != expected) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
+                             name, d.bytes.size(), expected);
+        return;
+    }
+    std::memcpy(pixels, d.bytes.data() + (size_t)frame * frame_bytes, frame_bytes);
+    std::string pi = d.photometric;
+    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
+    copy_text(r->photometric, sizeof r->photometric, pi);
+    r->planar = d.planar;
+    r->st = status_ok();
+}
+
+void codec_decode_catching(const uint8_t *data, size_t size, const char *name, int frame,
+                           const dicom_header *h, size_t frame_bytes, uint8_t *pixels,
+                           codec_result *r)
+{
+    try {
+        codec_decode(data, size, name, frame, h, frame_bytes, pixels, r);
+    } catch (const std::bad_alloc &) {
+        r->st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
+    } catch (const std::exception &e) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file (%.200s)", name,
+                             e.what());
+    } catch (...) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file", name);
+    }
+}
+
+/* The codecs we do not own (GDCM's IJG JPEG, CharLS, OpenJPEG) run in a child process. Debian
+ * builds GDCM with its assert()s on, and damaged compressed streams reach some of them: what we
+ * can check before calling GDCM we check (dicom_check_structure, check_header, the codestream's
+ * size, the JPEG header), but a codec's internal state cannot be validated from outside, so an
+ * abort there must not take the caller with it (raddino embed, search, serve, any program using
+ * the library). The child (fork: no exec, it shares the parent's pages copy-on-write) decodes
+ * into a shared anonymous mapping and exits; a child killed by a signal becomes a refusal.
+ * Cost: one fork per compressed DICOM image, about a millisecond against tens to hundreds of
+ * milliseconds of decoding (bench figures in the README); native and RLE data, which we decode
+ * ourselves, never fork. Only the forking thread exists in the child: GDCM and the codecs take
+ * no lock another thread of ours could hold there, and malloc is fork-safe in glibc.
+ * Built with RADDINO_DICOM_NO_FORK (the fuzz build: the fuzzer must see the crash itself),
+ * the codecs run in process. */
+raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
+                                     int frame, const dicom_header *h, size_t frame_bytes,
+                                     uint8_t *pixels, codec_result *out)
+{
+#ifdef RADDINO_DICOM_NO_FORK
+    std::memset(out, 0, sizeof *out);
+    codec_decode_catching(data, size, name, frame, h, frame_bytes, pixels, out);
+    return out->st;
+#else
+    size_t header = (sizeof(codec_result) + 63) / 64 * 64;
+    size_t total = header + frame_bytes;
+    void *mem = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return status_error(RADDINO_ERR_NOMEM, "%s: DICOM: cannot map %zu bytes for the decoder",
+                            name, total);
+    codec_result *shared = static_cast<codec_result *>(mem);
+    uint8_t *shared_pixels = static_cast<uint8_t *>(mem) + header;
+    pid_t pid = fork();
+    if (pid < 0) {
+        munmap(mem, total);
+        return status_error(RADDINO_ERR_NOMEM, "%s: DICOM: cannot start the decoder process "
+                            "(%s)", name, std::strerror(errno));
+    }
+    if (pid == 0) {
+        /* The child: what the codecs print (libjpeg warnings, an assert's text) goes nowhere,
+         * so the caller's error stays one line. _exit: no atexit handler, no stdio flush of
+         * the parent's buffers. */
+        int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
+        codec_decode_catching(data, size, name, frame, h, frame_bytes, shared_pixels, shared);
+        __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
+        _exit(0);
+    }
+    int status = 0;
+    pid_t waited;
+    while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
+    bool done = __atomic_load_n(&shared->done, __ATOMIC_ACQUIRE) != 0;
+    raddino_status st;
+    if (waited == pid && WIFSIGNALED(status))
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the %s decoder died on this file "
+                          "(signal %d, %s): damaged or unsupported pixel data", name,
+                          h->transfer_syntax, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (!done)   /* exited early, or not our child to wait for (SIGCHLD ignored...) */
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the decoder process ended without a "
+                          "result", name);
+    else
+        st = shared->st;
+    if (!st.code) {
+        std::memcpy(pixels, shared_pixels, frame_bytes);
+        *out = *shared;
+    }
+    munmap(mem, total);
+    return st;
+#endif
+}
+
 raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
                              uint64_t max_pixels, int frame, const dicom_layout *l,
                              dicom_frame *out)
@@ -610,59 +767,73 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
         data = patched.data();
         size = patched.size();
     }
-    /* The whole data set, pixel data as stored (nothing decoded yet). */
-    memory_buffer buf(data, size);
-    std::istream is(&buf);
-    gdcm::Reader reader;
-    reader.SetStream(is);
-    bool parsed = reader.Read();
-    const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
-    if (!parsed || !ds.FindDataElement(TAG_PIXEL_DATA) ||
-        ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
-                            "(truncated or malformed)", name);
-
-    uint32_t stream_w, stream_h;
-    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
-        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows))
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the codestream in the pixel data "
-                            "declares %ux%u, the header says %dx%d (a damaged stream)", name,
-                            stream_w, stream_h, h->columns, h->rows);
-
-    decoded d;
-    bool ok, size_mismatch = false;
-    int precision = lossy_jpeg_precision(
-        reader.GetFile().GetDataSet().GetDataElement(TAG_PIXEL_DATA));
-    if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
-        ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
-    else
-        ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
-    if (size_mismatch)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
-                            "disagrees with the header", name);
-    if (!ok)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot decode the pixel data "
-                            "(transfer syntax %s; truncated, malformed or unsupported)",
-                            name, h->transfer_syntax);
-
     size_t frame_bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel *
                          (size_t)(h->bits_allocated / 8);
-    size_t expected = frame_bytes * (size_t)h->frames;
-    if (d.bytes.size() != expected)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
-                            name, d.bytes.size(), expected);
-    std::string pi = d.photometric;
-    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
-    copy_text(h->photometric, sizeof h->photometric, pi);
-    h->planar_configuration = d.planar;
-
     out->pixels = (uint8_t *)std::malloc(frame_bytes);
     if (!out->pixels)
         return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
                             h->columns, h->rows);
-    std::memcpy(out->pixels, d.bytes.data() + (size_t)frame * frame_bytes, frame_bytes);
     out->size = frame_bytes;
+    codec_result r;
+    st = codec_decode_isolated(data, size, name, frame, h, frame_bytes, out->pixels, &r);
+    if (st.code) return st;
+    copy_text(h->photometric, sizeof h->photometric, r.photometric);
+    h->planar_configuration = r.planar;
     return status_ok();
+}
+
+/* GDCM cannot read an explicit VR data set whose file meta information says implicit VR
+ * (pydicom can, with a warning). A copy whose Transfer Syntax UID says explicit VR little endian
+ * (and whose meta group length grows by the two bytes that takes) is read instead; the header
+ * then keeps the syntax the file names. Empty when no copy is needed. */
+bool explicit_under_implicit_copy(const uint8_t *data, size_t size, const dicom_layout *l,
+                                  std::vector<uint8_t> *copy)
+{
+    if (!l->vr_mismatch || l->implicit || !l->syntax_at) return true;
+    static const char explicit_le[] = "1.2.840.10008.1.2.1";   /* 19 + 1 NUL: even */
+    size_t value_at = l->syntax_at + 8, old_len = l->syntax_len, new_len = sizeof explicit_le;
+    if (value_at + old_len > size || new_len < old_len) return false;
+    copy->reserve(size + new_len - old_len);
+    copy->assign(data, data + value_at);
+    copy->insert(copy->end(), explicit_le, explicit_le + new_len);
+    copy->insert(copy->end(), data + value_at + old_len, data + size);
+    uint8_t *c = copy->data();
+    c[l->syntax_at + 6] = (uint8_t)new_len;
+    c[l->syntax_at + 7] = (uint8_t)(new_len >> 8);
+    if (l->meta_group_length_at && l->meta_group_length_at + 4 <= l->syntax_at) {
+        uint8_t *g = c + l->meta_group_length_at;
+        uint32_t v = (uint32_t)g[0] | (uint32_t)g[1] << 8 | (uint32_t)g[2] << 16 |
+                     (uint32_t)g[3] << 24;
+        v += (uint32_t)(new_len - old_len);
+        g[0] = (uint8_t)v, g[1] = (uint8_t)(v >> 8), g[2] = (uint8_t)(v >> 16),
+        g[3] = (uint8_t)(v >> 24);
+    }
+    return true;
+}
+
+
+/* The file as GDCM will read it: the input, or a copy (explicit_under_implicit_copy) with its
+ * layout walked again; the header keeps the transfer syntax the file names. */
+raddino_status prepare(const uint8_t **data, size_t *size, const char *name,
+                       std::vector<uint8_t> *copy, dicom_layout *l)
+{
+    raddino_status st = dicom_check_structure(*data, *size, name, l);
+    if (st.code) return st;
+    if (!explicit_under_implicit_copy(*data, *size, l, copy))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: unreadable transfer syntax element",
+                            name);
+    if (copy->empty()) return status_ok();
+    *data = copy->data();
+    *size = copy->size();
+    return dicom_check_structure(*data, *size, name, l);
+}
+
+void restore_syntax(dicom_header *h, bool copied)
+{
+    if (!copied) return;
+    copy_text(h->transfer_syntax, sizeof h->transfer_syntax, "1.2.840.10008.1.2");
+    copy_text(h->info.transfer_syntax_uid, sizeof h->info.transfer_syntax_uid,
+              "1.2.840.10008.1.2");
 }
 
 }  // namespace
@@ -671,11 +842,14 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
                                             dicom_header *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st = dicom_check_structure(data, size, name, NULL);
-    if (st.code) return st;
     try {
         silence_gdcm();
+        std::vector<uint8_t> copy;
+        dicom_layout layout;
+        raddino_status st = prepare(&data, &size, name, &copy, &layout);
+        if (st.code) return st;
         st = read_header_stream(data, size, name, out);
+        restore_syntax(out, !copy.empty());
         if (st.code) dicom_header_free(out);
         return st;
     } catch (const std::bad_alloc &) {
@@ -695,12 +869,14 @@ extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, c
                                              uint64_t max_pixels, int frame, dicom_frame *out)
 {
     std::memset(out, 0, sizeof *out);
-    dicom_layout layout;
-    raddino_status st = dicom_check_structure(data, size, name, &layout);
-    if (st.code) return st;
+    raddino_status st;
     try {
         silence_gdcm();
-        st = decode_stream(data, size, name, max_pixels, frame, &layout, out);
+        std::vector<uint8_t> copy;
+        dicom_layout layout;
+        st = prepare(&data, &size, name, &copy, &layout);
+        if (!st.code) st = decode_stream(data, size, name, max_pixels, frame, &layout, out);
+        if (!st.code) restore_syntax(&out->header, !copy.empty());
     } catch (const std::bad_alloc &) {
         st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {

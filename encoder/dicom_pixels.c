@@ -310,7 +310,10 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
             walk_fail(&w, pos, "file meta element length past the end");
             return w.st;
         }
+        if (e == 0x0000 && len == 4) layout->meta_group_length_at = pos + header;
         if (e == 0x0010) {
+            layout->syntax_at = pos;
+            layout->syntax_len = len;
             size_t n = len < sizeof ts - 1 ? len : sizeof ts - 1;
             memcpy(ts, data + pos + header, n);
             ts[n] = 0;
@@ -350,11 +353,14 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     w.st = status_ok();
     pos = meta_end;
     w.fragments_seen = 0;
-    bool implicit = layout->implicit, big = layout->big_endian, mismatch = layout->vr_mismatch;
+    dicom_layout kept = *layout;   /* what the file meta information said */
     memset(layout, 0, sizeof *layout);
-    layout->implicit = implicit;
-    layout->big_endian = big;
-    layout->vr_mismatch = mismatch;
+    layout->implicit = kept.implicit;
+    layout->big_endian = kept.big_endian;
+    layout->vr_mismatch = kept.vr_mismatch;
+    layout->syntax_at = kept.syntax_at;
+    layout->syntax_len = kept.syntax_len;
+    layout->meta_group_length_at = kept.meta_group_length_at;
     return walk_elements(&w, &pos, end, 0, false) ? check_codestream(&w, ts) : first;
 }
 

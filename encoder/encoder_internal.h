@@ -353,6 +353,8 @@ typedef struct {
     bool has_frames;                /* top-level Number of Frames present */
     size_t frame_pointer_at;        /* top-level Frame Increment Pointer element */
     size_t frame_pointer_header, frame_pointer_len;
+    size_t syntax_at, syntax_len;   /* Transfer Syntax UID element (file meta) and its value */
+    size_t meta_group_length_at;    /* File Meta Information Group Length value */
 } dicom_layout;
 
 /* Walks every element, item and fragment, checking each length against the bytes left, before
