@@ -33,7 +33,9 @@
 #include <gdcmFile.h>
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
+#include <gdcmJPEG2000Codec.h>
 #include <gdcmJPEGCodec.h>
+#include <gdcmJPEGLSCodec.h>
 #include <gdcmReader.h>
 #include <gdcmSequenceOfFragments.h>
 #include <gdcmSequenceOfItems.h>
@@ -410,15 +412,12 @@ struct decoded {
     int planar;
 };
 
-/* GDCM picks its 8-, 12- or 16-bit libjpeg from Bits Allocated; a 12-bit lossy JPEG in 16-bit
- * words first goes to the 16-bit one, which prints "Unsupported JPEG data precision 12" on
- * stderr (libjpeg's own output_message, which gdcm::Trace does not control) before GDCM retries.
- * Here the codec is chosen from the JPEG's own precision, so nothing is printed. */
-bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precision,
-                       decoded *out)
+/* One of GDCM's codecs on the pixel data, set up from the header (what GDCM's image reader
+ * would do), without the image reader. */
+template <class Codec>
+bool decode_with(Codec &codec, const gdcm::DataElement &pixel_data, const dicom_header *h,
+                 const gdcm::PixelFormat &pf, decoded *out)
 {
-    const gdcm::DataElement &pixel_data = file.GetDataSet().GetDataElement(TAG_PIXEL_DATA);
-    gdcm::JPEGCodec codec;
     codec.SetNumberOfDimensions(h->frames > 1 ? 3 : 2);
     unsigned int dims[3] = {(unsigned)h->columns, (unsigned)h->rows, (unsigned)h->frames};
     codec.SetDimensions(dims);
@@ -426,10 +425,7 @@ bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precis
         gdcm::PhotometricInterpretation::GetPIType(h->photometric);
     codec.SetPhotometricInterpretation(pi);
     codec.SetPlanarConfiguration((unsigned)h->planar_configuration);
-    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel, (unsigned short)precision,
-                         (unsigned short)precision, (unsigned short)(precision - 1),
-                         (unsigned short)h->pixel_representation);
-    codec.SetPixelFormat(pf);   /* last: it makes the inner codec from the settings above */
+    codec.SetPixelFormat(pf);   /* last: JPEGCodec makes its inner codec from the settings */
     gdcm::DataElement result;
     if (!codec.Decode(pixel_data, result)) return false;
     const gdcm::ByteValue *bv = result.GetByteValue();
@@ -440,6 +436,49 @@ bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precis
     out->photometric = pi_out ? pi_out : h->photometric;
     out->planar = (int)codec.GetPlanarConfiguration();
     return true;
+}
+
+/* GDCM picks its 8-, 12- or 16-bit libjpeg from Bits Allocated; a 12-bit lossy JPEG in 16-bit
+ * words first goes to the 16-bit one, which prints "Unsupported JPEG data precision 12" on
+ * stderr (libjpeg's own output_message, which gdcm::Trace does not control) before GDCM retries.
+ * Here the codec is chosen from the JPEG's own precision, so nothing is printed. */
+bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precision,
+                       decoded *out)
+{
+    gdcm::JPEGCodec codec;
+    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel, (unsigned short)precision,
+                         (unsigned short)precision, (unsigned short)(precision - 1),
+                         (unsigned short)h->pixel_representation);
+    return decode_with(codec, file.GetDataSet().GetDataElement(TAG_PIXEL_DATA), h, pf, out);
+}
+
+/* The codec of the transfer syntax, for a file GDCM reads as a copy naming another syntax
+ * (syntax_copy): its image reader would take the pixel data for native. false: not a syntax
+ * decoded this way. */
+bool decode_by_syntax(const gdcm::File &file, const dicom_header *h, decoded *out,
+                      bool *known)
+{
+    const gdcm::DataElement &px = file.GetDataSet().GetDataElement(TAG_PIXEL_DATA);
+    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel,
+                         (unsigned short)h->bits_allocated, (unsigned short)h->bits_stored,
+                         (unsigned short)h->high_bit, (unsigned short)h->pixel_representation);
+    std::string ts = h->transfer_syntax;
+    *known = true;
+    if (ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" ||
+        ts == "1.2.840.10008.1.2.4.57" || ts == "1.2.840.10008.1.2.4.70") {
+        gdcm::JPEGCodec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    if (ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81") {
+        gdcm::JPEGLSCodec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    if (ts == "1.2.840.10008.1.2.4.90" || ts == "1.2.840.10008.1.2.4.91") {
+        gdcm::JPEG2000Codec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    *known = false;
+    return false;
 }
 
 bool decode_with_image_reader(const uint8_t *data, size_t size, const dicom_header *h,
@@ -579,7 +618,8 @@ struct codec_result {
 /* JPEG, JPEG-LS and JPEG 2000 through GDCM: frame `frame` into pixels (frame_bytes), or a
  * status. Runs in the child process of codec_decode_isolated. */
 void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
-                  const dicom_header *h, size_t frame_bytes, uint8_t *pixels, codec_result *r)
+                  const dicom_header *h, bool by_syntax, size_t frame_bytes, uint8_t *pixels,
+                  codec_result *r)
 {
     /* The whole data set, pixel data as stored (nothing decoded yet). */
     memory_buffer buf(data, size);
@@ -603,12 +643,19 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
         return;
     }
     decoded d;
-    bool ok, size_mismatch = false;
+    bool ok, size_mismatch = false, known = true;
     int precision = lossy_jpeg_precision(ds.GetDataElement(TAG_PIXEL_DATA));
     if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
         ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
+    else if (by_syntax)
+        ok = decode_by_syntax(reader.GetFile(), h, &d, &known);
     else
         ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
+    if (!known) {
+        r->st = status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: transfer syntax %s with a "
+                             "data set in the other VR encoding", name, h->transfer_syntax);
+        return;
+    }
     if (size_mismatch) {
         r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
                              "disagrees with the header", name);
@@ -635,11 +682,11 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
 }
 
 void codec_decode_catching(const uint8_t *data, size_t size, const char *name, int frame,
-                           const dicom_header *h, size_t frame_bytes, uint8_t *pixels,
-                           codec_result *r)
+                           const dicom_header *h, bool by_syntax, size_t frame_bytes,
+                           uint8_t *pixels, codec_result *r)
 {
     try {
-        codec_decode(data, size, name, frame, h, frame_bytes, pixels, r);
+        codec_decode(data, size, name, frame, h, by_syntax, frame_bytes, pixels, r);
     } catch (const std::bad_alloc &) {
         r->st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {
@@ -664,12 +711,12 @@ void codec_decode_catching(const uint8_t *data, size_t size, const char *name, i
  * Built with RADDINO_DICOM_NO_FORK (the fuzz build: the fuzzer must see the crash itself),
  * the codecs run in process. */
 raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
-                                     int frame, const dicom_header *h, size_t frame_bytes,
-                                     uint8_t *pixels, codec_result *out)
+                                     int frame, const dicom_header *h, bool by_syntax,
+                                     size_t frame_bytes, uint8_t *pixels, codec_result *out)
 {
 #ifdef RADDINO_DICOM_NO_FORK
     std::memset(out, 0, sizeof *out);
-    codec_decode_catching(data, size, name, frame, h, frame_bytes, pixels, out);
+    codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, pixels, out);
     return out->st;
 #else
     size_t header = (sizeof(codec_result) + 63) / 64 * 64;
@@ -692,7 +739,8 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
          * the parent's buffers. */
         int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
-        codec_decode_catching(data, size, name, frame, h, frame_bytes, shared_pixels, shared);
+        codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, shared_pixels,
+                              shared);
         __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
         _exit(0);
     }
@@ -719,15 +767,20 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
 #endif
 }
 
+void restore_syntax(dicom_header *h, const std::string &syntax);
+
+/* syntax: the transfer syntax the file names when GDCM reads a copy naming another (see
+ * syntax_copy), else "". */
 raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
                              uint64_t max_pixels, int frame, const dicom_layout *l,
-                             dicom_frame *out)
+                             const std::string &syntax, dicom_frame *out)
 {
     dicom_header *h = &out->header;
     /* The header first: the pixel cap and the formats are checked before the pixel data is
      * even read. */
     raddino_status st = read_header_stream(data, size, name, h);
     if (st.code) return st;
+    restore_syntax(h, syntax);
     st = check_header(h, name, max_pixels);
     if (st.code) return st;
     if (!l->pixel_data_at)
@@ -775,27 +828,35 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
                             h->columns, h->rows);
     out->size = frame_bytes;
     codec_result r;
-    st = codec_decode_isolated(data, size, name, frame, h, frame_bytes, out->pixels, &r);
+    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), frame_bytes,
+                               out->pixels, &r);
     if (st.code) return st;
     copy_text(h->photometric, sizeof h->photometric, r.photometric);
     h->planar_configuration = r.planar;
     return status_ok();
 }
 
-/* GDCM cannot read an explicit VR data set whose file meta information says implicit VR
- * (pydicom can, with a warning). A copy whose Transfer Syntax UID says explicit VR little endian
- * (and whose meta group length grows by the two bytes that takes) is read instead; the header
- * then keeps the syntax the file names. Empty when no copy is needed. */
-bool explicit_under_implicit_copy(const uint8_t *data, size_t size, const dicom_layout *l,
-                                  std::vector<uint8_t> *copy)
+/* A data set whose VR is not its transfer syntax's (dicom_layout.vr_mismatch), which pydicom
+ * reads with a warning: GDCM cannot read explicit VR under the implicit syntax at all, and reads
+ * implicit VR under an explicit one only after trying it as explicit, taking a value's first
+ * bytes for a length and allocating that much (a gigabyte for a 1 kB file). So GDCM reads a copy
+ * whose Transfer Syntax UID names the data set's real encoding (explicit or implicit VR little
+ * endian; the meta group length changes by the difference); the header keeps the syntax the
+ * file names, and compressed pixel data then goes straight to its codec (codec_decode). */
+bool syntax_copy(const uint8_t *data, size_t size, const dicom_layout *l,
+                 std::vector<uint8_t> *copy)
 {
-    if (!l->vr_mismatch || l->implicit || !l->syntax_at) return true;
-    static const char explicit_le[] = "1.2.840.10008.1.2.1";   /* 19 + 1 NUL: even */
-    size_t value_at = l->syntax_at + 8, old_len = l->syntax_len, new_len = sizeof explicit_le;
-    if (value_at + old_len > size || new_len < old_len) return false;
-    copy->reserve(size + new_len - old_len);
+    if (!l->vr_mismatch) return true;
+    if (!l->syntax_at || l->big_endian) return false;
+    static const char explicit_le[] = "1.2.840.10008.1.2.1";   /* 19 + NUL: 20, even */
+    static const char implicit_le[] = "1.2.840.10008.1.2";     /* 17 + NUL: 18 */
+    const char *uid = l->implicit ? implicit_le : explicit_le;
+    size_t new_len = l->implicit ? sizeof implicit_le : sizeof explicit_le;
+    size_t value_at = l->syntax_at + 8, old_len = l->syntax_len;
+    if (value_at > size || old_len > size - value_at) return false;
+    copy->reserve(size + new_len);
     copy->assign(data, data + value_at);
-    copy->insert(copy->end(), explicit_le, explicit_le + new_len);
+    copy->insert(copy->end(), uid, uid + new_len);
     copy->insert(copy->end(), data + value_at + old_len, data + size);
     uint8_t *c = copy->data();
     c[l->syntax_at + 6] = (uint8_t)new_len;
@@ -804,36 +865,38 @@ bool explicit_under_implicit_copy(const uint8_t *data, size_t size, const dicom_
         uint8_t *g = c + l->meta_group_length_at;
         uint32_t v = (uint32_t)g[0] | (uint32_t)g[1] << 8 | (uint32_t)g[2] << 16 |
                      (uint32_t)g[3] << 24;
-        v += (uint32_t)(new_len - old_len);
+        v = v - (uint32_t)old_len + (uint32_t)new_len;
         g[0] = (uint8_t)v, g[1] = (uint8_t)(v >> 8), g[2] = (uint8_t)(v >> 16),
         g[3] = (uint8_t)(v >> 24);
     }
     return true;
 }
 
-
-/* The file as GDCM will read it: the input, or a copy (explicit_under_implicit_copy) with its
- * layout walked again; the header keeps the transfer syntax the file names. */
+/* The file as GDCM will read it: the input, or a copy (syntax_copy) with its layout walked
+ * again; *syntax gets the transfer syntax the file names ("" when no copy was made). */
 raddino_status prepare(const uint8_t **data, size_t *size, const char *name,
-                       std::vector<uint8_t> *copy, dicom_layout *l)
+                       std::vector<uint8_t> *copy, dicom_layout *l, std::string *syntax)
 {
     raddino_status st = dicom_check_structure(*data, *size, name, l);
     if (st.code) return st;
-    if (!explicit_under_implicit_copy(*data, *size, l, copy))
+    if (!syntax_copy(*data, *size, l, copy))
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: unreadable transfer syntax element",
                             name);
     if (copy->empty()) return status_ok();
+    size_t n = l->syntax_len;
+    syntax->assign(reinterpret_cast<const char *>(*data) + l->syntax_at + 8, n);
+    while (!syntax->empty() && (syntax->back() == ' ' || syntax->back() == '\0'))
+        syntax->pop_back();
     *data = copy->data();
     *size = copy->size();
     return dicom_check_structure(*data, *size, name, l);
 }
 
-void restore_syntax(dicom_header *h, bool copied)
+void restore_syntax(dicom_header *h, const std::string &syntax)
 {
-    if (!copied) return;
-    copy_text(h->transfer_syntax, sizeof h->transfer_syntax, "1.2.840.10008.1.2");
-    copy_text(h->info.transfer_syntax_uid, sizeof h->info.transfer_syntax_uid,
-              "1.2.840.10008.1.2");
+    if (syntax.empty()) return;
+    copy_text(h->transfer_syntax, sizeof h->transfer_syntax, syntax);
+    copy_text(h->info.transfer_syntax_uid, sizeof h->info.transfer_syntax_uid, syntax);
 }
 
 }  // namespace
@@ -846,10 +909,11 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
         silence_gdcm();
         std::vector<uint8_t> copy;
         dicom_layout layout;
-        raddino_status st = prepare(&data, &size, name, &copy, &layout);
+        std::string syntax;
+        raddino_status st = prepare(&data, &size, name, &copy, &layout, &syntax);
         if (st.code) return st;
         st = read_header_stream(data, size, name, out);
-        restore_syntax(out, !copy.empty());
+        restore_syntax(out, syntax);
         if (st.code) dicom_header_free(out);
         return st;
     } catch (const std::bad_alloc &) {
@@ -874,9 +938,10 @@ extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, c
         silence_gdcm();
         std::vector<uint8_t> copy;
         dicom_layout layout;
-        st = prepare(&data, &size, name, &copy, &layout);
-        if (!st.code) st = decode_stream(data, size, name, max_pixels, frame, &layout, out);
-        if (!st.code) restore_syntax(&out->header, !copy.empty());
+        std::string syntax;
+        st = prepare(&data, &size, name, &copy, &layout, &syntax);
+        if (!st.code)
+            st = decode_stream(data, size, name, max_pixels, frame, &layout, syntax, out);
     } catch (const std::bad_alloc &) {
         st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {
