@@ -464,6 +464,10 @@ bool decode_by_syntax(const gdcm::File &file, const dicom_header *h, decoded *ou
                          (unsigned short)h->high_bit, (unsigned short)h->pixel_representation);
     std::string ts = h->transfer_syntax;
     *known = true;
+    /* The codecs assert (abort) on a photometric interpretation GDCM does not know. */
+    if (gdcm::PhotometricInterpretation::GetPIType(h->photometric) ==
+        gdcm::PhotometricInterpretation::PI_END)
+        return false;
     if (ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" ||
         ts == "1.2.840.10008.1.2.4.57" || ts == "1.2.840.10008.1.2.4.70") {
         gdcm::JPEGCodec codec;
@@ -709,7 +713,8 @@ void codec_decode_catching(const uint8_t *data, size_t size, const char *name, i
  * ourselves, never fork. Only the forking thread exists in the child: GDCM and the codecs take
  * no lock another thread of ours could hold there, and malloc is fork-safe in glibc.
  * Built with RADDINO_DICOM_NO_FORK (the fuzz build: the fuzzer must see the crash itself),
- * the codecs run in process. */
+ * the codecs run in process. Testing hook: RADDINO_TEST_DICOM_CODEC_ABORT=1 makes the child
+ * abort() before decoding. */
 raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
                                      int frame, const dicom_header *h, bool by_syntax,
                                      size_t frame_bytes, uint8_t *pixels, codec_result *out)
@@ -739,6 +744,9 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
          * the parent's buffers. */
         int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
+        /* Testing hook: a codec that aborts, as GDCM's do on some damaged streams. */
+        const char *hook = getenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+        if (hook && *hook) abort();
         codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, shared_pixels,
                               shared);
         __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);

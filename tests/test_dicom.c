@@ -496,6 +496,38 @@ START_TEST(test_frame_pointer_without_frames)
 }
 END_TEST
 
+/* GDCM's codecs run in a child process: one that aborts (the test hook makes it, as damaged
+ * streams once did: the fuzzer's tests/fuzz/corpus/dicom/crash_j2k_unknown_photometric_by_syntax.dcm, now
+ * refused before GDCM) is a refusal naming the signal, and this process goes on decoding. */
+START_TEST(test_codec_abort_isolated)
+{
+    const char *path = test_path("dicom/RG2_hip_q_J2KR.dcm");
+    raddino_image img;
+    memset(&img, 0, sizeof img);
+    setenv("RADDINO_TEST_DICOM_CODEC_ABORT", "1", 1);
+    raddino_status st = load(path, 0, 0, &img);
+    unsetenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+#ifdef RADDINO_DICOM_NO_FORK_TEST    /* -DRADDINO_DICOM_FORK=OFF: no child, no hook */
+    if (!st.code) raddino_image_free(&img);
+#else
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "decoder died on this file (signal 6") &&
+                      strstr(st.message, path) && !strchr(st.message, '\n'),
+                  "%s", st.message);
+    ck_assert_ptr_null(img.rgb);
+#endif
+    st = load(path, 0, 0, &img);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+    /* Native and RLE data never reach a child (nor the hook). */
+    setenv("RADDINO_TEST_DICOM_CODEC_ABORT", "1", 1);
+    st = load(test_path("dicom/synthetic/rtdose_1frame_rle.dcm"), 0, 0, &img);
+    unsetenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+}
+END_TEST
+
 /* The second frame of multi-frame files whose frames are not whole bytes apart (1-bit: 91
  * pixels a frame) or are one RLE fragment each: frame 2 is frame 1 inverted. */
 START_TEST(test_second_frames)
@@ -628,6 +660,7 @@ static Suite *dicom_suite(void)
     add_case(s, "second_frames", test_second_frames, 0);
     add_case(s, "refused", test_refused, 0);
     add_case(s, "rle_decoder", test_rle_decoder, 0);
+    add_case(s, "codec_abort", test_codec_abort_isolated, 0);
     return s;
 }
 
