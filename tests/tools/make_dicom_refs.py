@@ -380,6 +380,16 @@ def make_edge_cases(tmp):
               'implicit_under_j2k.dcm'):
         check_pixels(os.path.join(out, f), ramp16 % 4096)
 
+    # YBR_FULL_422, native: two luminances and one Cb Cr per pair of pixels.
+    p = os.path.join(out, 'ybr_full_422.dcm')
+    ds = new_dataset(p, 24, 20, 'YBR_FULL_422', 8, 8, False, spp=3)
+    y = (xx * 11 + yy * 7) % 256
+    cb = 128 + (xx[:, ::2] - 10) * 6
+    cr = 128 + (yy[:, ::2] - 12) * 5
+    packed = np.stack([y[:, ::2], y[:, 1::2], cb, cr], axis=-1).astype(np.uint8)
+    save(ds, packed, p)
+    assert pydicom.dcmread(p).pixel_array.shape == (24, 20, 3), p
+
     # ---- refused: tests/test_dicom.c checks the code and message of each ----
     # The JPEG 2000 file of pydicom's JPEG2000-embedded-sequence-delimiter.dcm: the delimiter's
     # bytes overwrite the codestream's own SIZ (Rsiz and the top of Xsiz), which then declares
@@ -518,7 +528,9 @@ def reference(path):
                  else np.zeros(v.shape)).astype(np.uint8)
         else:
             a = arr.astype(np.uint8)
-        u8 = ybr_to_rgb(a) if ds.PhotometricInterpretation == 'YBR_FULL' else a
+        # pydicom returns YBR_FULL_422 upsampled but still YBR (its numpy reader, and GDCM's
+        # JPEG decode as pydicom calls it): converted like YBR_FULL.
+        u8 = ybr_to_rgb(a) if ds.PhotometricInterpretation in ('YBR_FULL', 'YBR_FULL_422') else a
         return '-', sha(u8), sha(u8), u8.mean()
     stored = stored_values(ds, arr)
     grey = np.asarray(apply_modality_lut(stored, ds), dtype='<f8')
