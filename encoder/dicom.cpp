@@ -261,6 +261,13 @@ void fill_header(const gdcm::File &file, dicom_header *h)
     copy_text(h->patient_id, sizeof h->patient_id, text(0x0010, 0x0020));
 }
 
+/* The bytes GDCM gets to read the header: up to the pixel data element, which ReadUpToTag
+ * would otherwise still parse (a fragment it misreads there made it allocate 800 MB). */
+size_t header_bytes(size_t size, const dicom_layout *l)
+{
+    return l->pixel_data_element_at ? l->pixel_data_element_at : size;
+}
+
 /* Parses everything up to the pixel data (the pixel data itself is not read). */
 raddino_status read_header_stream(const uint8_t *data, size_t size, const char *name,
                                   dicom_header *out)
@@ -786,7 +793,7 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     dicom_header *h = &out->header;
     /* The header first: the pixel cap and the formats are checked before the pixel data is
      * even read. */
-    raddino_status st = read_header_stream(data, size, name, h);
+    raddino_status st = read_header_stream(data, header_bytes(size, l), name, h);
     if (st.code) return st;
     restore_syntax(h, syntax);
     st = check_header(h, name, max_pixels);
@@ -920,7 +927,7 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
         std::string syntax;
         raddino_status st = prepare(&data, &size, name, &copy, &layout, &syntax);
         if (st.code) return st;
-        st = read_header_stream(data, size, name, out);
+        st = read_header_stream(data, header_bytes(size, &layout), name, out);
         restore_syntax(out, syntax);
         if (st.code) dicom_header_free(out);
         return st;

@@ -193,6 +193,7 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
             size_t items = *pos;
             if (!walk_items(w, pos, end, true, pixel_data, depth + 1)) return false;
             if (pixel_data) {
+                l->pixel_data_element_at = at;
                 l->pixel_data_at = items;
                 l->pixel_data_len = *pos - items;
                 l->encapsulated = true;
@@ -201,6 +202,7 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
         }
         if (len > end - *pos) return walk_fail(w, at, "element length past the end");
         if (pixel_data) {
+            l->pixel_data_element_at = at;
             l->pixel_data_at = *pos;
             l->pixel_data_len = len;
         }

@@ -349,6 +349,7 @@ typedef struct {
     size_t pixel_data_at;           /* top-level Pixel Data value: native bytes, or the items
                                        of encapsulated data (offset table first, delimiter last) */
     size_t pixel_data_len;
+    size_t pixel_data_element_at;   /* its element header */
     bool encapsulated;
     bool has_frames;                /* top-level Number of Frames present */
     size_t frame_pointer_at;        /* top-level Frame Increment Pointer element */
