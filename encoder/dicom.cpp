@@ -534,6 +534,9 @@ raddino_status native_frame(const uint8_t *data, const dicom_layout *l, const ch
                             "columns (%d)", name, h->columns);
     uint64_t samples = ybr422 ? pixels * 2 : pixels * (uint64_t)h->samples_per_pixel;
     uint64_t frame_bits = samples * (uint64_t)h->bits_allocated;
+    if (frame_bits > (UINT64_MAX - 7) / (uint64_t)h->frames)   /* only past a huge pixel cap */
+        return status_error(RADDINO_ERR_TOO_LARGE, "%s: DICOM: %d frames of %dx%d are too many "
+                            "bits", name, h->frames, h->columns, h->rows);
     uint64_t needed = (frame_bits * (uint64_t)h->frames + 7) / 8;
     if (l->pixel_data_len < needed)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %zu bytes, %dx%d x %d "

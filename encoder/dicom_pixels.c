@@ -314,8 +314,10 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
         }
         if (e == 0x0000 && len == 4) layout->meta_group_length_at = pos + header;
         if (e == 0x0010) {
-            layout->syntax_at = pos;
-            layout->syntax_len = len;
+            if (header == 8) {   /* the UI form; a copy rewrites it (dicom.cpp, syntax_copy) */
+                layout->syntax_at = pos;
+                layout->syntax_len = len;
+            }
             size_t n = len < sizeof ts - 1 ? len : sizeof ts - 1;
             memcpy(ts, data + pos + header, n);
             ts[n] = 0;
