@@ -898,8 +898,9 @@ raddino_status prepare(const uint8_t **data, size_t *size, const char *name,
     raddino_status st = dicom_check_structure(*data, *size, name, l);
     if (st.code) return st;
     if (!syntax_copy(*data, *size, l, copy))
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: unreadable transfer syntax element",
-                            name);
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the data set is %s VR, and the file "
+                            "meta information has no Transfer Syntax UID to say so", name,
+                            l->implicit ? "implicit" : "explicit");
     if (copy->empty()) return status_ok();
     size_t n = l->syntax_len;
     syntax->assign(reinterpret_cast<const char *>(*data) + l->syntax_at + 8, n);
