@@ -12,21 +12,30 @@
  * never want them). Sizes are checked from the header before anything is decoded. */
 #include "encoder_internal.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <new>
+#include <utility>
 #include <set>
 #include <sstream>
 #include <streambuf>
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gdcmDataSet.h>
 #include <gdcmFile.h>
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
+#include <gdcmJPEG2000Codec.h>
 #include <gdcmJPEGCodec.h>
+#include <gdcmJPEGLSCodec.h>
 #include <gdcmReader.h>
 #include <gdcmSequenceOfFragments.h>
 #include <gdcmSequenceOfItems.h>
@@ -252,6 +261,13 @@ void fill_header(const gdcm::File &file, dicom_header *h)
     copy_text(h->patient_id, sizeof h->patient_id, text(0x0010, 0x0020));
 }
 
+/* The bytes GDCM gets to read the header: up to the pixel data element, which ReadUpToTag
+ * would otherwise still parse (a fragment it misreads there made it allocate 800 MB). */
+size_t header_bytes(size_t size, const dicom_layout *l)
+{
+    return l->pixel_data_element_at ? l->pixel_data_element_at : size;
+}
+
 /* Parses everything up to the pixel data (the pixel data itself is not read). */
 raddino_status read_header_stream(const uint8_t *data, size_t size, const char *name,
                                   dicom_header *out)
@@ -281,9 +297,10 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
                             "of %llu (--max-pixels)",
                             name, h->columns, h->rows, h->frames, (unsigned long long)all,
                             (unsigned long long)limit);
-    if (h->bits_allocated != 8 && h->bits_allocated != 16 && h->bits_allocated != 32)
+    if (h->bits_allocated != 1 && h->bits_allocated != 8 && h->bits_allocated != 16 &&
+        h->bits_allocated != 32)
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Bits Allocated %d not supported "
-                            "(8, 16 or 32)", name, h->bits_allocated);
+                            "(1, 8, 16 or 32)", name, h->bits_allocated);
     if (h->bits_stored < 1 || h->bits_stored > h->bits_allocated || h->high_bit < 0 ||
         h->high_bit >= h->bits_allocated || h->high_bit + 1 < h->bits_stored)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: inconsistent Bits Stored %d / High "
@@ -292,6 +309,9 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
     if (h->samples_per_pixel != 1 && h->samples_per_pixel != 3)
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d samples per pixel not "
                             "supported (1 or 3)", name, h->samples_per_pixel);
+    if (h->bits_allocated == 1 && h->samples_per_pixel != 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: 1-bit samples with %d samples "
+                            "per pixel (1-bit images are greyscale)", name, h->samples_per_pixel);
     /* GDCM's image reader asserts (aborts) on a palette image without its tables, and its raw
      * codec on YBR_ICT / YBR_RCT, which only JPEG 2000 streams can be: neither is an X-ray. */
     /* GDCM takes the first of its names that the value is a prefix of ("YBR_IC" is YBR_ICT). */
@@ -399,15 +419,12 @@ struct decoded {
     int planar;
 };
 
-/* GDCM picks its 8-, 12- or 16-bit libjpeg from Bits Allocated; a 12-bit lossy JPEG in 16-bit
- * words first goes to the 16-bit one, which prints "Unsupported JPEG data precision 12" on
- * stderr (libjpeg's own output_message, which gdcm::Trace does not control) before GDCM retries.
- * Here the codec is chosen from the JPEG's own precision, so nothing is printed. */
-bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precision,
-                       decoded *out)
+/* One of GDCM's codecs on the pixel data, set up from the header (what GDCM's image reader
+ * would do), without the image reader. */
+template <class Codec>
+bool decode_with(Codec &codec, const gdcm::DataElement &pixel_data, const dicom_header *h,
+                 const gdcm::PixelFormat &pf, decoded *out)
 {
-    const gdcm::DataElement &pixel_data = file.GetDataSet().GetDataElement(TAG_PIXEL_DATA);
-    gdcm::JPEGCodec codec;
     codec.SetNumberOfDimensions(h->frames > 1 ? 3 : 2);
     unsigned int dims[3] = {(unsigned)h->columns, (unsigned)h->rows, (unsigned)h->frames};
     codec.SetDimensions(dims);
@@ -415,10 +432,7 @@ bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precis
         gdcm::PhotometricInterpretation::GetPIType(h->photometric);
     codec.SetPhotometricInterpretation(pi);
     codec.SetPlanarConfiguration((unsigned)h->planar_configuration);
-    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel, (unsigned short)precision,
-                         (unsigned short)precision, (unsigned short)(precision - 1),
-                         (unsigned short)h->pixel_representation);
-    codec.SetPixelFormat(pf);   /* last: it makes the inner codec from the settings above */
+    codec.SetPixelFormat(pf);   /* last: JPEGCodec makes its inner codec from the settings */
     gdcm::DataElement result;
     if (!codec.Decode(pixel_data, result)) return false;
     const gdcm::ByteValue *bv = result.GetByteValue();
@@ -429,6 +443,53 @@ bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precis
     out->photometric = pi_out ? pi_out : h->photometric;
     out->planar = (int)codec.GetPlanarConfiguration();
     return true;
+}
+
+/* GDCM picks its 8-, 12- or 16-bit libjpeg from Bits Allocated; a 12-bit lossy JPEG in 16-bit
+ * words first goes to the 16-bit one, which prints "Unsupported JPEG data precision 12" on
+ * stderr (libjpeg's own output_message, which gdcm::Trace does not control) before GDCM retries.
+ * Here the codec is chosen from the JPEG's own precision, so nothing is printed. */
+bool decode_lossy_jpeg(const gdcm::File &file, const dicom_header *h, int precision,
+                       decoded *out)
+{
+    gdcm::JPEGCodec codec;
+    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel, (unsigned short)precision,
+                         (unsigned short)precision, (unsigned short)(precision - 1),
+                         (unsigned short)h->pixel_representation);
+    return decode_with(codec, file.GetDataSet().GetDataElement(TAG_PIXEL_DATA), h, pf, out);
+}
+
+/* The codec of the transfer syntax, for a file GDCM reads as a copy naming another syntax
+ * (syntax_copy): its image reader would take the pixel data for native. false: not a syntax
+ * decoded this way. */
+bool decode_by_syntax(const gdcm::File &file, const dicom_header *h, decoded *out,
+                      bool *known)
+{
+    const gdcm::DataElement &px = file.GetDataSet().GetDataElement(TAG_PIXEL_DATA);
+    gdcm::PixelFormat pf((unsigned short)h->samples_per_pixel,
+                         (unsigned short)h->bits_allocated, (unsigned short)h->bits_stored,
+                         (unsigned short)h->high_bit, (unsigned short)h->pixel_representation);
+    std::string ts = h->transfer_syntax;
+    *known = true;
+    /* The codecs assert (abort) on a photometric interpretation GDCM does not know. */
+    if (gdcm::PhotometricInterpretation::GetPIType(h->photometric) ==
+        gdcm::PhotometricInterpretation::PI_END)
+        return false;
+    if (ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" ||
+        ts == "1.2.840.10008.1.2.4.57" || ts == "1.2.840.10008.1.2.4.70") {
+        gdcm::JPEGCodec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    if (ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81") {
+        gdcm::JPEGLSCodec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    if (ts == "1.2.840.10008.1.2.4.90" || ts == "1.2.840.10008.1.2.4.91") {
+        gdcm::JPEG2000Codec codec;
+        return decode_with(codec, px, h, pf, out);
+    }
+    *known = false;
+    return false;
 }
 
 bool decode_with_image_reader(const uint8_t *data, size_t size, const dicom_header *h,
@@ -459,16 +520,121 @@ bool decode_with_image_reader(const uint8_t *data, size_t size, const dicom_head
     return true;
 }
 
-raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
-                             uint64_t max_pixels, int frame, dicom_frame *out)
+/* Native pixel data, read as pydicom's numpy reader reads it: samples of 8 bits as stored,
+ * wider ones byte-swapped under big endian, 1-bit samples unpacked least significant bit first
+ * (to one byte each: the header then says 8 bits allocated, 1 stored), YBR_FULL_422 kept
+ * subsampled (two samples per pixel). */
+raddino_status native_frame(const uint8_t *data, const dicom_layout *l, const char *name,
+                            int frame, dicom_header *h, dicom_frame *out)
 {
-    dicom_header *h = &out->header;
-    /* The header first: the pixel cap and the formats are checked before the pixel data is
-     * even read. */
-    raddino_status st = read_header_stream(data, size, name, h);
+    uint64_t pixels = (uint64_t)h->rows * (uint64_t)h->columns;
+    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0 && h->samples_per_pixel == 3;
+    if (ybr422 && h->columns % 2)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: YBR_FULL_422 with an odd number of "
+                            "columns (%d)", name, h->columns);
+    uint64_t samples = ybr422 ? pixels * 2 : pixels * (uint64_t)h->samples_per_pixel;
+    uint64_t frame_bits = samples * (uint64_t)h->bits_allocated;
+    if (frame_bits > (UINT64_MAX - 7) / (uint64_t)h->frames)   /* only past a huge pixel cap */
+        return status_error(RADDINO_ERR_TOO_LARGE, "%s: DICOM: %d frames of %dx%d are too many "
+                            "bits", name, h->frames, h->columns, h->rows);
+    uint64_t needed = (frame_bits * (uint64_t)h->frames + 7) / 8;
+    if (l->pixel_data_len < needed)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %zu bytes, %dx%d x %d "
+                            "frame(s) need %llu", name, l->pixel_data_len, h->columns, h->rows,
+                            h->frames, (unsigned long long)needed);
+    const uint8_t *src = data + l->pixel_data_at;
+    size_t bytes = h->bits_allocated == 1 ? (size_t)samples : (size_t)(frame_bits / 8);
+    out->pixels = (uint8_t *)std::malloc(bytes);
+    if (!out->pixels)
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    out->size = bytes;
+    if (h->bits_allocated == 1) {
+        uint64_t bit = (uint64_t)frame * frame_bits;   /* frames are not byte-aligned */
+        for (size_t i = 0; i < bytes; i++, bit++)
+            out->pixels[i] = (uint8_t)(src[bit >> 3] >> (bit & 7) & 1);
+        h->bits_allocated = 8;
+    } else {
+        std::memcpy(out->pixels, src + (size_t)frame * bytes, bytes);
+        size_t word = (size_t)h->bits_allocated / 8;
+        if (l->big_endian && word > 1)
+            for (size_t i = 0; i + word <= bytes; i += word)
+                for (size_t a = i, b = i + word - 1; a < b; a++, b--)
+                    std::swap(out->pixels[a], out->pixels[b]);
+    }
+    h->subsampled_422 = ybr422;
+    return status_ok();
+}
+
+/* RLE Lossless: the frame's fragments, decoded by dicom_rle_decode (dicom_pixels.c says why not
+ * GDCM's decoder). The result is planar. */
+raddino_status rle_frame(const uint8_t *data, const dicom_layout *l, const char *name, int frame,
+                         dicom_header *h, dicom_frame *out)
+{
+    if (h->bits_allocated == 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: RLE with Bits Allocated 1 (RLE "
+                            "segments are whole bytes; pydicom refuses it too)", name);
+    uint8_t *encoded;
+    size_t encoded_size;
+    raddino_status st =
+        dicom_encapsulated_frame(data, l, name, h->frames, frame, true, &encoded, &encoded_size);
     if (st.code) return st;
-    st = check_header(h, name, max_pixels);
-    if (st.code) return st;
+    size_t bps = (size_t)h->bits_allocated / 8;
+    size_t bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel * bps;
+    out->pixels = (uint8_t *)std::malloc(bytes);
+    if (!out->pixels) {
+        std::free(encoded);
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    }
+    out->size = bytes;
+    st = dicom_rle_decode(encoded, encoded_size, name, h->rows, h->columns, h->samples_per_pixel,
+                          (int)bps, out->pixels);
+    std::free(encoded);
+    h->planar_configuration = h->samples_per_pixel > 1 ? 1 : 0;
+    return st;
+}
+
+/* The transfer syntaxes of native (not encapsulated) pixel data; "" when the file meta
+ * information does not say (GDCM and pydicom then guess from the data set). */
+bool native_syntax(const char *ts)
+{
+    return !*ts || !std::strcmp(ts, "1.2.840.10008.1.2") ||
+           !std::strcmp(ts, "1.2.840.10008.1.2.1") || !std::strcmp(ts, "1.2.840.10008.1.2.2");
+}
+
+/* GDCM's image reader asserts (aborts) when a Frame Increment Pointer is present and Number of
+ * Frames is not (it reads the absent attribute as if it were there), as RT Dose files often
+ * are. A copy of the file where that element, in place and at the same length, becomes Number
+ * of Frames "1" (what its absence means) reads the same otherwise. */
+bool patch_frame_pointer(const uint8_t *data, size_t size, const dicom_layout *l,
+                         std::vector<uint8_t> *copy)
+{
+    if (!l->frame_pointer_at || l->has_frames) return true;
+    if (l->frame_pointer_header != 8 || l->frame_pointer_len == 0 || l->big_endian) return false;
+    copy->assign(data, data + size);
+    uint8_t *e = copy->data() + l->frame_pointer_at;
+    e[0] = 0x28, e[1] = 0x00, e[2] = 0x08, e[3] = 0x00;
+    if (!l->implicit) e[4] = 'I', e[5] = 'S';
+    std::memset(e + 8, ' ', l->frame_pointer_len);
+    e[8] = '1';
+    return true;
+}
+
+/* What the codec path hands back besides the pixels (see codec_decode_isolated). */
+struct codec_result {
+    raddino_status st;
+    char photometric[24];   /* as the codec left it (JPEG YBR -> RGB) */
+    int planar;
+    int done;               /* the child got to the end (set last) */
+};
+
+/* JPEG, JPEG-LS and JPEG 2000 through GDCM: frame `frame` into pixels (frame_bytes), or a
+ * status. Runs in the child process of codec_decode_isolated. */
+void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
+                  const dicom_header *h, bool by_syntax, size_t frame_bytes, uint8_t *pixels,
+                  codec_result *r)
+{
     /* The whole data set, pixel data as stored (nothing decoded yet). */
     memory_buffer buf(data, size);
     std::istream is(&buf);
@@ -476,22 +642,171 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     reader.SetStream(is);
     bool parsed = reader.Read();
     const gdcm::DataSet &ds = reader.GetFile().GetDataSet();
-    if (parsed && !ds.FindDataElement(TAG_PIXEL_DATA))
+    if (!parsed || !ds.FindDataElement(TAG_PIXEL_DATA) ||
+        ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty()) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
+                             "(truncated or malformed)", name);
+        return;
+    }
+    uint32_t stream_w, stream_h;
+    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
+        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows)) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the codestream in the pixel data "
+                             "declares %ux%u, the header says %dx%d (a damaged stream)", name,
+                             stream_w, stream_h, h->columns, h->rows);
+        return;
+    }
+    decoded d;
+    bool ok, size_mismatch = false, known = true;
+    int precision = lossy_jpeg_precision(ds.GetDataElement(TAG_PIXEL_DATA));
+    if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
+        ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
+    else if (by_syntax)
+        ok = decode_by_syntax(reader.GetFile(), h, &d, &known);
+    else
+        ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
+    if (!known) {
+        r->st = status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: transfer syntax %s with a "
+                             "data set in the other VR encoding", name, h->transfer_syntax);
+        return;
+    }
+    if (size_mismatch) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
+                             "disagrees with the header", name);
+        return;
+    }
+    if (!ok) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot decode the pixel data "
+                             "(transfer syntax %s; truncated, malformed or unsupported)", name,
+                             h->transfer_syntax);
+        return;
+    }
+    size_t expected = frame_bytes * (size_t)h->frames;
+    if (d.bytes.size() != expected) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
+                             name, d.bytes.size(), expected);
+        return;
+    }
+    std::memcpy(pixels, d.bytes.data() + (size_t)frame * frame_bytes, frame_bytes);
+    std::string pi = d.photometric;
+    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
+    copy_text(r->photometric, sizeof r->photometric, pi);
+    r->planar = d.planar;
+    r->st = status_ok();
+}
+
+void codec_decode_catching(const uint8_t *data, size_t size, const char *name, int frame,
+                           const dicom_header *h, bool by_syntax, size_t frame_bytes,
+                           uint8_t *pixels, codec_result *r)
+{
+    try {
+        codec_decode(data, size, name, frame, h, by_syntax, frame_bytes, pixels, r);
+    } catch (const std::bad_alloc &) {
+        r->st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
+    } catch (const std::exception &e) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file (%.200s)", name,
+                             e.what());
+    } catch (...) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: malformed file", name);
+    }
+}
+
+/* The codecs we do not own (GDCM's IJG JPEG, CharLS, OpenJPEG) run in a child process. Debian
+ * builds GDCM with its assert()s on, and damaged compressed streams reach some of them: what we
+ * can check before calling GDCM we check (dicom_check_structure, check_header, the codestream's
+ * size, the JPEG header), but a codec's internal state cannot be validated from outside, so an
+ * abort there must not take the caller with it (raddino embed, search, serve, any program using
+ * the library). The child (fork: no exec, it shares the parent's pages copy-on-write) decodes
+ * into a shared anonymous mapping and exits; a child killed by a signal becomes a refusal.
+ * Cost: one fork per compressed DICOM image, about a millisecond against tens to hundreds of
+ * milliseconds of decoding (bench figures in the README); native and RLE data, which we decode
+ * ourselves, never fork. Only the forking thread exists in the child: GDCM and the codecs take
+ * no lock another thread of ours could hold there, and malloc is fork-safe in glibc.
+ * Built with RADDINO_DICOM_NO_FORK (the fuzz build: the fuzzer must see the crash itself),
+ * the codecs run in process. Testing hook: RADDINO_TEST_DICOM_CODEC_ABORT=1 makes the child
+ * abort() before decoding. */
+raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
+                                     int frame, const dicom_header *h, bool by_syntax,
+                                     size_t frame_bytes, uint8_t *pixels, codec_result *out)
+{
+#ifdef RADDINO_DICOM_NO_FORK
+    std::memset(out, 0, sizeof *out);
+    codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, pixels, out);
+    return out->st;
+#else
+    size_t header = (sizeof(codec_result) + 63) / 64 * 64;
+    size_t total = header + frame_bytes;
+    void *mem = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return status_error(RADDINO_ERR_NOMEM, "%s: DICOM: cannot map %zu bytes for the decoder",
+                            name, total);
+    codec_result *shared = static_cast<codec_result *>(mem);
+    uint8_t *shared_pixels = static_cast<uint8_t *>(mem) + header;
+    pid_t pid = fork();
+    if (pid < 0) {
+        munmap(mem, total);
+        return status_error(RADDINO_ERR_NOMEM, "%s: DICOM: cannot start the decoder process "
+                            "(%s)", name, std::strerror(errno));
+    }
+    if (pid == 0) {
+        /* The child: what the codecs print (libjpeg warnings, an assert's text) goes nowhere,
+         * so the caller's error stays one line. _exit: no atexit handler, no stdio flush of
+         * the parent's buffers. */
+        int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
+        /* Testing hook: a codec that aborts, as GDCM's do on some damaged streams. */
+        const char *hook = getenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+        if (hook && *hook) abort();
+        codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, shared_pixels,
+                              shared);
+        __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
+        _exit(0);
+    }
+    int status = 0;
+    pid_t waited;
+    while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
+    bool done = __atomic_load_n(&shared->done, __ATOMIC_ACQUIRE) != 0;
+    raddino_status st;
+    if (waited == pid && WIFSIGNALED(status))
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the %s decoder died on this file "
+                          "(signal %d, %s): damaged or unsupported pixel data", name,
+                          h->transfer_syntax, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (!done)   /* exited early, or not our child to wait for (SIGCHLD ignored...) */
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the decoder process ended without a "
+                          "result", name);
+    else
+        st = shared->st;
+    if (!st.code) {
+        std::memcpy(pixels, shared_pixels, frame_bytes);
+        *out = *shared;
+    }
+    munmap(mem, total);
+    return st;
+#endif
+}
+
+void restore_syntax(dicom_header *h, const std::string &syntax);
+
+/* syntax: the transfer syntax the file names when GDCM reads a copy naming another (see
+ * syntax_copy), else "". */
+raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
+                             uint64_t max_pixels, int frame, const dicom_layout *l,
+                             const std::string &syntax, dicom_frame *out)
+{
+    dicom_header *h = &out->header;
+    /* The header first: the pixel cap and the formats are checked before the pixel data is
+     * even read. */
+    raddino_status st = read_header_stream(data, header_bytes(size, l), name, h);
+    if (st.code) return st;
+    restore_syntax(h, syntax);
+    st = check_header(h, name, max_pixels);
+    if (st.code) return st;
+    if (!l->pixel_data_at)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM file has no pixel data (not an image)",
                             name);
-    if (!parsed || ds.GetDataElement(TAG_PIXEL_DATA).IsEmpty())
+    if (l->pixel_data_len == 0)
         return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot read the pixel data "
                             "(truncated or malformed)", name);
-    /* Native pixel data must hold every sample Rows x Columns x frames promise (GDCM would not
-     * always say so). */
-    const gdcm::ByteValue *native = ds.GetDataElement(TAG_PIXEL_DATA).GetByteValue();
-    uint64_t needed = (uint64_t)h->rows * (uint64_t)h->columns * (uint64_t)h->frames *
-                      (uint64_t)h->samples_per_pixel * (uint64_t)(h->bits_allocated / 8);
-    bool ybr422 = std::strcmp(h->photometric, "YBR_FULL_422") == 0;
-    if (native && !ybr422 && native->GetLength() < needed)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: pixel data has %u bytes, %dx%d x %d "
-                            "frame(s) need %llu", name, (unsigned)native->GetLength(),
-                            h->columns, h->rows, h->frames, (unsigned long long)needed);
     if (frame < 0 && h->frames > 1)
         return status_error(RADDINO_ERR_UNSUPPORTED,
                             "%s: DICOM: multi-frame image (%d frames); only single-frame images "
@@ -501,57 +816,106 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     if (frame >= h->frames)
         return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: frame %d asked, the file has %d",
                             name, frame + 1, h->frames);
+    if (l->encapsulated == native_syntax(h->transfer_syntax))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: %s pixel data under transfer syntax "
+                            "%s", name, l->encapsulated ? "encapsulated" : "native",
+                            *h->transfer_syntax ? h->transfer_syntax : "(none)");
+    /* Native and RLE data are decoded here, from the walked bytes: GDCM's image reader (and
+     * the asserts of its header interpretation) is only used for the codecs we do not own. */
+    if (!l->encapsulated) return native_frame(data, l, name, frame, h, out);
+    if (!std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.5"))
+        return rle_frame(data, l, name, frame, h, out);
+    if (h->bits_allocated == 1)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Bits Allocated 1 with transfer "
+                            "syntax %s (1-bit images are read uncompressed only)", name,
+                            h->transfer_syntax);
 
-    uint32_t stream_w, stream_h;
-    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
-        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows))
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the compressed image is %ux%u, the "
-                            "header says %dx%d", name, stream_w, stream_h, h->columns, h->rows);
-
-    decoded d;
-    bool ok, size_mismatch = false;
-    int precision = lossy_jpeg_precision(
-        reader.GetFile().GetDataSet().GetDataElement(TAG_PIXEL_DATA));
-    if (precision >= 2 && precision <= 12 && precision < h->bits_allocated)
-        ok = decode_lossy_jpeg(reader.GetFile(), h, precision, &d);
-    else
-        ok = decode_with_image_reader(data, size, h, &d, &size_mismatch);
-    if (size_mismatch)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: image size or pixel format "
-                            "disagrees with the header", name);
-    if (!ok)
-        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: cannot decode the pixel data "
-                            "(transfer syntax %s; truncated, malformed or unsupported)",
-                            name, h->transfer_syntax);
-
+    std::vector<uint8_t> patched;
+    if (!patch_frame_pointer(data, size, l, &patched))
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: Frame Increment Pointer without "
+                            "Number of Frames, in a form the decoder cannot read", name);
+    if (!patched.empty()) {
+        data = patched.data();
+        size = patched.size();
+    }
     size_t frame_bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel *
                          (size_t)(h->bits_allocated / 8);
-    size_t expected = frame_bytes * (size_t)h->frames;
-    size_t length = d.bytes.size();
-    bool subsampled_422 = false;
-    if (length != expected) {
-        /* YBR_FULL_422 native data stays subsampled: 2 samples per pixel instead of 3. */
-        if (h->samples_per_pixel == 3 && length * 3 == expected * 2 && h->columns % 2 == 0) {
-            subsampled_422 = true;
-            frame_bytes = frame_bytes / 3 * 2;
-        } else {
-            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: decoded %zu bytes, expected %zu",
-                                name, length, expected);
-        }
-    }
-    std::string pi = d.photometric;
-    while (!pi.empty() && pi.back() == ' ') pi.pop_back();
-    copy_text(h->photometric, sizeof h->photometric, pi);
-    h->planar_configuration = d.planar;
-    h->subsampled_422 = subsampled_422;
-
     out->pixels = (uint8_t *)std::malloc(frame_bytes);
     if (!out->pixels)
         return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
                             h->columns, h->rows);
-    std::memcpy(out->pixels, d.bytes.data() + (size_t)frame * frame_bytes, frame_bytes);
     out->size = frame_bytes;
+    codec_result r;
+    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), frame_bytes,
+                               out->pixels, &r);
+    if (st.code) return st;
+    copy_text(h->photometric, sizeof h->photometric, r.photometric);
+    h->planar_configuration = r.planar;
     return status_ok();
+}
+
+/* A data set whose VR is not its transfer syntax's (dicom_layout.vr_mismatch), which pydicom
+ * reads with a warning: GDCM cannot read explicit VR under the implicit syntax at all, and reads
+ * implicit VR under an explicit one only after trying it as explicit, taking a value's first
+ * bytes for a length and allocating that much (a gigabyte for a 1 kB file). So GDCM reads a copy
+ * whose Transfer Syntax UID names the data set's real encoding (explicit or implicit VR little
+ * endian; the meta group length changes by the difference); the header keeps the syntax the
+ * file names, and compressed pixel data then goes straight to its codec (codec_decode). */
+bool syntax_copy(const uint8_t *data, size_t size, const dicom_layout *l,
+                 std::vector<uint8_t> *copy)
+{
+    if (!l->vr_mismatch) return true;
+    if (!l->syntax_at || l->big_endian) return false;
+    static const char explicit_le[] = "1.2.840.10008.1.2.1";   /* 19 + NUL: 20, even */
+    static const char implicit_le[] = "1.2.840.10008.1.2";     /* 17 + NUL: 18 */
+    const char *uid = l->implicit ? implicit_le : explicit_le;
+    size_t new_len = l->implicit ? sizeof implicit_le : sizeof explicit_le;
+    size_t value_at = l->syntax_at + 8, old_len = l->syntax_len;
+    if (value_at > size || old_len > size - value_at) return false;
+    copy->reserve(size + new_len);
+    copy->assign(data, data + value_at);
+    copy->insert(copy->end(), uid, uid + new_len);
+    copy->insert(copy->end(), data + value_at + old_len, data + size);
+    uint8_t *c = copy->data();
+    c[l->syntax_at + 6] = (uint8_t)new_len;
+    c[l->syntax_at + 7] = (uint8_t)(new_len >> 8);
+    if (l->meta_group_length_at && l->meta_group_length_at + 4 <= l->syntax_at) {
+        uint8_t *g = c + l->meta_group_length_at;
+        uint32_t v = (uint32_t)g[0] | (uint32_t)g[1] << 8 | (uint32_t)g[2] << 16 |
+                     (uint32_t)g[3] << 24;
+        v = v - (uint32_t)old_len + (uint32_t)new_len;
+        g[0] = (uint8_t)v, g[1] = (uint8_t)(v >> 8), g[2] = (uint8_t)(v >> 16),
+        g[3] = (uint8_t)(v >> 24);
+    }
+    return true;
+}
+
+/* The file as GDCM will read it: the input, or a copy (syntax_copy) with its layout walked
+ * again; *syntax gets the transfer syntax the file names ("" when no copy was made). */
+raddino_status prepare(const uint8_t **data, size_t *size, const char *name,
+                       std::vector<uint8_t> *copy, dicom_layout *l, std::string *syntax)
+{
+    raddino_status st = dicom_check_structure(*data, *size, name, l);
+    if (st.code) return st;
+    if (!syntax_copy(*data, *size, l, copy))
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the data set is %s VR, and the file "
+                            "meta information has no Transfer Syntax UID to say so", name,
+                            l->implicit ? "implicit" : "explicit");
+    if (copy->empty()) return status_ok();
+    size_t n = l->syntax_len;
+    syntax->assign(reinterpret_cast<const char *>(*data) + l->syntax_at + 8, n);
+    while (!syntax->empty() && (syntax->back() == ' ' || syntax->back() == '\0'))
+        syntax->pop_back();
+    *data = copy->data();
+    *size = copy->size();
+    return dicom_check_structure(*data, *size, name, l);
+}
+
+void restore_syntax(dicom_header *h, const std::string &syntax)
+{
+    if (syntax.empty()) return;
+    copy_text(h->transfer_syntax, sizeof h->transfer_syntax, syntax);
+    copy_text(h->info.transfer_syntax_uid, sizeof h->info.transfer_syntax_uid, syntax);
 }
 
 }  // namespace
@@ -560,11 +924,15 @@ extern "C" raddino_status dicom_read_header(const uint8_t *data, size_t size, co
                                             dicom_header *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st = dicom_check_structure(data, size, name);
-    if (st.code) return st;
     try {
         silence_gdcm();
-        st = read_header_stream(data, size, name, out);
+        std::vector<uint8_t> copy;
+        dicom_layout layout;
+        std::string syntax;
+        raddino_status st = prepare(&data, &size, name, &copy, &layout, &syntax);
+        if (st.code) return st;
+        st = read_header_stream(data, header_bytes(size, &layout), name, out);
+        restore_syntax(out, syntax);
         if (st.code) dicom_header_free(out);
         return st;
     } catch (const std::bad_alloc &) {
@@ -584,11 +952,15 @@ extern "C" raddino_status dicom_decode_frame(const uint8_t *data, size_t size, c
                                              uint64_t max_pixels, int frame, dicom_frame *out)
 {
     std::memset(out, 0, sizeof *out);
-    raddino_status st = dicom_check_structure(data, size, name);
-    if (st.code) return st;
+    raddino_status st;
     try {
         silence_gdcm();
-        st = decode_stream(data, size, name, max_pixels, frame, out);
+        std::vector<uint8_t> copy;
+        dicom_layout layout;
+        std::string syntax;
+        st = prepare(&data, &size, name, &copy, &layout, &syntax);
+        if (!st.code)
+            st = decode_stream(data, size, name, max_pixels, frame, &layout, syntax, out);
     } catch (const std::bad_alloc &) {
         st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {

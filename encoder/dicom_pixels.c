@@ -55,6 +55,7 @@ typedef struct {
     raddino_status st;
     size_t fragments_seen;      /* items of the encapsulated pixel data, offset table first */
     size_t first_fragment, first_fragment_len;  /* the first after the offset table */
+    dicom_layout *layout;       /* what the decoder needs to know, filled as the walk goes */
 } dicom_walk;
 
 static uint16_t rd16(const dicom_walk *w, size_t at)
@@ -185,11 +186,32 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
             }
         }
         bool pixel_data = g == 0x7FE0 && e == 0x0010 && depth == 0;
+        dicom_layout *l = w->layout;
+        if (pixel_data && l->pixel_data_at)
+            return walk_fail(w, at, "a second Pixel Data element");
         if (len == 0xFFFFFFFFu) {
+            size_t items = *pos;
             if (!walk_items(w, pos, end, true, pixel_data, depth + 1)) return false;
+            if (pixel_data) {
+                l->pixel_data_element_at = at;
+                l->pixel_data_at = items;
+                l->pixel_data_len = *pos - items;
+                l->encapsulated = true;
+            }
             continue;
         }
         if (len > end - *pos) return walk_fail(w, at, "element length past the end");
+        if (pixel_data) {
+            l->pixel_data_element_at = at;
+            l->pixel_data_at = *pos;
+            l->pixel_data_len = len;
+        }
+        if (depth == 0 && g == 0x0028 && e == 0x0008) l->has_frames = true;
+        if (depth == 0 && g == 0x0028 && e == 0x0009) {
+            l->frame_pointer_at = at;
+            l->frame_pointer_header = *pos - at;
+            l->frame_pointer_len = len;
+        }
         /* A defined-length sequence (explicit SQ, or implicit data that starts with an item
          * tag): its items must be sound too, since GDCM will parse them. */
         bool looks_sq = w->implicit && len >= 8 && rd16(w, *pos) == 0xFFFE &&
@@ -251,9 +273,21 @@ static raddino_status check_codestream(const dicom_walk *w, const char *ts)
                         w->name);
 }
 
-raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name)
+/* pydicom's test (filereader._is_implicit_VR): the two bytes after the first tag of the data
+ * set are a VR when both are capital letters, else the data set is implicit VR, whatever the
+ * transfer syntax says. pydicom reads such files with a warning; so does GDCM. */
+static bool looks_implicit(const uint8_t *vr)
 {
-    dicom_walk w = {data, size, false, false, name, {0, ""}, 0, 0, 0};
+    return !(vr[0] > 0x40 && vr[0] < 0x5B && vr[1] > 0x40 && vr[1] < 0x5B);
+}
+
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name,
+                                     dicom_layout *layout)
+{
+    dicom_layout unused;
+    if (!layout) layout = &unused;
+    memset(layout, 0, sizeof *layout);
+    dicom_walk w = {data, size, false, false, name, {0, ""}, 0, 0, 0, layout};
     if (!dicom_sniff(data, size))
         return status_error(RADDINO_ERR_FORMAT, "%s: not a DICOM file (no DICM marker at byte "
                             "128)", name);
@@ -278,7 +312,12 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
             walk_fail(&w, pos, "file meta element length past the end");
             return w.st;
         }
+        if (e == 0x0000 && len == 4) layout->meta_group_length_at = pos + header;
         if (e == 0x0010) {
+            if (header == 8) {   /* the UI form; a copy rewrites it (dicom.cpp, syntax_copy) */
+                layout->syntax_at = pos;
+                layout->syntax_len = len;
+            }
             size_t n = len < sizeof ts - 1 ? len : sizeof ts - 1;
             memcpy(ts, data + pos + header, n);
             ts[n] = 0;
@@ -295,6 +334,15 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     else if (!strcmp(ts, "1.2.840.10008.1.2.1.99"))
         return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: deflated transfer syntax not "
                             "supported", name);
+    if (meta_end + 8 <= size && looks_implicit(data + meta_end + 4) != w.implicit) {
+        if (w.big)   /* neither pydicom's numpy reader nor GDCM agree on what that would be */
+            return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: implicit VR data set under "
+                                "the explicit VR big endian transfer syntax", name);
+        w.implicit = !w.implicit;
+        layout->vr_mismatch = true;
+    }
+    layout->implicit = w.implicit;
+    layout->big_endian = w.big;
     pos = meta_end;
     if (walk_elements(&w, &pos, size, 0, false)) return check_codestream(&w, ts);
     /* Trailing zero bytes (padding some writers leave) are accepted. */
@@ -309,7 +357,174 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     w.st = status_ok();
     pos = meta_end;
     w.fragments_seen = 0;
+    dicom_layout kept = *layout;   /* what the file meta information said */
+    memset(layout, 0, sizeof *layout);
+    layout->implicit = kept.implicit;
+    layout->big_endian = kept.big_endian;
+    layout->vr_mismatch = kept.vr_mismatch;
+    layout->syntax_at = kept.syntax_at;
+    layout->syntax_len = kept.syntax_len;
+    layout->meta_group_length_at = kept.meta_group_length_at;
     return walk_elements(&w, &pos, end, 0, false) ? check_codestream(&w, ts) : first;
+}
+
+/* ---- encapsulated frames, RLE ------------------------------------------------------------- */
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The items of encapsulated pixel data were bounds-checked by the walk; they are read again here
+ * with the same checks, so that this function stands on its own. */
+raddino_status dicom_encapsulated_frame(const uint8_t *data, const dicom_layout *l,
+                                        const char *name, int frames, int frame,
+                                        bool fragment_per_frame, uint8_t **out, size_t *out_size)
+{
+    *out = NULL;
+    *out_size = 0;
+    const uint8_t *p = data + l->pixel_data_at;
+    size_t n = l->pixel_data_len, at = 0;
+    if (!l->encapsulated || n < 8 || le32(p) != 0xE000FFFEu || le32(p + 4) > n - 8)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: encapsulated pixel data without its "
+                            "offset table item", name);
+    /* Basic Offset Table: the offset of each frame's first fragment item, counted from the
+     * first item after the table. */
+    const uint8_t *bot = p + 8;
+    size_t bot_entries = le32(p + 4) / 4;
+    at = 8 + (size_t)le32(p + 4);
+    size_t first_item = at;
+    /* Pass 1 counts fragments; pass 2 joins those of the frame. */
+    size_t n_fragments = 0, total = 0;
+    for (size_t i = at; i + 8 <= n && le32(p + i) == 0xE000FFFEu; n_fragments++) {
+        uint32_t len = le32(p + i + 4);
+        if (len > n - i - 8)
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: fragment length past the end",
+                                name);
+        i += 8 + (size_t)len;
+    }
+    if (n_fragments == 0)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: encapsulated pixel data without "
+                            "fragments", name);
+    /* Frame f is the fragments whose item starts in [begin, end) (offsets from first_item), or
+     * the fragments numbered [begin, end) when counted by index. */
+    bool by_offset = bot_entries > 0 && frames > 1 && !fragment_per_frame;
+    uint64_t begin = 0, end = UINT64_MAX;
+    if (frames == 1) {
+        /* every fragment, whatever the table says */
+    } else if (fragment_per_frame) {
+        if (n_fragments < (size_t)frames)
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: %zu fragments for %d frames",
+                                name, n_fragments, frames);
+        begin = (uint64_t)frame;
+        end = begin + 1;
+    } else if (by_offset) {
+        if ((size_t)frames > bot_entries)
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the offset table has %zu "
+                                "entries for %d frames", name, bot_entries, frames);
+        begin = le32(bot + 4 * (size_t)frame);
+        if (frame + 1 < frames) end = le32(bot + 4 * (size_t)(frame + 1));
+        if (end <= begin)
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: offset table entries out of "
+                                "order", name);
+    } else if ((size_t)frames == n_fragments) {
+        begin = (uint64_t)frame;
+        end = begin + 1;
+    } else {
+        return status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: %d frames in %zu fragments "
+                            "without an offset table: cannot tell the frames apart", name,
+                            frames, n_fragments);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        size_t index = 0, got = 0;
+        for (size_t i = first_item; i + 8 <= n && le32(p + i) == 0xE000FFFEu; index++) {
+            size_t len = le32(p + i + 4);
+            uint64_t key = by_offset ? (uint64_t)(i - first_item) : (uint64_t)index;
+            if (key >= begin && key < end) {
+                if (pass == 0) total += len;
+                else memcpy(*out + got, p + i + 8, len);
+                got += len;
+            }
+            i += 8 + len;
+        }
+        if (pass == 0) {
+            if (total == 0)
+                return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: frame %d has no data", name,
+                                    frame + 1);
+            *out = malloc(total);
+            if (!*out) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+        }
+    }
+    *out_size = total;
+    return status_ok();
+}
+
+/* One RLE segment (PS3.5 G.3.1, PackBits): a header byte n, then n + 1 literal bytes when n is
+ * 0..127, or the next byte repeated 257 - n times when n is 129..255; 128 is a no-op. Decoding
+ * stops when `want` bytes are out (more would be padding pydicom drops too) or the segment ends
+ * (a run cut short yields what is there, as pydicom's slices do). Returns the bytes written. */
+static size_t rle_segment(const uint8_t *s, size_t n, uint8_t *out, size_t stride, size_t want)
+{
+    size_t got = 0, i = 0;
+    while (i < n && got < want) {
+        unsigned h = s[i++];
+        if (h < 128) {
+            size_t run = h + 1;
+            if (run > n - i) run = n - i;
+            if (run > want - got) run = want - got;
+            for (size_t k = 0; k < run; k++) out[(got + k) * stride] = s[i + k];
+            got += run;
+            i += h + 1;
+        } else if (h > 128) {
+            if (i >= n) break;
+            size_t run = 257 - h;
+            if (run > want - got) run = want - got;
+            for (size_t k = 0; k < run; k++) out[(got + k) * stride] = s[i];
+            got += run;
+            i++;
+        }
+    }
+    return got;
+}
+
+/* Why our own decoder and not GDCM's: Debian's GDCM 3.0 orders the segments of samples wider
+ * than 8 bits wrongly for colour images (16- and 32-bit RGB come out with their channels
+ * rotated), and pydicom, our reference, decodes RLE with its own code; one small decoder for
+ * every RLE file keeps one behaviour, bounded by the header's size whatever the segments say.
+ *
+ * The header (G.5) is 16 little-endian words: the segment count, then up to 15 offsets from the
+ * frame's start. Segment k holds byte (k % bytes_per_sample) of sample (k / bytes_per_sample),
+ * most significant byte first; each must give rows * columns bytes. As pydicom, a segment runs
+ * to the next one's offset (the last to the end of the frame), offsets are not otherwise
+ * checked, and a segment that decodes to fewer bytes than a plane is refused. */
+raddino_status dicom_rle_decode(const uint8_t *data, size_t size, const char *name, int rows,
+                                int columns, int samples, int bytes_per_sample, uint8_t *out)
+{
+    if (size < 64)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: RLE frame of %zu bytes, shorter "
+                            "than its 64-byte header", name, size);
+    uint32_t segments = le32(data);
+    uint32_t want_segments = (uint32_t)samples * (uint32_t)bytes_per_sample;
+    if (segments > 15 || segments != want_segments)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: RLE header has %u segments, %d "
+                            "sample(s) of %d bit(s) need %u", name, segments, samples,
+                            8 * bytes_per_sample, want_segments);
+    size_t plane = (size_t)rows * (size_t)columns;
+    size_t bps = (size_t)bytes_per_sample;
+    for (uint32_t k = 0; k < segments; k++) {
+        size_t begin = le32(data + 4 + 4 * k);
+        size_t end = k + 1 < segments ? le32(data + 8 + 4 * k) : size;
+        if (begin > size) begin = size;
+        if (end > size) end = size;
+        if (end < begin) end = begin;
+        size_t sample = k / bps, byte = bps - 1 - k % bps;   /* MSB first -> little endian */
+        uint8_t *dst = out + sample * plane * bps + byte;
+        size_t got = rle_segment(data + begin, end - begin, dst, bps, plane);
+        if (got < plane)
+            return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: RLE segment %u decodes to %zu "
+                                "bytes, %zu expected", name, k + 1, got, plane);
+    }
+    return status_ok();
 }
 
 /* ---- stored values ------------------------------------------------------------------------ */

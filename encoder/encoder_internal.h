@@ -359,9 +359,42 @@ void dicom_frame_free(dicom_frame *f);
 /* "DICM" at offset 128 (the DICOM Part 10 file preamble). */
 bool dicom_sniff(const uint8_t *data, size_t size);
 
+/* Where the walk found what the decoder needs (offsets into the file; 0: absent). */
+typedef struct {
+    bool implicit, big_endian;      /* of the data set, as read (see vr_mismatch) */
+    bool vr_mismatch;               /* the data set's VR is not the transfer syntax's (pydicom
+                                       reads it with a warning: so do we) */
+    size_t pixel_data_at;           /* top-level Pixel Data value: native bytes, or the items
+                                       of encapsulated data (offset table first, delimiter last) */
+    size_t pixel_data_len;
+    size_t pixel_data_element_at;   /* its element header */
+    bool encapsulated;
+    bool has_frames;                /* top-level Number of Frames present */
+    size_t frame_pointer_at;        /* top-level Frame Increment Pointer element */
+    size_t frame_pointer_header, frame_pointer_len;
+    size_t syntax_at, syntax_len;   /* Transfer Syntax UID element (file meta) and its value */
+    size_t meta_group_length_at;    /* File Meta Information Group Length value */
+} dicom_layout;
+
 /* Walks every element, item and fragment, checking each length against the bytes left, before
- * GDCM sees the file (Debian's GDCM keeps its assert()s, which abort on broken framing). */
-raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name);
+ * GDCM sees the file (Debian's GDCM keeps its assert()s, which abort on broken framing).
+ * layout (may be NULL) gets where the pixel data and the frame attributes are. */
+raddino_status dicom_check_structure(const uint8_t *data, size_t size, const char *name,
+                                     dicom_layout *layout);
+
+/* The bytes of frame `frame` (from 0) of encapsulated pixel data, its fragments joined, chosen
+ * as pydicom does: a single frame is every fragment; else fragment `frame` when
+ * fragment_per_frame (pydicom's RLE reader), else by the Basic Offset Table, else one fragment
+ * per frame when the counts agree. *out is malloc'd. */
+raddino_status dicom_encapsulated_frame(const uint8_t *data, const dicom_layout *l,
+                                        const char *name, int frames, int frame,
+                                        bool fragment_per_frame, uint8_t **out,
+                                        size_t *out_size);
+
+/* RLE Lossless (PS3.5 Annex G) frame -> samples, little endian words of bytes_per_sample,
+ * one plane per sample (planar configuration 1). out: rows*columns*samples*bytes_per_sample. */
+raddino_status dicom_rle_decode(const uint8_t *data, size_t size, const char *name, int rows,
+                                int columns, int samples, int bytes_per_sample, uint8_t *out);
 
 /* The grey levels of a decoded greyscale frame: bits above Bits Stored removed (sign-extended
  * when signed), then the Modality LUT (Rescale Slope/Intercept or the LUT). grey: rows*columns

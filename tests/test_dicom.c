@@ -1,4 +1,4 @@
-/* test_dicom.c — DICOM: grey levels equal to pydicom + GDCM references for every file
+/* test_dicom.c — DICOM: grey levels equal to pydicom references for every file
  * (tests/data/dicom/refs.tsv, made by tests/tools/make_dicom_refs.py), lossless twins identical
  * down to the 518x518 crop, MONOCHROME1 bone-white, windowing, multi-frame, metadata, and the
  * errors malformed files must give.
@@ -476,6 +476,166 @@ START_TEST(test_sniff_by_content)
 }
 END_TEST
 
+/* ---- issue 16: the cases raddino once got wrong, and the refusals -------------------------- */
+
+/* RT Dose, one frame, Frame Increment Pointer without Number of Frames: GDCM's image reader
+ * asserts (SIGABRT) on that pairing. The three encodings of pydicom's rtdose_*_1frame.dcm and a
+ * JPEG 2000 one (the only kind GDCM still reads) decode, again and again, in this process: the
+ * references test checks their pixels. */
+START_TEST(test_frame_pointer_without_frames)
+{
+    const char *files[] = {"rtdose_1frame_implicit.dcm", "rtdose_1frame_big_endian.dcm",
+                           "rtdose_1frame_rle.dcm", "j2k_frame_pointer_no_frames.dcm"};
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            raddino_image img;
+            raddino_status st = load(test_path("dicom/synthetic/%s", files[i]), 0, 0, &img);
+            ck_assert_msg(st.code == 0, "%s", st.message);
+            raddino_image_free(&img);
+        }
+}
+END_TEST
+
+/* GDCM's codecs run in a child process: one that aborts (the test hook makes it, as damaged
+ * streams once did: the fuzzer's tests/fuzz/corpus/dicom/crash_j2k_unknown_photometric_by_syntax.dcm, now
+ * refused before GDCM) is a refusal naming the signal, and this process goes on decoding. */
+START_TEST(test_codec_abort_isolated)
+{
+    const char *path = test_path("dicom/RG2_hip_q_J2KR.dcm");
+    raddino_image img;
+    memset(&img, 0, sizeof img);
+    setenv("RADDINO_TEST_DICOM_CODEC_ABORT", "1", 1);
+    raddino_status st = load(path, 0, 0, &img);
+    unsetenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+#ifdef RADDINO_DICOM_NO_FORK_TEST    /* -DRADDINO_DICOM_FORK=OFF: no child, no hook */
+    if (!st.code) raddino_image_free(&img);
+#else
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "decoder died on this file (signal 6") &&
+                      strstr(st.message, path) && !strchr(st.message, '\n'),
+                  "%s", st.message);
+    ck_assert_ptr_null(img.rgb);
+#endif
+    st = load(path, 0, 0, &img);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+    /* Native and RLE data never reach a child (nor the hook). */
+    setenv("RADDINO_TEST_DICOM_CODEC_ABORT", "1", 1);
+    st = load(test_path("dicom/synthetic/rtdose_1frame_rle.dcm"), 0, 0, &img);
+    unsetenv("RADDINO_TEST_DICOM_CODEC_ABORT");
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    raddino_image_free(&img);
+}
+END_TEST
+
+/* The second frame of multi-frame files whose frames are not whole bytes apart (1-bit: 91
+ * pixels a frame) or are one RLE fragment each: frame 2 is frame 1 inverted. */
+START_TEST(test_second_frames)
+{
+    raddino_image f1, f2;
+    const char *bits = test_path("dicom/synthetic/bits1_2frames.dcm");
+    ck_assert_int_eq(load(bits, 0, 1, &f1).code, 0);
+    ck_assert_int_eq(load(bits, 0, 2, &f2).code, 0);
+    bool inverse = true, binary = true;
+    for (int i = 0; i < f1.width * f1.height * 3; i++) {
+        inverse &= f1.rgb[i] == 255 - f2.rgb[i];
+        binary &= f1.rgb[i] == 0 || f1.rgb[i] == 255;
+    }
+    ck_assert(inverse && binary);
+    raddino_image_free(&f1);
+    raddino_image_free(&f2);
+
+    const char *rle = test_path("dicom/synthetic/rgb_rle_16bit_2frames.dcm");
+    ck_assert_int_eq(load(rle, 0, 1, &f1).code, 0);
+    ck_assert_int_eq(load(rle, 0, 2, &f2).code, 0);
+    int worst = 0;
+    for (int i = 0; i < f1.width * f1.height * 3; i++) {
+        int d = abs(255 - f1.rgb[i] - f2.rgb[i]);   /* min-max rounding: at most 1 apart */
+        if (d > worst) worst = d;
+    }
+    ck_assert_int_le(worst, 1);
+    ck_assert(memcmp(f1.rgb, f2.rgb, (size_t)f1.width * f1.height * 3) != 0);
+    raddino_image_free(&f1);
+    raddino_image_free(&f2);
+}
+END_TEST
+
+/* Files refused with one line that says why (tests/data/dicom/refused, made by
+ * make_dicom_refs.py): the status, the reason, no image, no signal. */
+START_TEST(test_refused)
+{
+    static const struct {
+        const char *file;
+        int code;
+        const char *reason;
+    } cases[] = {
+        /* pydicom's JPEG2000-embedded-sequence-delimiter.dcm: the delimiter's bytes sit in the
+         * codestream's SIZ marker, which then declares a 3722444820-column image */
+        {"j2k_siz_overwritten_by_delimiter.dcm", RADDINO_ERR_FORMAT,
+         "codestream in the pixel data declares 3722444820x24, the header says 20x24"},
+        {"bits1_rgb.dcm", RADDINO_ERR_UNSUPPORTED, "1-bit images are greyscale"},
+        {"bits1_rle.dcm", RADDINO_ERR_UNSUPPORTED, "RLE with Bits Allocated 1"},
+        {"rle_segment_count.dcm", RADDINO_ERR_FORMAT, "RLE header has 3 segments, 1 sample(s) "
+                                                      "of 32 bit(s) need 4"},
+        {"rle_segment_short.dcm", RADDINO_ERR_FORMAT, "RLE segment 4 decodes to 81 bytes, 120 "
+                                                      "expected"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *path = test_path("dicom/refused/%s", cases[i].file);
+        raddino_image img;
+        memset(&img, 0, sizeof img);
+        raddino_status st = load(path, 0, 0, &img);
+        ck_assert_msg(st.code == cases[i].code, "%s: code %d (%s)", cases[i].file, st.code,
+                      st.message);
+        ck_assert_msg(strstr(st.message, cases[i].reason) && strstr(st.message, path) &&
+                          !strchr(st.message, '\n'),
+                      "%s: '%s'", cases[i].file, st.message);
+        ck_assert_ptr_null(img.rgb);
+    }
+}
+END_TEST
+
+/* Our RLE decoder against hand-made segments: literal and repeated runs, the no-op 128, a run
+ * cut by the end of its segment, padding beyond the plane, and the byte order of 16-bit
+ * samples (segment 0 is the most significant byte). */
+START_TEST(test_rle_decoder)
+{
+    uint8_t frame[64 + 16];
+    memset(frame, 0, sizeof frame);
+    frame[0] = 2;                       /* two segments: MSB, LSB of one 16-bit sample */
+    frame[4] = 64;
+    frame[8] = 64 + 8;
+    const uint8_t msb[8] = {0x80, 0x01, 0x12, 0x34, 0xFE, 0x56, 0x00, 0x00};   /* 12 34 56x3 */
+    const uint8_t lsb[8] = {0xFC, 0x07, 0x04, 1, 2, 3, 4, 5};                  /* 07x5 then cut */
+    memcpy(frame + 64, msb, 8);
+    memcpy(frame + 72, lsb, 8);
+    uint16_t out[5];
+    memset(out, 0xAA, sizeof out);
+    raddino_status st = dicom_rle_decode(frame, sizeof frame, "rle", 1, 5, 1, 2, (uint8_t *)out);
+    ck_assert_msg(st.code == 0, "%s", st.message);
+    /* MSB plane 12 34 56 56 56 (the last literal 00 is padding past the plane); LSB plane
+     * 07 07 07 07 07 (the literal run after it lies past the plane). */
+    const uint16_t want[5] = {0x1207, 0x3407, 0x5607, 0x5607, 0x5607};
+    for (int i = 0; i < 5; i++) {
+        const uint8_t *b = (const uint8_t *)&out[i];   /* little endian words */
+        ck_assert_int_eq(b[0] | b[1] << 8, want[i]);
+    }
+    /* A plane one byte longer than the LSB segment gives: refused. */
+    const uint8_t short_lsb[8] = {0xFD, 0x07, 0x80, 0x80, 0x80, 0x80, 0x80, 0x07};
+    memcpy(frame + 72, short_lsb, 8);   /* 07 x 4, no-ops, a literal header without its bytes */
+    st = dicom_rle_decode(frame, sizeof frame, "rle", 1, 5, 1, 2, (uint8_t *)out);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "segment 2 decodes to 4 bytes, 5 expected"), "%s",
+                  st.message);
+    /* Offsets past the end or backwards are empty segments, never reads outside. */
+    frame[4] = 200;
+    st = dicom_rle_decode(frame, sizeof frame, "rle", 1, 5, 1, 2, (uint8_t *)out);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_int_eq(dicom_rle_decode(frame, 63, "rle", 1, 5, 1, 2, (uint8_t *)out).code,
+                     RADDINO_ERR_FORMAT);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test, int loop_end)
 {
     TCase *tc = tcase_create(name);
@@ -496,6 +656,11 @@ static Suite *dicom_suite(void)
     add_case(s, "info", test_info, 0);
     add_case(s, "malformed", test_malformed, 0);
     add_case(s, "sniff", test_sniff_by_content, 0);
+    add_case(s, "frame_pointer", test_frame_pointer_without_frames, 0);
+    add_case(s, "second_frames", test_second_frames, 0);
+    add_case(s, "refused", test_refused, 0);
+    add_case(s, "rle_decoder", test_rle_decoder, 0);
+    add_case(s, "codec_abort", test_codec_abort_isolated, 0);
     return s;
 }
 

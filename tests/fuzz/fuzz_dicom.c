@@ -6,10 +6,12 @@
  * (window mode, frame) are picked from the input's length, so that every mode is reached
  * without a header the mutations would have to keep intact. GDCM is Debian's build, not
  * instrumented: coverage guides through our code only, and ASan sees GDCM's heap through the
- * interposed malloc. The pixel cap is 4 megapixels, as in fuzz_image.c. */
+ * interposed malloc. The pixel cap is 4 megapixels, as in fuzz_image.c. Our RLE Lossless decoder is
+ * also run on the raw input (fuzz_rle), besides the RLE files the DICOM path reaches. */
 #include "encoder_internal.h"
 #include "fuzz.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define FUZZ_MAX_PIXELS 4000000ull
@@ -48,11 +50,33 @@ static int check_image(const raddino_image *img)
     return 0;
 }
 
+/* Our RLE Lossless decoder on the raw input as one frame, the image size and sample layout
+ * picked from the input's length: every byte is a header or segment byte it must survive. */
+static int fuzz_rle(const uint8_t *data, size_t size)
+{
+    int rows = 1 + (int)(size % 37), columns = 1 + (int)(size / 37 % 29);
+    int samples = size % 2 ? 3 : 1, bytes = 1 << (size / 7 % 3);
+    size_t n = (size_t)rows * (size_t)columns * (size_t)samples * (size_t)bytes;
+    uint8_t *out = malloc(n);
+    if (!out) return 0;
+    memset(out, 0, n);
+    raddino_status st = dicom_rle_decode(data, size, FUZZ_NAME, rows, columns, samples, bytes, out);
+    int rc = st.code ? fuzz_check_error(&st) : 0;
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i++) sum += out[i];
+    volatile unsigned sink = sum;
+    (void)sink;
+    free(out);
+    return rc;
+}
+
 int fuzz_dicom(const uint8_t *data, size_t size)
 {
+    int rc = fuzz_rle(data, size);
+    if (rc) return rc;
     raddino_dicom_info info;
     raddino_status st = raddino_dicom_read_info_memory(data, size, FUZZ_NAME, "fuzz-salt", &info);
-    int rc = st.code ? fuzz_check_error(&st) : check_info(&info);
+    rc = st.code ? fuzz_check_error(&st) : check_info(&info);
     if (rc) return rc;
     /* Other formats are fuzz_image.c's: the image loader tells them apart by content. */
     if (!dicom_sniff(data, size)) return 0;
