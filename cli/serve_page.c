@@ -167,3 +167,10 @@ const char serve_page_html[] =
     "};\n"
     "loadStats();\n"
     "</script></body></html>\n";
+
+/* The icon at /favicon.ico (browsers ask for it): a small SVG, no bytes of anyone's image. */
+const char serve_favicon_svg[] =
+    "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">"
+    "<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#2a4a7a\"/>"
+    "<path d=\"M8 3v10M4 5c2 1 2 5 0 7M12 5c-2 1-2 5 0 7\" stroke=\"#fff\" fill=\"none\"/>"
+    "</svg>\n";

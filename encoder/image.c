@@ -334,6 +334,9 @@ typedef struct {
     png_bytep *rows;
     uint64_t rows_decoded, rows_expected;
     bool complete;          /* every row is in `pixels`: stop reading */
+    bool cancelled;         /* the caller's cancel callback said stop */
+    int (*cancel)(void *user);
+    void *cancel_user;
     char message[200];
 } png_job;
 
@@ -369,7 +372,12 @@ static void png_read_memory(png_structp png, png_bytep dst, size_t length)
 static void png_count_row(png_structp png, png_row_infop row, png_bytep data)
 {
     (void)row, (void)data;
-    ((png_job *)png_get_io_ptr(png))->rows_decoded++;
+    png_job *job = png_get_io_ptr(png);
+    job->rows_decoded++;
+    if (job->cancel && job->cancel(job->cancel_user)) {
+        job->cancelled = true;
+        png_error(png, "cancelled");
+    }
 }
 
 /* Rows libpng decodes: each non-empty pass of an interlaced image has its own. */
@@ -468,7 +476,8 @@ static raddino_status read_png(png_job *job, const char *name, uint64_t max_pixe
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
         if (job->complete) return png_to_rgb(job, name, out);
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode png: %s", name, job->message);
+        return status_error(job->cancelled ? RADDINO_ERR_CANCELLED : RADDINO_ERR_FORMAT,
+                            "%s: cannot decode png: %s", name, job->message);
     }
     raddino_status st = png_prepare(png, info, job, name, max_pixels);
     if (!st.code) {
@@ -492,11 +501,13 @@ static raddino_status check_png_header(const uint8_t *d, size_t size, const char
 }
 
 static raddino_status decode_png(const uint8_t *data, size_t size, const char *name,
-                                 uint64_t max_pixels, raddino_image *out)
+                                 const raddino_load_options *opts, raddino_image *out)
 {
+    uint64_t max_pixels = opts ? opts->max_pixels : 0;
     raddino_status st = check_png_header(data, size, name, max_pixels);
     if (st.code) return st;
-    png_job job = {.data = data, .size = size};
+    png_job job = {.data = data, .size = size, .cancel = opts ? opts->cancel : NULL,
+                   .cancel_user = opts ? opts->cancel_user : NULL};
     st = read_png(&job, name, max_pixels, out);
     free(job.pixels);
     free(job.rows);
@@ -521,6 +532,9 @@ typedef struct {
     struct jpeg_progress_mgr progress;
     uint8_t *row;       /* one decoded scanline */
     uint8_t *rgb;       /* the result */
+    unsigned max_scans;
+    int (*cancel)(void *user);
+    void *cancel_user;
 } jpeg_job;
 
 /* libjpeg's default error_exit prints and calls exit(): jump back to jpeg_run instead. */
@@ -542,12 +556,21 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
     }
 }
 
+/* libjpeg calls this once per row of blocks it reads (every scan of a progressive file) and
+ * once per output row: the scan budget and the caller's cancel flag are checked here. cinfo is
+ * the first member of its jpeg_job. */
 static void jpeg_on_progress(j_common_ptr cinfo)
 {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
-    if (cinfo->is_decompressor && d->input_scan_number > JPEG_MAX_SCANS) {
-        jpeg_error *err = (jpeg_error *)cinfo->err;
-        snprintf(err->message, sizeof err->message, "more than %d scans", JPEG_MAX_SCANS);
+    jpeg_job *job = (jpeg_job *)(void *)cinfo;
+    jpeg_error *err = (jpeg_error *)cinfo->err;
+    if (cinfo->is_decompressor && (unsigned)d->input_scan_number > job->max_scans) {
+        snprintf(err->message, sizeof err->message, "more than %u scans", job->max_scans);
+        longjmp(err->jump, 1);
+    }
+    if (job->cancel && job->cancel(job->cancel_user)) {
+        snprintf(err->message, sizeof err->message, "cancelled");
+        err->pub.msg_code = -1;     /* tells jpeg_run it was a cancel, not bad data */
         longjmp(err->jump, 1);
     }
 }
@@ -559,7 +582,9 @@ static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, 
 {
     struct jpeg_decompress_struct *cinfo = &job->cinfo;
     if (setjmp(job->err.jump))
-        return status_error(RADDINO_ERR_FORMAT, "%s: JPEG: %s", name, job->err.message);
+        return status_error(job->err.pub.msg_code == -1 ? RADDINO_ERR_CANCELLED
+                                                        : RADDINO_ERR_FORMAT,
+                            "%s: JPEG: %s", name, job->err.message);
     jpeg_create_decompress(cinfo);
     cinfo->progress = &job->progress;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
@@ -604,10 +629,14 @@ static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, 
 }
 
 static raddino_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
-                                  uint64_t max_pixels, raddino_image *out)
+                                  const raddino_load_options *opts, raddino_image *out)
 {
+    uint64_t max_pixels = opts ? opts->max_pixels : 0;
     jpeg_job *job = calloc(1, sizeof *job);
     if (!job) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    job->max_scans = opts && opts->max_scans ? opts->max_scans : JPEG_MAX_SCANS;
+    job->cancel = opts ? opts->cancel : NULL;
+    job->cancel_user = opts ? opts->cancel_user : NULL;
     job->cinfo.err = jpeg_std_error(&job->err.pub);
     job->err.pub.error_exit = jpeg_on_error;
     job->err.pub.emit_message = jpeg_on_message;
@@ -639,12 +668,14 @@ raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const
                             size, IMAGE_MAX_FILE_BYTES);
     const uint8_t *d = data;
     /* By content, not by extension: DICOM's "DICM" at byte 128 (dicom.cpp, through GDCM). */
+    if (opts && opts->cancel && opts->cancel(opts->cancel_user))
+        return status_error(RADDINO_ERR_CANCELLED, "%s: cancelled", name);
     if (dicom_sniff(d, size)) return dicom_load(d, size, name, opts, out);
     /* JPEG's SOI marker and the first byte of a marker. */
     if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
-        return decode_jpeg(d, size, name, max_pixels, out);
+        return decode_jpeg(d, size, name, opts, out);
     if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return decode_png(d, size, name, max_pixels, out);
+        return decode_png(d, size, name, opts, out);
     return decode_stb(d, size, name, max_pixels, out);
 }
 

@@ -212,7 +212,7 @@ try:
     s2 = Server("--max-pixels", "10000")
     try:
         st, _, body = request(s2.base, "/api/search", tiny, {})
-        check(st == 400 and is_json_error(body), "over --max-pixels: 400, got %d %r" % (st, body))
+        check(st == 413 and is_json_error(body), "over --max-pixels: 413, got %d %r" % (st, body))
     finally:
         check(s2.stop() == 0, "SIGTERM after pixel cap")
     st, _, body = request(s.base, "/api/search", b"{\"id\": 1}", {"Content-Type": "application/json"})
