@@ -332,6 +332,13 @@ typedef struct {
     int channels, bits;
     uint8_t *pixels;
     png_bytep *rows;
+    /* Not interlaced: decoded a row at a time into `row`, each stored at once in its final
+     * form in `pixels` (8-bit: RGB; 16-bit: the grey or RGB channels only, alpha dropped), so
+     * that a decode takes at most 9 bytes per pixel (16-bit RGB(A): 6 + the RGB result)
+     * instead of the file's full layout plus the result (up to 8 + 3). */
+    bool row_by_row;
+    int n_colour;           /* 1 or 3: the channels kept of a 16-bit image */
+    uint32_t rows_stored;
     uint64_t rows_decoded, rows_expected;
     bool complete;          /* every row is in `pixels`: stop reading */
     bool cancelled;         /* the caller's cancel callback said stop */
@@ -368,12 +375,17 @@ static void png_read_memory(png_structp png, png_bytep dst, size_t length)
     job->pos += length;
 }
 
-/* Called by libpng for each row it decodes, before the row is stored. */
+static void png_store_row(png_job *job, const uint8_t *row);
+
+/* Called by libpng for each row it decodes, after its other transforms (so `data` is the row
+ * in its final layout) and before the row is copied to the caller's buffer. Rows read one by
+ * one are stored from here, whatever libpng reads after the last one. */
 static void png_count_row(png_structp png, png_row_infop row, png_bytep data)
 {
-    (void)row, (void)data;
+    (void)row;
     png_job *job = png_get_io_ptr(png);
     job->rows_decoded++;
+    if (job->row_by_row && job->rows_stored < job->height) png_store_row(job, data);
     if (job->cancel && job->cancel(job->cancel_user)) {
         job->cancelled = true;
         png_error(png, "cancelled");
@@ -431,19 +443,51 @@ static raddino_status png_prepare(png_structp png, png_infop info, png_job *job,
     if (job->channels < 1 || job->channels > 4 || (job->bits != 8 && job->bits != 16) ||
         row_bytes != (size_t)job->width * (size_t)job->channels * (size_t)(job->bits / 8))
         png_error(png, "unexpected pixel layout");
+    job->rows_expected = png_rows_to_decode(job->width, job->height, interlaced);
+    job->row_by_row = !interlaced;
+    if (job->row_by_row) {
+        job->n_colour = job->channels < 3 ? 1 : 3;
+        size_t stored = job->bits == 8 ? 3 : (size_t)job->n_colour * 2;
+        job->pixels = malloc((size_t)job->height * job->width * stored);
+        if (!job->pixels) png_error(png, "out of memory");
+        return status_ok();
+    }
     job->pixels = calloc((size_t)job->height, row_bytes);
     job->rows = malloc((size_t)job->height * sizeof *job->rows);
     if (!job->pixels || !job->rows) png_error(png, "out of memory");
     for (size_t y = 0; y < job->height; y++) job->rows[y] = job->pixels + y * row_bytes;
-    job->rows_expected = png_rows_to_decode(job->width, job->height, interlaced);
     return status_ok();
 }
 
+/* A decoded row, stored in its final form (see png_job). */
+static void png_store_row(png_job *job, const uint8_t *row)
+{
+    size_t w = job->width;
+    if (job->bits == 8) {
+        to_rgb_8(row, w, job->channels, job->pixels + (size_t)job->rows_stored * w * 3);
+    } else {
+        /* libpng's row starts one byte into its buffer (after the filter byte): samples are
+         * copied bytewise, never read through a misaligned uint16_t pointer. */
+        uint16_t *dst = (uint16_t *)(void *)job->pixels + (size_t)job->rows_stored * w * job->n_colour;
+        for (size_t x = 0; x < w; x++)
+            for (int c = 0; c < job->n_colour; c++)
+                memcpy(dst + x * job->n_colour + c, row + 2 * (x * job->channels + c), 2);
+    }
+    job->rows_stored++;
+}
+
 /* The decoded rows -> RGB with Pillow's rules. */
-static raddino_status png_to_rgb(const png_job *job, const char *name, raddino_image *out)
+static raddino_status png_to_rgb(png_job *job, const char *name, raddino_image *out)
 {
     size_t n_pixels = (size_t)job->width * job->height;
-    out->rgb = malloc(n_pixels * 3);
+    if (job->row_by_row && job->rows_stored != job->height)
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode png: rows missing", name);
+    if (job->row_by_row && job->bits == 8) {
+        out->rgb = job->pixels;     /* already RGB */
+        job->pixels = NULL;
+    } else {
+        out->rgb = malloc(n_pixels * 3);
+    }
     uint8_t *lut = job->bits == 16 ? malloc(65536) : NULL;
     if (!out->rgb || (job->bits == 16 && !lut)) {
         free(lut);
@@ -451,8 +495,9 @@ static raddino_status png_to_rgb(const png_job *job, const char *name, raddino_i
                             job->width, job->height);
     }
     if (job->bits == 16)
-        to_rgb_16((const uint16_t *)job->pixels, n_pixels, job->channels, out->rgb, lut);
-    else
+        to_rgb_16((const uint16_t *)job->pixels, n_pixels,
+                  job->row_by_row ? job->n_colour : job->channels, out->rgb, lut);
+    else if (!job->row_by_row)
         to_rgb_8(job->pixels, n_pixels, job->channels, out->rgb);
     free(lut);
     out->width = (int)job->width;
@@ -481,7 +526,12 @@ static raddino_status read_png(png_job *job, const char *name, uint64_t max_pixe
     }
     raddino_status st = png_prepare(png, info, job, name, max_pixels);
     if (!st.code) {
-        png_read_image(png, job->rows);
+        if (job->row_by_row) {
+            /* The counter lives in *job: nothing local changes between setjmp and longjmp. */
+            while (job->rows_stored < job->height) png_read_row(png, NULL, NULL);
+        } else {
+            png_read_image(png, job->rows);
+        }
         job->complete = true;   /* the stream ended with the last row */
     }
     png_destroy_read_struct(&png, &info, NULL);

@@ -538,6 +538,21 @@ try:
 finally:
     check(s.stop() == 0, "SIGTERM without the model")
 
+# memory of a decode: a non-interlaced PNG is stored row by row in its final form, so a 31 MP
+# 8-bit RGBA PNG costs its 3-byte RGB result (94 MB), not 4 + 3 bytes a pixel (220 MB)
+asan = b"libasan" in subprocess.run([raddino], env=dict(os.environ, LD_TRACE_LOADED_OBJECTS="1"),
+                                    capture_output=True).stdout
+peak = subprocess.run([sys.executable, "-c",
+    "import resource, subprocess, sys\n"
+    "subprocess.run(sys.argv[1:], input=sys.stdin.buffer.read(), capture_output=True)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+    raddino, "embed", "/dev/stdin"], input=serve_bombs.png_zeros(5600, 5600, 8, 6),
+    capture_output=True, env=dict(os.environ, RADDINO_MODEL=os.environ["RADDINO_MODEL"]))
+peak_mib = int(peak.stdout.split()[-1]) / 1024
+print("peak RSS decoding a 5600 x 5600 RGBA PNG: %.0f MiB" % peak_mib)
+if not asan:    # AddressSanitizer's allocator and shadow memory change the figure
+    check(peak_mib < 180, "5600 x 5600 RGBA PNG decoded in %.0f MiB, over 180" % peak_mib)
+
 # a non-loopback address without a token: refused before listening
 p = subprocess.run([raddino, "serve", "--db", db, "--host", "0.0.0.0", "--port", "0"],
                    capture_output=True, timeout=60)
