@@ -239,6 +239,14 @@ try:
     check(st == 200 and json.loads(body)["images"] == 6, "right token: 200, got %d" % st)
     st, _, _ = search_id(s.base, 1, headers={"Authorization": "Bearer s3cret-token"})
     check(st == 200, "search with token: 200, got %d" % st)
+    # the token is judged from the headers: a 50 MB body never sent is not waited for
+    import socket
+    host, port = s.base[len("http://"):].split(":")
+    c = socket.create_connection((host, int(port)), timeout=20)
+    c.sendall(b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50000000\r\n\r\n")
+    answer = c.recv(200)
+    c.close()
+    check(answer.startswith(b"HTTP/1.1 401"), "token before the body: %r" % answer[:40])
 finally:
     check(s.stop() == 0, "SIGTERM with token")
 
