@@ -6,7 +6,8 @@
  * Safety: it listens on loopback unless told otherwise, and any other address needs --token,
  * then checked on every API request (constant-time) before any body is read. Requests name
  * images by id only: no path from a URL or body ever reaches the file system. Only the Host
- * names the server listens as are answered (a DNS-rebinding page cannot read the API). Bodies
+ * names the server listens as are answered (a DNS-rebinding page cannot read the API), and
+ * none that a browser says come from another site's page (Origin). Bodies
  * are judged before they are buffered: GET has none, JSON is capped at SERVE_MAX_JSON,
  * uploads at --max-upload (from Content-Length, or as bytes arrive). Connections still waiting
  * for their request are few (the oldest is dropped past SERVE_MAX_WAITING) and must deliver it
@@ -725,6 +726,16 @@ static int refuse_early(server *sv, struct MHD_Connection *conn, request *q, con
     if (!host_allowed(sv, conn)) {
         *ret = send_error(sv, conn, 421, "unknown Host (the server answers only to the names it "
                           "listens as)", NULL);
+        return 1;
+    }
+    /* Browsers name the page that sent a request in Origin, even for a form or no-cors POST
+     * from another site to this loopback server (which no Host check can tell apart): only
+     * requests from the server's own pages, or from no page, are answered. */
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (origin && (!host || strncasecmp(origin, "http://", 7) != 0 ||
+                   strcasecmp(origin + 7, host) != 0)) {
+        *ret = send_error(sv, conn, 403, "cross-origin request refused", NULL);
         return 1;
     }
     if (q->route.kind == ROUTE_NONE) {

@@ -312,6 +312,7 @@ s = Server()
 try:
     base = s.base
     port = base.rsplit(":", 1)[1]
+    png_bytes = open(os.path.join(col, "gray8_300x400.png"), "rb").read()
     # security headers on the page and the API; the page's policy names its script by hash
     for path in ("/", "/api/stats"):
         st, h, _ = request(base, path)
@@ -333,6 +334,15 @@ try:
         check(status_of(a) == want, "Host %s: %d, expected %d" % (host, status_of(a), want))
     a = raw(base, ("GET / HTTP/1.1\r\nHost: evil.example:%s\r\nConnection: close\r\n\r\n" % port).encode())
     check(status_of(a) == 421 and b"<html" not in a, "rebinding page: %d" % status_of(a))
+
+    # another site's page (a no-cors POST or a form) is refused; the server's own page is not
+    for origin, want in (("http://evil.example", 403), ("null", 403), ("http://localhost:1", 403),
+                         ("http://127.0.0.1:" + port, 200)):
+        st, _, body = request(base, "/api/search", b'{"id": 1}', {"Content-Type": "application/json",
+                                                                  "Origin": origin})
+        check(st == want, "Origin %s: %d, expected %d" % (origin, st, want))
+    st, _, _ = request(base, "/api/search", png_bytes, {"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    check(st == 403, "no-cors upload from another site: %d" % st)
 
     # bodies judged before they are buffered
     st, _, body = request(base, "/", b"x" * 1000, method="GET")

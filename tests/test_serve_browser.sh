@@ -133,7 +133,7 @@ try:
         """Runs a page action and waits for a new list of result ids."""
         js("document.getElementById('results').removeAttribute('data-ids')")
         js(action)
-        return wait_js("document.getElementById('results').getAttribute('data-ids')", what)
+        return wait_js("document.getElementById('results')?.getAttribute('data-ids')", what)
 
     cdp("Runtime.enable")
     cdp("Log.enable")
@@ -142,7 +142,7 @@ try:
 
     # the permalink: /?id=2 opens with image 2 as the query
     cdp("Page.navigate", url=base + "/?id=2")
-    got = wait_js("document.getElementById('results').getAttribute('data-ids')", "results of /?id=2")
+    got = wait_js("document.getElementById('results')?.getAttribute('data-ids')", "results of /?id=2")
     check(got == api_ids({"id": 2, "k": 12}), "permalink results %r vs API %r" % (got, api_ids({"id": 2, "k": 12})))
     meta = js("document.getElementById('meta') ? document.getElementById('meta').textContent : ''")
     check("sha256" in meta and "status" in meta and "ok" in meta, "metadata panel: %r" % meta[:200])
@@ -167,7 +167,7 @@ try:
     doc = cdp("DOM.getDocument")
     node = cdp("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#file")
     cdp("DOM.setFileInputFiles", files=[up], nodeId=node["nodeId"])
-    got = wait_js("document.getElementById('results').getAttribute('data-ids')", "upload results")
+    got = wait_js("document.getElementById('results')?.getAttribute('data-ids')", "upload results")
     want = api_ids(open(up, "rb").read(), "?k=2")
     check(got == want, "upload results %r vs API %r" % (got, want))
     check(got and got.split(",")[0] == str(next(i for i in range(1, 7) if json.loads(urllib.request.urlopen(base + "/api/images/%d" % i).read())["path"] == up)),
