@@ -124,6 +124,7 @@ for t in threads:
     t.start()
 
 latencies = []
+most_decoding = most_waiting = 0
 start = time.monotonic()
 n = 0
 while time.monotonic() - start < ATTACK_S:
@@ -135,7 +136,10 @@ while time.monotonic() - start < ATTACK_S:
     else:
         try:
             with urllib.request.urlopen(base + "/api/stats", timeout=LATENCY_S * 4) as r:
-                ok = r.status == 200 and json.loads(r.read())["images"] == 4
+                st = json.loads(r.read())
+                ok = r.status == 200 and st["images"] == 4
+                most_decoding = max(most_decoding, st["uploads"]["decoding"])
+                most_waiting = max(most_waiting, st["uploads"]["waiting"])
         except Exception as e:
             ok = False
     dt = time.monotonic() - t0
@@ -161,6 +165,9 @@ print("server peak RSS (VmHWM): %.0f MiB (bound %d MiB)" % (hwm, HWM_MIB))
 for name, sts in sorted(bomb_answers.items()):
     print("bomb %-22s answers: %s" % (name, {s: sts.count(s) for s in sorted(set(sts))}))
 print("rebinding requests: %d, answers %s" % (len(rebind), sorted(set(rebind))))
+print("uploads decoding at once: at most %d seen (bound 2), waiting %d" % (most_decoding, most_waiting))
+if most_decoding > 2:
+    fail("%d uploads decoded at once" % most_decoding)
 if hwm < 0 or hwm > HWM_MIB:
     fail("peak RSS %.0f MiB over %d MiB" % (hwm, HWM_MIB))
 if not rebind or any(a != b"421" for a in rebind):
