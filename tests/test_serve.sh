@@ -571,6 +571,16 @@ print("peak RSS decoding a 5600 x 5600 RGBA PNG: %.0f MiB" % peak_mib)
 if not asan:    # AddressSanitizer's allocator and shadow memory change the figure
     check(peak_mib < 180, "5600 x 5600 RGBA PNG decoded in %.0f MiB, over 180" % peak_mib)
 
+# --allow-host: a DNS name the server is reached by, with or without the port
+s = Server("--allow-host", "xray.example,pacs.example")
+try:
+    port = s.base.rsplit(":", 1)[1]
+    for host, want in (("xray.example", 200), ("pacs.example:" + port, 200), ("other.example", 421)):
+        a = raw(s.base, ("GET /api/stats HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+        check(status_of(a) == want, "--allow-host, Host %s: %d, expected %d" % (host, status_of(a), want))
+finally:
+    check(s.stop() == 0, "SIGTERM with --allow-host")
+
 # a non-loopback address without a token: refused before listening
 p = subprocess.run([raddino, "serve", "--db", db, "--host", "0.0.0.0", "--port", "0"],
                    capture_output=True, timeout=60)
