@@ -259,6 +259,7 @@ typedef struct {
     pthread_mutex_t conn_lock;
     tracked *head, *tail;
     int n_waiting;
+    int busy;               /* requests received whole and not yet answered to the end */
     long long evicted, timed_out;
     pthread_mutex_t log_lock;
     double log_last;
@@ -513,6 +514,7 @@ typedef struct {
     char form_k[16], form_exclude[8];
     int has_form_k, has_form_exclude;
     int fd;                 /* the client's socket: polled for a disconnect */
+    int busy;               /* counted in server.busy */
 } request;
 
 static int append_body(request *q, const char *data, size_t n)
@@ -829,11 +831,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     /* The whole request is here: no longer a waiting connection. */
     tracked *t = connection_tracked(conn);
-    if (t) {
-        pthread_mutex_lock(&sv->conn_lock);
-        unlist(sv, t);
-        pthread_mutex_unlock(&sv->conn_lock);
-    }
+    pthread_mutex_lock(&sv->conn_lock);
+    if (t) unlist(sv, t);
+    if (!q->busy) sv->busy++;
+    q->busy = 1;
+    pthread_mutex_unlock(&sv->conn_lock);
     if (q->too_large == 2) return send_error(sv, conn, 400, "malformed multipart form", NULL);
     if (q->too_large)
         return send_error(sv, conn, 413,
@@ -852,6 +854,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (q) {
         if (q->form) MHD_destroy_post_processor(q->form);
         free(q->body);
+        if (q->busy) {
+            pthread_mutex_lock(&sv->conn_lock);
+            sv->busy--;
+            pthread_mutex_unlock(&sv->conn_lock);
+        }
     }
     free(q);
     *con_cls = NULL;
@@ -917,7 +924,7 @@ static void stopper_remove(stopper *st)
 static struct MHD_Daemon *start_daemon(server *sv, const listen_address *a)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | (a->ipv6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | (a->ipv6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, sv, MHD_OPTION_SOCK_ADDR,
         (const struct sockaddr *)&a->addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
@@ -959,7 +966,19 @@ static int run_server(server *sv, const serve_options *o, const listen_address *
         }
         drop_late(sv);
     }
-    MHD_stop_daemon(d);     /* waits for the connection threads: requests in progress finish */
+    /* No new connections; the requests received whole are answered (for at most --timeout
+     * seconds) before MHD_stop_daemon, which shuts every connection's socket at once. */
+    MHD_socket listener = MHD_quiesce_daemon(d);
+    double end = now_seconds() + sv->timeout;
+    for (;;) {
+        pthread_mutex_lock(&sv->conn_lock);
+        int busy = sv->busy;
+        pthread_mutex_unlock(&sv->conn_lock);
+        if (!busy || now_seconds() > end) break;
+        poll(NULL, 0, 20);
+    }
+    MHD_stop_daemon(d);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
     stopper_remove(&st);
     fprintf(stderr, "raddino: serve: stopped (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     return EXIT_OK;

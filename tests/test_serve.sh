@@ -518,6 +518,22 @@ try:
 finally:
     check(s.stop() == 0, "SIGTERM after the checkpoint")
 
+# a request in progress when SIGTERM comes is answered before the server exits
+s = Server("--upload-max-scans", "100000")
+try:
+    slow_jpeg = serve_bombs.jpeg_scans(4000, 4000, 300)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=request(s.base, "/api/search", slow_jpeg, {})))
+    t.start()
+    wait_for("the slow decode to start", lambda: stats(s.base)["uploads"]["decoding"] == 1)
+    code = s.stop()
+    t.join(60)
+    check(code == 0 and result.get("r", (0,))[0] == 200,
+          "SIGTERM during a request: exit %r, answer %r" % (code, result.get("r", (0,))[0]))
+finally:
+    if s.p.poll() is None:
+        s.stop()
+
 # stopping: SIGINT stops; SIGINT ignored by the parent (a background job of a script) stays
 # ignored and SIGTERM stops; with the pthread OpenBLAS (its threads exist before main) too
 s = Server()
