@@ -4,8 +4,16 @@
 # 0, the port read from its ready line), and the API checked with Python's urllib: stats, image
 # rows (DICOM UIDs), thumbnails are PNG, search by id finds itself first, an uploaded image
 # finds its stored copy first, bad and oversized uploads, unknown ids, path-like URLs, wrong
-# methods, concurrent requests, the page, clusters, the token (missing, wrong, right), a
-# non-loopback address refused without a token, and SIGTERM ending it with exit 0.
+# methods, concurrent requests, the page, clusters, the token (missing, wrong, right; judged
+# before the body), a non-loopback address refused without a token, and SIGTERM ending it with
+# exit 0. Then issue 17's findings: security headers, Host names (DNS rebinding), Origin,
+# bodies capped before buffering (GET, JSON 16 KiB), one k rule, nothing after the JSON,
+# exclude_self for uploads, multipart forms, the upload pixel cap and JPEG scan budget (bombs
+# from serve_bombs.py), thumbnails by content hash (ETag, 304, a replaced file 409), the total
+# request deadline, no log line per aborted connection, a decode cancelled when its client goes,
+# the WAL checkpointed while serving, SIGINT/SIGTERM (inherited SIG_IGN, a request in progress,
+# the pthread OpenBLAS when installed), serving without the model, --allow-host, and the peak
+# memory of a large PNG decode.
 set -u
 RADDINO=$1
 DATA=$2
