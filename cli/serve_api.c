@@ -6,9 +6,12 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -68,6 +71,22 @@ void serve_error(serve_reply *r, unsigned status, const char *message)
     r->size = o.size;
 }
 
+/* The collection, with a read transaction of its own: one consistent view of the database for
+ * this request, ended before the next, so the WAL can be checkpointed between requests. */
+static raddino_store *read_lock(serve_state *s)
+{
+    pthread_mutex_lock(&s->collection_lock);
+    raddino_store *db = raddino_collection_store(s->collection);
+    raddino_store_read_begin(db);   /* when it fails, each statement reads on its own */
+    return db;
+}
+
+static void read_unlock(serve_state *s)
+{
+    raddino_store_read_end(raddino_collection_store(s->collection));
+    pthread_mutex_unlock(&s->collection_lock);
+}
+
 /* A library status as the reply's error message. */
 static void status_error(serve_reply *r, unsigned status, const raddino_status *st)
 {
@@ -80,10 +99,13 @@ void serve_stats(serve_state *s, serve_reply *r)
 {
     raddino_store_stats st;
     raddino_collection_info info;
-    pthread_mutex_lock(&s->collection_lock);
-    raddino_status rs = raddino_store_get_stats(raddino_collection_store(s->collection), &st);
+    raddino_status rs = raddino_store_get_stats(read_lock(s), &st);
     raddino_collection_get_info(s->collection, &info);
-    pthread_mutex_unlock(&s->collection_lock);
+    read_unlock(s);
+    pthread_mutex_lock(&s->decode_lock);
+    int decoding = s->decoding, waiting = s->waiting;
+    long long cancelled = s->uploads_cancelled, refused = s->uploads_refused;
+    pthread_mutex_unlock(&s->decode_lock);
     if (rs.code) {
         status_error(r, 500, &rs);
         return;
@@ -103,7 +125,12 @@ void serve_stats(serve_state *s, serve_reply *r)
     cli_json_string(o.f, st.weights_sha256);
     fputs(", \"repository\": ", o.f);
     cli_json_string(o.f, st.repository);
-    fputs("}\n", o.f);
+    fprintf(o.f,
+            ", \"model_loaded\": %s, \"uploads\": {\"decoding\": %d, \"waiting\": %d, "
+            "\"cancelled\": %lld, \"refused_busy\": %lld, \"max_pixels\": %llu, "
+            "\"max_scans\": %u}}\n",
+            s->encoder ? "true" : "false", decoding, waiting, cancelled, refused,
+            (unsigned long long)s->upload.max_pixels, s->upload.max_scans);
     json_finish(&o, r, 200);
 }
 
@@ -151,10 +178,9 @@ void serve_clusters(serve_state *s, serve_reply *r)
         serve_error(r, 500, "out of memory");
         return;
     }
-    raddino_store *db = raddino_collection_store(s->collection);
     raddino_store_cluster_run run;
     int found = 0;
-    pthread_mutex_lock(&s->collection_lock);
+    raddino_store *db = read_lock(s);
     raddino_status st = raddino_store_get_cluster_run(db, 0, &run, &found);
     if (!st.code && !found) fputs("{\"run\": null, \"clusters\": []}\n", o.f);
     if (!st.code && found) {
@@ -171,7 +197,7 @@ void serve_clusters(serve_state *s, serve_reply *r)
         end_cluster(&w);
         fputs("]}\n", o.f);
     }
-    pthread_mutex_unlock(&s->collection_lock);
+    read_unlock(s);
     if (st.code) {
         fclose(o.f);
         free(o.buf);
@@ -205,11 +231,10 @@ void serve_image_info(serve_state *s, int64_t id, serve_reply *r)
         serve_error(r, 500, "out of memory");
         return;
     }
-    raddino_store *db = raddino_collection_store(s->collection);
     raddino_store_image img;
     raddino_dicom_info d;
     int found = 0, has_dicom = 0;
-    pthread_mutex_lock(&s->collection_lock);
+    raddino_store *db = read_lock(s);
     raddino_status st = raddino_store_find_id(db, id, NULL, &img, &found);
     if (!st.code && found) {
         fprintf(o.f, "{\"id\": %lld, \"path\": ", (long long)img.id);
@@ -228,7 +253,7 @@ void serve_image_info(serve_state *s, int64_t id, serve_reply *r)
         if (!st.code && has_dicom) write_dicom(o.f, &d);
         fputs("}\n", o.f);
     }
-    pthread_mutex_unlock(&s->collection_lock);
+    read_unlock(s);
     if (st.code || !found) {
         fclose(o.f);
         free(o.buf);
@@ -297,16 +322,177 @@ static void write_to_memory(void *user, void *data, int size)
     m->size += (size_t)size;
 }
 
-void serve_thumbnail(serve_state *s, int64_t id, int max_side, serve_reply *r)
+/* Encoded thumbnails by (file sha256, size), least recently used dropped past max_bytes. The
+ * key is the content of the file the store describes, so a file replaced on disk can never be
+ * shown under its old id: a cached thumbnail is used only while the file still has that
+ * content (its size and mtime as stored, else it is hashed again). */
+typedef struct thumb_entry {
+    struct thumb_entry *prev, *next;
+    char sha256[65];
+    int side;
+    char *png;
+    size_t size;
+} thumb_entry;
+
+struct serve_thumb_cache {
+    pthread_mutex_t lock;
+    thumb_entry *head, *tail;   /* most recently used first */
+    size_t bytes, max_bytes;
+};
+
+serve_thumb_cache *serve_thumb_cache_new(size_t max_bytes)
+{
+    serve_thumb_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    c->max_bytes = max_bytes;
+    return c;
+}
+
+void serve_thumb_cache_free(serve_thumb_cache *c)
+{
+    if (!c) return;
+    for (thumb_entry *e = c->head, *next; e; e = next) {
+        next = e->next;
+        free(e->png);
+        free(e);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static void cache_unlink(serve_thumb_cache *c, thumb_entry *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else c->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void cache_push_front(serve_thumb_cache *c, thumb_entry *e)
+{
+    e->next = c->head;
+    e->prev = NULL;
+    if (c->head) c->head->prev = e;
+    else c->tail = e;
+    c->head = e;
+}
+
+/* A copy of the cached PNG, or NULL. */
+static char *cache_get(serve_thumb_cache *c, const char *sha256, int side, size_t *size)
+{
+    char *copy = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (thumb_entry *e = c->head; e; e = e->next)
+        if (e->side == side && !strcmp(e->sha256, sha256)) {
+            cache_unlink(c, e);
+            cache_push_front(c, e);
+            copy = malloc(e->size);
+            if (copy) memcpy(copy, e->png, e->size), *size = e->size;
+            break;
+        }
+    pthread_mutex_unlock(&c->lock);
+    return copy;
+}
+
+static void cache_put(serve_thumb_cache *c, const char *sha256, int side, const char *png,
+                      size_t size)
+{
+    if (size > c->max_bytes / 4) return;
+    thumb_entry *e = calloc(1, sizeof *e);
+    char *copy = malloc(size);
+    if (!e || !copy) {
+        free(e);
+        free(copy);
+        return;
+    }
+    memcpy(copy, png, size);
+    snprintf(e->sha256, sizeof e->sha256, "%s", sha256);
+    e->side = side;
+    e->png = copy;
+    e->size = size;
+    pthread_mutex_lock(&c->lock);
+    for (thumb_entry *o = c->head; o; o = o->next)
+        if (o->side == side && !strcmp(o->sha256, sha256)) {   /* another thread was first */
+            pthread_mutex_unlock(&c->lock);
+            free(copy);
+            free(e);
+            return;
+        }
+    cache_push_front(c, e);
+    c->bytes += size;
+    while (c->bytes > c->max_bytes && c->tail) {
+        thumb_entry *old = c->tail;
+        cache_unlink(c, old);
+        c->bytes -= old->size;
+        free(old->png);
+        free(old);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void hex_sha256(const void *data, size_t size, char hex[65])
+{
+    unsigned char d[32];
+    unsigned len = 0;
+    hex[0] = 0;
+    if (!EVP_Digest(data, size, d, &len, EVP_sha256(), NULL) || len != 32) return;
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Reads a whole stored file (at most 2 GiB). */
+static int read_file(const char *path, char **data, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *grown = cap < ((size_t)1 << 31) ? realloc(buf, cap * 2) : NULL;
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    int ok = buf && !ferror(f);
+    fclose(f);
+    if (!ok) {
+        free(buf);
+        return 0;
+    }
+    *data = buf;
+    *size = n;
+    return 1;
+}
+
+static int etag_matches(const char *if_none_match, const char *etag)
+{
+    return if_none_match && (strstr(if_none_match, etag) || !strcmp(if_none_match, "*"));
+}
+
+void serve_thumbnail(serve_state *s, int64_t id, int max_side, const char *if_none_match,
+                     serve_reply *r)
 {
     raddino_store_image img;
     int found = 0;
-    char path[RADDINO_PATH_MAX];
-    pthread_mutex_lock(&s->collection_lock);
-    raddino_status st = raddino_store_find_id(raddino_collection_store(s->collection), id, NULL,
-                                              &img, &found);
-    if (!st.code && found) snprintf(path, sizeof path, "%s", img.path);
-    pthread_mutex_unlock(&s->collection_lock);
+    char path[RADDINO_PATH_MAX], sha256[65] = "";
+    int64_t size = 0, mtime_ns = 0;
+    raddino_status st = raddino_store_find_id(read_lock(s), id, NULL, &img, &found);
+    if (!st.code && found) {
+        snprintf(path, sizeof path, "%s", img.path);
+        snprintf(sha256, sizeof sha256, "%s", img.sha256);
+        size = img.size;
+        mtime_ns = img.mtime_ns;
+    }
+    read_unlock(s);
     if (st.code) {
         status_error(r, 500, &st);
         return;
@@ -315,8 +501,52 @@ void serve_thumbnail(serve_state *s, int64_t id, int max_side, serve_reply *r)
         serve_error(r, 404, "no such image");
         return;
     }
+    static const char changed[] =
+        "the file has changed since it was indexed (run raddino index again)";
+    char etag[96];
+    snprintf(etag, sizeof etag, "\"%.64s-%d\"", sha256, max_side);
+    /* The file as stored (size and mtime): its content is the stored sha256, as `raddino
+     * index` itself assumes. Otherwise it is read and hashed below before anything is shown. */
+    struct stat fs;
+    int same_file = sha256[0] && stat(path, &fs) == 0 && (int64_t)fs.st_size == size &&
+                    (int64_t)fs.st_mtim.tv_sec * 1000000000 + fs.st_mtim.tv_nsec == mtime_ns;
+    if (same_file) {
+        if (etag_matches(if_none_match, etag)) {
+            r->status = 304;
+            r->content_type = "image/png";
+            r->body = NULL;
+            r->size = 0;
+            snprintf(r->etag, sizeof r->etag, "%s", etag);
+            return;
+        }
+        size_t n = 0;
+        char *png = cache_get(s->thumbs, sha256, max_side, &n);
+        if (png) {
+            r->status = 200;
+            r->content_type = "image/png";
+            r->body = png;
+            r->size = n;
+            snprintf(r->etag, sizeof r->etag, "%s", etag);
+            return;
+        }
+    }
+    /* The bytes decoded are the bytes hashed: a file replaced meanwhile cannot slip in. */
+    char *data = NULL;
+    size_t data_size = 0;
+    if (!read_file(path, &data, &data_size)) {
+        serve_error(r, 422, "the file cannot be read");
+        return;
+    }
+    char actual[65];
+    hex_sha256(data, data_size, actual);
+    if (!sha256[0] || strcmp(actual, sha256) != 0) {
+        free(data);
+        serve_error(r, 409, changed);
+        return;
+    }
     raddino_image pixels;
-    st = raddino_image_load_ex(path, &s->load, &pixels);   /* a stored path only */
+    st = raddino_image_load_memory_ex(data, data_size, path, &s->load, &pixels);
+    free(data);
     if (st.code) {
         serve_error(r, 422, st.message);
         return;
@@ -333,10 +563,12 @@ void serve_thumbnail(serve_state *s, int64_t id, int max_side, serve_reply *r)
         return;
     }
     free(small);
+    cache_put(s->thumbs, sha256, max_side, m.buf, m.size);
     r->status = 200;
     r->content_type = "image/png";
     r->body = m.buf;
     r->size = m.size;
+    snprintf(r->etag, sizeof r->etag, "%s", etag);
 }
 
 /* ---- search ------------------------------------------------------------------------------- */
@@ -347,48 +579,113 @@ typedef struct {
     int exclude_self;
     int width, height;  /* of an upload */
     const char *format;
+    char sha256[65];    /* of an upload's bytes (exclude_self) */
 } search_query;
 
-/* {"id": N, "k": K, "exclude_self": bool}: fills q or says why not. */
+/* A JSON number that is an integer in [lo, hi]. */
+static int json_int(const cJSON *v, double lo, double hi)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
+/* {"id": N, "k": K, "exclude_self": bool}, nothing after it but white space: fills q or says
+ * why not. One member per line below, so a new kind of query is one more block. */
 static const char *parse_json_query(const char *body, size_t size, search_query *q)
 {
-    cJSON *root = cJSON_ParseWithLength(body, size);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, size, &end, 0);
     const char *why = NULL;
     if (!root || !cJSON_IsObject(root)) {
         why = "body is not a JSON object";
     } else {
+        for (const char *p = end; p && p < body + size && !why; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != 0)
+                why = "body has more after the JSON object";
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
         const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude_self");
-        if (!cJSON_IsNumber(id) || !(id->valuedouble >= 1 && id->valuedouble <= 9e15) ||
-            id->valuedouble != floor(id->valuedouble))
+        if (why) {
+        } else if (!json_int(id, 1, 9e15))
             why = "\"id\" must be a positive integer";
-        else if (k && (!cJSON_IsNumber(k) || !(k->valuedouble >= 1 &&
-                                               k->valuedouble <= SERVE_MAX_K) ||
-                       k->valuedouble != floor(k->valuedouble)))
-            why = "\"k\" must be an integer from 1 to 1000";
+        else if (k && !json_int(k, 1, SERVE_MAX_K))
+            why = "k must be an integer from 1 to 1000";
         else if (ex && !cJSON_IsBool(ex))
-            why = "\"exclude_self\" must be true or false";
+            why = "exclude_self must be true or false";
         else {
             q->id = (int64_t)id->valuedouble;
             if (k) q->k = (int)k->valuedouble;
-            q->exclude_self = ex && cJSON_IsTrue(ex);
+            if (ex) q->exclude_self = cJSON_IsTrue(ex);
         }
     }
     cJSON_Delete(root);
     return why;
 }
 
-/* Decodes and embeds an upload; the encoder is shared, so its pass is serialised. */
-static int embed_upload(serve_state *s, const char *body, size_t size, search_query *q,
-                        float *vector, serve_reply *r)
+/* Waits for a decode slot (at most SERVE_MAX_DECODES decode at once; the rest wait in line,
+ * and leave it when their client goes away). 1: a slot is held; 0: answered already. */
+static int take_decode_slot(serve_state *s, const serve_search_request *rq, serve_reply *r)
 {
-    raddino_image img;
-    raddino_status st = raddino_image_load_memory_ex(body, size, "upload", &s->load, &img);
-    if (st.code) {
-        serve_error(r, st.code == RADDINO_ERR_NOMEM ? 500 : 400, st.message);
+    pthread_mutex_lock(&s->decode_lock);
+    if (s->decoding >= SERVE_MAX_DECODES && s->waiting >= 4 * SERVE_MAX_DECODES) {
+        s->uploads_refused++;
+        pthread_mutex_unlock(&s->decode_lock);
+        serve_error(r, 503, "too many uploads at once: try again shortly");
         return 0;
     }
+    s->waiting++;
+    while (s->decoding >= SERVE_MAX_DECODES) {
+        if (rq->client_gone && rq->client_gone(rq->client_gone_user)) {
+            s->waiting--;
+            s->uploads_cancelled++;
+            pthread_mutex_unlock(&s->decode_lock);
+            serve_error(r, 400, "the client went away");
+            return 0;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100000000;
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&s->decode_cond, &s->decode_lock, &until);
+    }
+    s->waiting--;
+    s->decoding++;
+    pthread_mutex_unlock(&s->decode_lock);
+    return 1;
+}
+
+static void give_decode_slot(serve_state *s, int cancelled)
+{
+    pthread_mutex_lock(&s->decode_lock);
+    s->decoding--;
+    if (cancelled) s->uploads_cancelled++;
+    pthread_cond_signal(&s->decode_cond);
+    pthread_mutex_unlock(&s->decode_lock);
+}
+
+/* Decodes (in a slot, with the upload caps, stopping if the client goes away) and embeds an
+ * upload; the encoder is shared, so its pass is serialised. */
+static int embed_upload(serve_state *s, const serve_search_request *rq, search_query *q,
+                        float *vector, serve_reply *r)
+{
+    if (!s->encoder) {
+        serve_error(r, 503, s->model_error);
+        return 0;
+    }
+    if (!take_decode_slot(s, rq, r)) return 0;
+    raddino_load_options opts = s->upload;
+    opts.cancel = rq->client_gone;
+    opts.cancel_user = rq->client_gone_user;
+    raddino_image img;
+    raddino_status st = raddino_image_load_memory_ex(rq->body, rq->size, "upload", &opts, &img);
+    give_decode_slot(s, st.code == RADDINO_ERR_CANCELLED);
+    if (st.code) {
+        serve_error(r, st.code == RADDINO_ERR_NOMEM ? 500
+                       : st.code == RADDINO_ERR_TOO_LARGE ? 413 : 400,
+                    st.message);
+        return 0;
+    }
+    if (q->exclude_self) hex_sha256(rq->body, rq->size, q->sha256);
     q->width = img.width;
     q->height = img.height;
     q->format = img.format;
@@ -403,10 +700,9 @@ static int embed_upload(serve_state *s, const char *body, size_t size, search_qu
     return 1;
 }
 
-static void write_hits(serve_state *s, FILE *f, const search_query *q, const float *scores,
+static void write_hits(raddino_store *db, FILE *f, const search_query *q, const float *scores,
                        const int64_t *ids)
 {
-    raddino_store *db = raddino_collection_store(s->collection);
     if (q->id >= 0) {
         fprintf(f, "{\"query\": {\"id\": %lld}", (long long)q->id);
     } else {
@@ -415,7 +711,8 @@ static void write_hits(serve_state *s, FILE *f, const search_query *q, const flo
         cli_json_string(f, q->format ? q->format : "");
         fputc('}', f);
     }
-    fprintf(f, ", \"k\": %d, \"results\": [", q->k);
+    fprintf(f, ", \"k\": %d, \"exclude_self\": %s, \"results\": [", q->k,
+            q->exclude_self ? "true" : "false");
     for (int i = 0; i < q->k && ids[i] >= 0; i++) {
         raddino_store_image img;
         int found = 0;
@@ -428,20 +725,23 @@ static void write_hits(serve_state *s, FILE *f, const search_query *q, const flo
     fputs("]}\n", f);
 }
 
-void serve_search(serve_state *s, const char *body, size_t size, int is_json, int k,
-                  serve_reply *r)
+void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r)
 {
-    search_query q = {-1, k, 0, 0, 0, NULL};
+    search_query q;
+    memset(&q, 0, sizeof q);
+    q.id = -1;
+    q.k = rq->k;
+    q.exclude_self = rq->exclude_self;
     if (s->dim <= 0) {
         serve_error(r, 404, "the collection has no vectors");
         return;
     }
-    if (!size) {
+    if (!rq->size) {
         serve_error(r, 400, "empty body: send an image or {\"id\": N}");
         return;
     }
-    if (is_json) {
-        const char *why = parse_json_query(body, size, &q);
+    if (rq->is_json) {
+        const char *why = parse_json_query(rq->body, rq->size, &q);
         if (why) {
             serve_error(r, 400, why);
             return;
@@ -455,8 +755,8 @@ void serve_search(serve_state *s, const char *body, size_t size, int is_json, in
         serve_error(r, 500, "out of memory");
         goto done;
     }
-    if (q.id < 0 && !embed_upload(s, body, size, &q, vector, r)) goto done;
-    pthread_mutex_lock(&s->collection_lock);
+    if (q.id < 0 && !embed_upload(s, rq, &q, vector, r)) goto done;
+    raddino_store *db = read_lock(s);
     int found = 1;
     raddino_status st = {RADDINO_OK, ""};
     if (q.id >= 0) {
@@ -464,11 +764,13 @@ void serve_search(serve_state *s, const char *body, size_t size, int is_json, in
         st = raddino_collection_vector(s->collection, q.id, vector, &img, &found);
     }
     int64_t self = q.exclude_self ? q.id : -1;
+    const char *const self_sha[1] = {q.sha256};
     if (!st.code && found)
-        st = raddino_collection_search(s->collection, vector, 1, q.k, -2.0f, &self, NULL,
-                                       scores, ids);
-    if (!st.code && found) write_hits(s, o.f, &q, scores, ids);
-    pthread_mutex_unlock(&s->collection_lock);
+        st = raddino_collection_search(s->collection, vector, 1, q.k, -2.0f, &self,
+                                       q.exclude_self && q.sha256[0] ? self_sha : NULL, scores,
+                                       ids);
+    if (!st.code && found) write_hits(db, o.f, &q, scores, ids);
+    read_unlock(s);
     if (st.code) status_error(r, 500, &st);
     else if (!found) serve_error(r, 404, "no such image with a vector");
     else {

@@ -169,8 +169,18 @@ typedef struct {
     int channels, bits;
     uint8_t *pixels;
     png_bytep *rows;
+    /* Not interlaced: decoded a row at a time into `row`, each stored at once in its final
+     * form in `pixels` (8-bit: RGB; 16-bit: the grey or RGB channels only, alpha dropped), so
+     * that a decode takes at most 9 bytes per pixel (16-bit RGB(A): 6 + the RGB result)
+     * instead of the file's full layout plus the result (up to 8 + 3). */
+    bool row_by_row;
+    int n_colour;           /* 1 or 3: the channels kept of a 16-bit image */
+    uint32_t rows_stored;
     uint64_t rows_decoded, rows_expected;
     bool complete;          /* every row is in `pixels`: stop reading */
+    bool cancelled;         /* the caller's cancel callback said stop */
+    int (*cancel)(void *user);
+    void *cancel_user;
     char message[200];
 } png_job;
 
@@ -202,11 +212,21 @@ static void png_read_memory(png_structp png, png_bytep dst, size_t length)
     job->pos += length;
 }
 
-/* Called by libpng for each row it decodes, before the row is stored. */
+static void png_store_row(png_job *job, const uint8_t *row);
+
+/* Called by libpng for each row it decodes, after its other transforms (so `data` is the row
+ * in its final layout) and before the row is copied to the caller's buffer. Rows read one by
+ * one are stored from here, whatever libpng reads after the last one. */
 static void png_count_row(png_structp png, png_row_infop row, png_bytep data)
 {
-    (void)row, (void)data;
-    ((png_job *)png_get_io_ptr(png))->rows_decoded++;
+    (void)row;
+    png_job *job = png_get_io_ptr(png);
+    job->rows_decoded++;
+    if (job->row_by_row && job->rows_stored < job->height) png_store_row(job, data);
+    if (job->cancel && job->cancel(job->cancel_user)) {
+        job->cancelled = true;
+        png_error(png, "cancelled");
+    }
 }
 
 /* Rows libpng decodes: each non-empty pass of an interlaced image has its own. */
@@ -260,19 +280,51 @@ static raddino_status png_prepare(png_structp png, png_infop info, png_job *job,
     if (job->channels < 1 || job->channels > 4 || (job->bits != 8 && job->bits != 16) ||
         row_bytes != (size_t)job->width * (size_t)job->channels * (size_t)(job->bits / 8))
         png_error(png, "unexpected pixel layout");
+    job->rows_expected = png_rows_to_decode(job->width, job->height, interlaced);
+    job->row_by_row = !interlaced;
+    if (job->row_by_row) {
+        job->n_colour = job->channels < 3 ? 1 : 3;
+        size_t stored = job->bits == 8 ? 3 : (size_t)job->n_colour * 2;
+        job->pixels = malloc((size_t)job->height * job->width * stored);
+        if (!job->pixels) png_error(png, "out of memory");
+        return status_ok();
+    }
     job->pixels = calloc((size_t)job->height, row_bytes);
     job->rows = malloc((size_t)job->height * sizeof *job->rows);
     if (!job->pixels || !job->rows) png_error(png, "out of memory");
     for (size_t y = 0; y < job->height; y++) job->rows[y] = job->pixels + y * row_bytes;
-    job->rows_expected = png_rows_to_decode(job->width, job->height, interlaced);
     return status_ok();
 }
 
+/* A decoded row, stored in its final form (see png_job). */
+static void png_store_row(png_job *job, const uint8_t *row)
+{
+    size_t w = job->width;
+    if (job->bits == 8) {
+        to_rgb_8(row, w, job->channels, job->pixels + (size_t)job->rows_stored * w * 3);
+    } else {
+        /* libpng's row starts one byte into its buffer (after the filter byte): samples are
+         * copied bytewise, never read through a misaligned uint16_t pointer. */
+        uint16_t *dst = (uint16_t *)(void *)job->pixels + (size_t)job->rows_stored * w * job->n_colour;
+        for (size_t x = 0; x < w; x++)
+            for (int c = 0; c < job->n_colour; c++)
+                memcpy(dst + x * job->n_colour + c, row + 2 * (x * job->channels + c), 2);
+    }
+    job->rows_stored++;
+}
+
 /* The decoded rows -> RGB with Pillow's rules. */
-static raddino_status png_to_rgb(const png_job *job, const char *name, raddino_image *out)
+static raddino_status png_to_rgb(png_job *job, const char *name, raddino_image *out)
 {
     size_t n_pixels = (size_t)job->width * job->height;
-    out->rgb = malloc(n_pixels * 3);
+    if (job->row_by_row && job->rows_stored != job->height)
+        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode png: rows missing", name);
+    if (job->row_by_row && job->bits == 8) {
+        out->rgb = job->pixels;     /* already RGB */
+        job->pixels = NULL;
+    } else {
+        out->rgb = malloc(n_pixels * 3);
+    }
     uint8_t *lut = job->bits == 16 ? malloc(65536) : NULL;
     if (!out->rgb || (job->bits == 16 && !lut)) {
         free(lut);
@@ -280,8 +332,9 @@ static raddino_status png_to_rgb(const png_job *job, const char *name, raddino_i
                             job->width, job->height);
     }
     if (job->bits == 16)
-        to_rgb_16((const uint16_t *)job->pixels, n_pixels, job->channels, out->rgb, lut);
-    else
+        to_rgb_16((const uint16_t *)job->pixels, n_pixels,
+                  job->row_by_row ? job->n_colour : job->channels, out->rgb, lut);
+    else if (!job->row_by_row)
         to_rgb_8(job->pixels, n_pixels, job->channels, out->rgb);
     free(lut);
     out->width = (int)job->width;
@@ -305,11 +358,17 @@ static raddino_status read_png(png_job *job, const char *name, uint64_t max_pixe
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
         if (job->complete) return png_to_rgb(job, name, out);
-        return status_error(RADDINO_ERR_FORMAT, "%s: cannot decode png: %s", name, job->message);
+        return status_error(job->cancelled ? RADDINO_ERR_CANCELLED : RADDINO_ERR_FORMAT,
+                            "%s: cannot decode png: %s", name, job->message);
     }
     raddino_status st = png_prepare(png, info, job, name, max_pixels);
     if (!st.code) {
-        png_read_image(png, job->rows);
+        if (job->row_by_row) {
+            /* The counter lives in *job: nothing local changes between setjmp and longjmp. */
+            while (job->rows_stored < job->height) png_read_row(png, NULL, NULL);
+        } else {
+            png_read_image(png, job->rows);
+        }
         job->complete = true;   /* the stream ended with the last row */
     }
     png_destroy_read_struct(&png, &info, NULL);
@@ -329,11 +388,13 @@ static raddino_status check_png_header(const uint8_t *d, size_t size, const char
 }
 
 static raddino_status decode_png(const uint8_t *data, size_t size, const char *name,
-                                 uint64_t max_pixels, raddino_image *out)
+                                 const raddino_load_options *opts, raddino_image *out)
 {
+    uint64_t max_pixels = opts ? opts->max_pixels : 0;
     raddino_status st = check_png_header(data, size, name, max_pixels);
     if (st.code) return st;
-    png_job job = {.data = data, .size = size};
+    png_job job = {.data = data, .size = size, .cancel = opts ? opts->cancel : NULL,
+                   .cancel_user = opts ? opts->cancel_user : NULL};
     st = read_png(&job, name, max_pixels, out);
     free(job.pixels);
     free(job.rows);
@@ -358,6 +419,9 @@ typedef struct {
     struct jpeg_progress_mgr progress;
     uint8_t *row;       /* one decoded scanline */
     uint8_t *rgb;       /* the result */
+    unsigned max_scans;
+    int (*cancel)(void *user);
+    void *cancel_user;
 } jpeg_job;
 
 /* libjpeg's default error_exit prints and calls exit(): jump back to jpeg_run instead. */
@@ -379,12 +443,21 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
     }
 }
 
+/* libjpeg calls this once per row of blocks it reads (every scan of a progressive file) and
+ * once per output row: the scan budget and the caller's cancel flag are checked here. cinfo is
+ * the first member of its jpeg_job. */
 static void jpeg_on_progress(j_common_ptr cinfo)
 {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
-    if (cinfo->is_decompressor && d->input_scan_number > JPEG_MAX_SCANS) {
-        jpeg_error *err = (jpeg_error *)cinfo->err;
-        snprintf(err->message, sizeof err->message, "more than %d scans", JPEG_MAX_SCANS);
+    jpeg_job *job = (jpeg_job *)(void *)cinfo;
+    jpeg_error *err = (jpeg_error *)cinfo->err;
+    if (cinfo->is_decompressor && (unsigned)d->input_scan_number > job->max_scans) {
+        snprintf(err->message, sizeof err->message, "more than %u scans", job->max_scans);
+        longjmp(err->jump, 1);
+    }
+    if (job->cancel && job->cancel(job->cancel_user)) {
+        snprintf(err->message, sizeof err->message, "cancelled");
+        err->pub.msg_code = -1;     /* tells jpeg_run it was a cancel, not bad data */
         longjmp(err->jump, 1);
     }
 }
@@ -396,7 +469,9 @@ static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, 
 {
     struct jpeg_decompress_struct *cinfo = &job->cinfo;
     if (setjmp(job->err.jump))
-        return status_error(RADDINO_ERR_FORMAT, "%s: JPEG: %s", name, job->err.message);
+        return status_error(job->err.pub.msg_code == -1 ? RADDINO_ERR_CANCELLED
+                                                        : RADDINO_ERR_FORMAT,
+                            "%s: JPEG: %s", name, job->err.message);
     jpeg_create_decompress(cinfo);
     cinfo->progress = &job->progress;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
@@ -441,10 +516,14 @@ static raddino_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t size, 
 }
 
 static raddino_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
-                                  uint64_t max_pixels, raddino_image *out)
+                                  const raddino_load_options *opts, raddino_image *out)
 {
+    uint64_t max_pixels = opts ? opts->max_pixels : 0;
     jpeg_job *job = calloc(1, sizeof *job);
     if (!job) return status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    job->max_scans = opts && opts->max_scans ? opts->max_scans : JPEG_MAX_SCANS;
+    job->cancel = opts ? opts->cancel : NULL;
+    job->cancel_user = opts ? opts->cancel_user : NULL;
     job->cinfo.err = jpeg_std_error(&job->err.pub);
     job->err.pub.error_exit = jpeg_on_error;
     job->err.pub.emit_message = jpeg_on_message;
@@ -476,12 +555,14 @@ raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const
                             size, IMAGE_MAX_FILE_BYTES);
     const uint8_t *d = data;
     /* By content, not by extension: DICOM's "DICM" at byte 128 (dicom.cpp, through GDCM). */
+    if (opts && opts->cancel && opts->cancel(opts->cancel_user))
+        return status_error(RADDINO_ERR_CANCELLED, "%s: cancelled", name);
     if (dicom_sniff(d, size)) return dicom_load(d, size, name, opts, out);
     /* JPEG's SOI marker and the first byte of a marker. */
     if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
-        return decode_jpeg(d, size, name, max_pixels, out);
+        return decode_jpeg(d, size, name, opts, out);
     if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return decode_png(d, size, name, max_pixels, out);
+        return decode_png(d, size, name, opts, out);
     return image_decode_bmp_pnm_tga(d, size, name, max_pixels, out);
 }
 

@@ -52,7 +52,8 @@ typedef enum {
     RADDINO_ERR_NOT_FOUND,   /* not in the Hugging Face cache, or not on the Hub (HTTP 404) */
     RADDINO_ERR_NETWORK,     /* the Hub could not be reached, failed, or HF_HUB_OFFLINE=1 */
     RADDINO_ERR_ACCESS,      /* the Hub refused access (HTTP 401/403): a token is needed */
-    RADDINO_ERR_CHECKSUM     /* a download's bytes do not match the Hub's checksum */
+    RADDINO_ERR_CHECKSUM,    /* a download's bytes do not match the Hub's checksum */
+    RADDINO_ERR_CANCELLED    /* the caller's cancel callback asked to stop */
 } raddino_status_code;
 
 #define RADDINO_MESSAGE_MAX 512
@@ -191,6 +192,13 @@ typedef struct {
     double window_center, window_width;     /* RADDINO_WINDOW_EXPLICIT; width >= 1 */
     int frame;              /* DICOM multi-frame: the frame to read, from 1; 0 = single-frame
                                files only (a multi-frame file is refused, naming its count) */
+    unsigned max_scans;     /* progressive JPEG: more scans than this are refused (each scan
+                               costs a pass over every block); 0 = 1000 */
+    /* Polled while decoding (JPEG: per row of blocks read and per output row; PNG: per row;
+     * DICOM: once, before decoding): non-zero stops the decode with RADDINO_ERR_CANCELLED.
+     * NULL: never cancelled. For a server whose client has gone away. */
+    int (*cancel)(void *user);
+    void *cancel_user;
 } raddino_load_options;
 
 raddino_status raddino_image_load_ex(const char *path, const raddino_load_options *opts,
