@@ -261,8 +261,9 @@ typedef struct {
  * always float32). */
 typedef enum { VIT_QKV, VIT_VALUES, VIT_PROJ, VIT_FC1, VIT_FC2, VIT_PRODUCTS } vit_product;
 
-/* The kernel a product of layer `layer` runs on when the model runs on `kernel`: the same one,
- * except in bf16 mode, where the products that would lose the most stay float32. */
+/* The kernel a product of layer `layer` (-1: the patch embedding, product ignored) runs on
+ * when the model runs on `kernel`: the same one, except in bf16 mode, where the products that
+ * would lose the most stay float32 (see vit.c). */
 gemm_kernel vit_product_kernel(const vit_config *cfg, gemm_kernel kernel, int layer,
                                vit_product product);
 

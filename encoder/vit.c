@@ -396,11 +396,25 @@ static raddino_status pack(gemm_kernel kernel, bool release, const float *w, int
     return st;
 }
 
+/* The bf16 plan. bench/bf16_budget measured, on real X-rays with full-size random ViT-B
+ * weights (seeds 1 and 2), what each product costs the CLS when it alone is bf16: the early
+ * products dominate, because the residual stream is still small there and every later layer
+ * carries their error on. With every product bf16, 1 - cosine reached 1.2e-4 on one image; the
+ * patch embedding was a fifth of it, layer 0 half (qkv 40% of that), layer 1's qkv a tenth,
+ * and the other 11 layers together less than layer 0. So these stay float32: the patch
+ * embedding, every linear product of layer 0 and layer 1's qkv (about 5% of a bf16 pass); the
+ * rest, including every probabilities x values product (1% of the error), is bf16. bf16x2/x3
+ * splitting would not be cheaper here: vdpbf16ps does two products per lane where an FMA does
+ * one, so two bf16 products cost what one float32 product costs. */
 gemm_kernel vit_product_kernel(const vit_config *cfg, gemm_kernel kernel, int layer,
                                vit_product product)
 {
-    (void)cfg, (void)layer, (void)product;
-    return kernel;
+    (void)cfg;
+    if (kernel != GEMM_AVX512_BF16) return kernel;
+    if (layer < 0) return GEMM_AVX512_F32;                          /* patch embedding */
+    if (layer == 0 && product != VIT_VALUES) return GEMM_AVX512_F32;
+    if (layer == 1 && product == VIT_QKV) return GEMM_AVX512_F32;
+    return GEMM_AVX512_BF16;
 }
 
 /* The kernel of one product: the plan's choice, or `kernel` itself when not planned. */
@@ -456,7 +470,8 @@ static raddino_status create_kernels(const vit_config *cfg, const vit_weights *w
     if (!out->layers) return status_error(RADDINO_ERR_NOMEM, "out of memory for the weights");
     out->n_layers = cfg->layers;
     int patch_len = cfg->channels * cfg->patch * cfg->patch;
-    raddino_status st = pack(kernel, release_mapped, w->patch_w, cfg->hidden, patch_len, &out->patch);
+    raddino_status st = pack(product_kernel(cfg, kernel, planned, -1, VIT_QKV), release_mapped,
+                             w->patch_w, cfg->hidden, patch_len, &out->patch);
     for (int i = 0; !st.code && i < cfg->layers; i++)
         st = pack_layer(cfg, &w->layers[i], kernel, planned, i, release_mapped, &out->layers[i]);
     if (st.code) vit_kernels_free(out);
