@@ -3,7 +3,7 @@
  * `raddino embed` next to the forward pass alone?
  *
  *   raddino_bench_embed --model DIR [--precision bf16] [--threads N] [--repeats R]
- *                       [--command PATH/raddino] FOLDER
+ *                       [--command PATH/raddino] [--time-images N] FOLDER
  *
  * Every file under FOLDER (recursively; files that do not load are counted and skipped) is
  * embedded in float32 and in PRECISION with raddino_embed_file, the call `raddino embed` makes
@@ -11,12 +11,14 @@
  *   - CLS cosine of PRECISION against float32: min (with its file), median, max;
  *   - per precision, the mean seconds per image of raddino_embed_file and, beside it, of the
  *     forward pass alone (raddino_encode_pixels on the same image's network input, what
- *     raddino_bench times), measured alternately image by image, R rounds;
+ *     raddino_bench times), measured alternately image by image, R rounds (on the first N
+ *     images with --time-images N: a busy machine makes a whole folder slow);
  *   - with --command: the command itself, `raddino embed` on all the images and on the first
  *     one, alternately R times; (all - one) / (N - 1) is what one more image costs, whole
  *     process (start-up and model load cancel out). Its ratio to the forward pass is the
  *     command's overhead.
  * The machine may be busy: the ratios, measured in the same minutes, are what carries over.
+ * OpenMP waits passively, as in the command, unless OMP_WAIT_POLICY says otherwise.
  */
 #include "raddino_encoder.h"
 
@@ -145,10 +147,21 @@ static double run_command(const char *command, const char *model, const char *pr
     return seconds;
 }
 
+/* The command waits passively in OpenMP unless the user chose a policy (cli/main.c says why);
+ * the in-process timings here must run under the same policy to be comparable, so the bench
+ * does the same: set it and start again once. */
+static void same_openmp_wait_as_the_command(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    same_openmp_wait_as_the_command(argv);
     const char *model = NULL, *precision = "bf16", *command = NULL, *folder = NULL;
-    int threads = 0, repeats = 1;
+    int threads = 0, repeats = 1, time_images = 0;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--model") && value) model = argv[++i];
@@ -156,13 +169,15 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--threads") && value) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--repeats") && value) repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--command") && value) command = argv[++i];
+        else if (!strcmp(argv[i], "--time-images") && value) time_images = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !folder) folder = argv[i];
         else folder = NULL, i = argc;
     }
     if (!model || !folder || repeats < 1 ||
         (strcmp(precision, "bf16") && strcmp(precision, "fp32"))) {
         fprintf(stderr, "usage: raddino_bench_embed --model DIR [--precision bf16|fp32] "
-                        "[--threads N] [--repeats R] [--command PATH/raddino] FOLDER\n");
+                        "[--threads N] [--repeats R] [--command PATH/raddino] [--time-images N] "
+                        "FOLDER\n");
         return 2;
     }
     file_list files = {0};
@@ -225,6 +240,8 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     /* Timings, interleaved image by image so that both see the same machine. */
+    int loaded = n;
+    if (time_images > 0 && time_images < n) n = time_images;
     double embed_s[2] = {0, 0}, forward_s[2] = {0, 0};
     raddino_encode_pixels(enc[0], 1, pixels[0], tokens);     /* warm-up */
     raddino_encode_pixels(enc[1], 1, pixels[0], tokens);
@@ -263,7 +280,7 @@ int main(int argc, char **argv)
                    names[k], n, per, f, per / f);
         }
     }
-    for (int i = 0; i < n; i++) free(pixels[i]);
+    for (int i = 0; i < loaded; i++) free(pixels[i]);
     for (int i = 0; i < files.n; i++) free(files.paths[i]);
     free(files.paths), free(good), free(pixels), free(cosines), free(cls), free(tokens);
     return 0;
