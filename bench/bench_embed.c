@@ -275,9 +275,10 @@ int main(int argc, char **argv)
         for (int k = 0; k < 2; k++) {
             double per = (all[k] - one[k]) / repeats / (n - 1);
             double f = forward_s[k] / (n * repeats);
-            printf("%-4s per image: raddino embed (%d images minus 1, whole process) %.3f s, "
-                   "forward alone %.3f s, ratio %.3f\n",
-                   names[k], n, per, f, per / f);
+            /* "NAME batch 1: S s/image", the form bench/compare.sh reads. */
+            printf("cmd-%s batch 1: %.3f s/image  (raddino embed, %d images minus 1, whole "
+                   "process; forward alone %.3f s, ratio %.3f)\n",
+                   names[k], per, n, f, per / f);
         }
     }
     for (int i = 0; i < loaded; i++) free(pixels[i]);
