@@ -3,12 +3,13 @@
  * `raddino embed` next to the forward pass alone?
  *
  *   raddino_bench_embed --model DIR [--precision bf16] [--threads N] [--repeats R]
- *                       [--command PATH/raddino] [--time-images N] FOLDER
+ *                       [--command PATH/raddino] [--time-images N] [--each] FOLDER
  *
  * Every file under FOLDER (recursively; files that do not load are counted and skipped) is
  * embedded in float32 and in PRECISION with raddino_embed_file, the call `raddino embed` makes
  * per image (read, decode, preprocess, forward). Printed:
- *   - CLS cosine of PRECISION against float32: min (with its file), median, max;
+ *   - CLS cosine of PRECISION against float32: min (with its file), median, max (--each: every
+ *     image's as it is measured);
  *   - per precision, the mean seconds per image of raddino_embed_file and, beside it, of the
  *     forward pass alone (raddino_encode_pixels on the same image's network input, what
  *     raddino_bench times), measured alternately image by image, R rounds (on the first N
@@ -26,6 +27,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +164,7 @@ int main(int argc, char **argv)
     same_openmp_wait_as_the_command(argv);
     const char *model = NULL, *precision = "bf16", *command = NULL, *folder = NULL;
     int threads = 0, repeats = 1, time_images = 0;
+    bool verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--model") && value) model = argv[++i];
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--repeats") && value) repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--command") && value) command = argv[++i];
         else if (!strcmp(argv[i], "--time-images") && value) time_images = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--each")) verbose = true;
         else if (argv[i][0] != '-' && !folder) folder = argv[i];
         else folder = NULL, i = argc;
     }
@@ -177,7 +181,7 @@ int main(int argc, char **argv)
         (strcmp(precision, "bf16") && strcmp(precision, "fp32"))) {
         fprintf(stderr, "usage: raddino_bench_embed --model DIR [--precision bf16|fp32] "
                         "[--threads N] [--repeats R] [--command PATH/raddino] [--time-images N] "
-                        "FOLDER\n");
+                        "[--each] FOLDER\n");
         return 2;
     }
     file_list files = {0};
@@ -222,6 +226,10 @@ int main(int argc, char **argv)
             continue;
         }
         cosines[n] = cosine(cls, cls + hidden, hidden);
+        if (verbose) {
+            printf("  %.7f  %s\n", cosines[n], files.paths[i]);
+            fflush(stdout);
+        }
         if (cosines[n] < worst_cosine) worst_cosine = cosines[n], worst = files.paths[i];
         good[n] = files.paths[i];
         pixels[n++] = px;
