@@ -361,7 +361,19 @@ int main(int argc, char **argv)
     s.tokens = malloc(T * s.cfg.hidden * sizeof(float));
     s.reference = malloc(T * s.cfg.hidden * sizeof(float));
     for (int i = first; i < argc; i++) study_path(&s, argv[i], detail, model);
-
-    print_table(&s, model);
+    vit_state_free(s.state);
+    vit_kernels_free(&s.f32);
+    vit_kernels_free(&s.bf16);
+    vit_kernels_free(&s.planned);
+    vit_kernels_free(&s.f32_rounded);
+    for (int l = 0; l < s.cfg.layers; l++) {
+        const vit_layer_weights *r = &s.rounded.layers[l];
+        const float *copies[6] = {r->q_w, r->k_w, r->v_w, r->proj_w, r->fc1_w, r->fc2_w};
+        for (int i = 0; i < 6; i++) free((void *)copies[i]);
+    }
+    free(s.rounded.layers);
+    weights_free(&s.w);
+    safetensors_close(&file);
+    free(s.tokens), free(s.reference), free(s.parts);
     return 0;
 }
