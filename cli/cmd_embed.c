@@ -1,9 +1,8 @@
 /* cmd_embed.c — raddino embed: CLS vectors (text, JSON lines, .npy), patch maps, all tokens.
  *
  * While the encoder works on one image, a helper thread reads, decodes and preprocesses the
- * next one (when the network input has a fixed size), so that per image the command costs the
- * forward pass and little more: decoding a large PNG, JPEG or compressed DICOM takes tens of
- * milliseconds, and done in between, it leaves the encoder's threads waiting. */
+ * next one (when the network input has a fixed size): done in between, as before, that work
+ * added to every image's time while the encoder's threads waited. */
 #include "cli.h"
 #include "npy.h"
 
