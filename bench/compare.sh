@@ -6,7 +6,10 @@
 # on the same model folder, and the ratios. PyTorch needs Debian's python3-torch; ONNX Runtime needs
 # node with onnxruntime-node where NODE_PATH points and an exported ONNX file (made here on first
 # use as MODEL_DIR.onnx). Whatever is missing is skipped with a note. bf16 is compared with fp32 on
-# the golden images (RADDINO_COMPARE_IMAGES=DIR for another folder).
+# the golden images (RADDINO_COMPARE_IMAGES=DIR for another folder). Then the command itself:
+# build/raddino_bench_embed runs `raddino embed` on those images (all of them minus one, whole
+# process; RADDINO_COMMAND_IMAGES=N of them, default 6) and its per-image seconds are rated
+# against the others as cmd-fp32 and cmd-bf16, what a user gets.
 #
 #   python3 ../shared/bench/make_weights.py --seed 0 --out /tmp/vitb --hf-only
 #   sh bench/compare.sh /tmp/vitb 2 3 1,8
@@ -27,6 +30,10 @@ echo "== raddino ($bench)"
 images=${RADDINO_COMPARE_IMAGES:-$here/../shared/golden/images}
 "$bench" --model "$model" --threads "$threads" --repeats "$repeats" --batch "$batches" \
     --compare-images "$images" | tee "$out/raddino.txt"
+echo "== raddino embed, the command ($here/build/raddino_bench_embed)"
+"$here/build/raddino_bench_embed" --model "$model" --precision bf16 --threads "$threads" \
+    --repeats "$repeats" --time-images "${RADDINO_COMMAND_IMAGES:-6}" \
+    --command "$here/build/raddino" "$images" | tee -a "$out/raddino.txt"
 
 if [ -f "$shared/torch_vit.py" ] && $py -c 'import torch' 2>/dev/null; then
     echo "== PyTorch ($shared/torch_vit.py)"

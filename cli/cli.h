@@ -76,7 +76,7 @@ bool cli_model_option(cli_model_options *o, int opt, const char *arg, int *exit_
     "  --threads N        threads (default $RADDINO_THREADS, else all cores)\n"            \
     "  --max-pixels N     refuse images with more pixels (default 200000000)\n"             \
     "  --precision P      fp32 (default, exact) or bf16 (faster matrix products on CPUs\n"   \
-    "                     with AVX512_BF16; CLS within cosine 0.9999 of fp32)\n"           \
+    "                     with AVX512_BF16; CLS within cosine 0.99995 of fp32)\n"          \
     "  --window auto|C,W  DICOM grey levels: the file's window (first Window Center/\n"   \
     "                     Width, else its VOI LUT), or centre C and width W (DICOM\n"     \
     "                     linear function); default: min-max of the image\n"

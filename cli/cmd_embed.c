@@ -1,4 +1,8 @@
-/* cmd_embed.c — raddino embed: CLS vectors (text, JSON lines, .npy), patch maps, all tokens. */
+/* cmd_embed.c — raddino embed: CLS vectors (text, JSON lines, .npy), patch maps, all tokens.
+ *
+ * While the encoder works on one image, a helper thread reads, decodes and preprocesses the
+ * next one (when the network input has a fixed size): done in between, as before, that work
+ * added to every image's time while the encoder's threads waited. */
 #include "cli.h"
 #include "npy.h"
 
@@ -6,6 +10,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,6 +131,52 @@ static raddino_status write_token_files(const embed_options *o, const raddino_mo
     return st;
 }
 
+/* One image's network input, made on a helper thread (raddino_preprocess reads only the
+ * encoder's configuration, never its scratch buffers, so it may run while the encoder
+ * encodes). */
+typedef struct {
+    const raddino_encoder *enc;
+    const raddino_load_options *load;
+    const char *path;
+    float *pixels;          /* 3 x input height x input width */
+    raddino_status status;
+    pthread_t thread;
+    bool started;
+} prepared_input;
+
+static void *prepare_input(void *arg)
+{
+    prepared_input *p = arg;
+    raddino_image img;
+    p->status = raddino_image_load_ex(p->path, p->load, &img);
+    if (!p->status.code) {
+        p->status = raddino_preprocess(p->enc, &img, NULL, p->pixels);
+        raddino_image_free(&img);
+    }
+    /* Messages name the file, as raddino_embed_file's do. */
+    if (p->status.code && !strstr(p->status.message, p->path)) {
+        raddino_status named = {p->status.code, ""};
+        snprintf(named.message, sizeof named.message, "%.250s: %.250s", p->path, p->status.message);
+        p->status = named;
+    }
+    return NULL;
+}
+
+/* Starts preparing `path` on a helper thread; if no thread can be started, prepares it here. */
+static void prepare_start(prepared_input *p, const char *path)
+{
+    p->path = path;
+    p->started = pthread_create(&p->thread, NULL, prepare_input, p) == 0;
+    if (!p->started) prepare_input(p);
+}
+
+static raddino_status prepare_finish(prepared_input *p)
+{
+    if (p->started) pthread_join(p->thread, NULL);
+    p->started = false;
+    return p->status;
+}
+
 static int parse_embed_options(int argc, char **argv, embed_options *o)
 {
     static const struct option long_options[] = {
@@ -164,6 +215,9 @@ static int parse_embed_options(int argc, char **argv, embed_options *o)
     return -1;
 }
 
+/* The CLS (and, when tokens is not NULL, all tokens) of every image; failed images are
+ * reported and get a row of NaN. Returns the number of failures. With a fixed input size, image
+ * i + 1 is prepared on a helper thread while image i is encoded. */
 static int embed_all(const embed_options *o, raddino_encoder *enc, char **paths, int n)
 {
     raddino_model_info info;
@@ -178,17 +232,38 @@ static int embed_all(const embed_options *o, raddino_encoder *enc, char **paths,
         return EXIT_INPUT_FAILED;
     size_t hidden = (size_t)info.hidden, n_tokens = (size_t)info.tokens;
     float *cls_rows = calloc((size_t)n * hidden, sizeof(float));
-    float *tokens = want_tokens ? malloc(n_tokens * hidden * sizeof(float)) : NULL;
+    bool ahead = info.input_height > 0;     /* fixed input size: prepare images ahead */
+    size_t input = (size_t)3 * info.input_height * info.input_width;
+    raddino_load_options load = cli_load_options(&o->model);
+    prepared_input next[2];
+    memset(next, 0, sizeof next);
+    for (int k = 0; ahead && k < 2; k++) {
+        next[k].enc = enc;
+        next[k].load = &load;
+        next[k].pixels = malloc(input * sizeof(float));
+    }
+    float *tokens = want_tokens || ahead ? malloc(n_tokens * hidden * sizeof(float)) : NULL;
     float *map = o->patches_dir ? malloc(n_tokens * hidden * sizeof(float)) : NULL;
-    if (!cls_rows || (want_tokens && !tokens) || (o->patches_dir && !map)) {
+    if (!cls_rows || ((want_tokens || ahead) && !tokens) || (o->patches_dir && !map) ||
+        (ahead && (!next[0].pixels || !next[1].pixels))) {
         cli_error("out of memory for %d images", n);
-        free(cls_rows), free(tokens), free(map);
+        free(cls_rows), free(tokens), free(map), free(next[0].pixels), free(next[1].pixels);
         return EXIT_INPUT_FAILED;
     }
     int failed = 0;
+    if (ahead) prepare_start(&next[0], paths[0]);
     for (int i = 0; i < n; i++) {
         float *cls = cls_rows + (size_t)i * hidden;
-        raddino_status st = raddino_embed_file(enc, paths[i], cls, tokens);
+        raddino_status st;
+        if (ahead) {
+            prepared_input *mine = &next[i % 2];
+            st = prepare_finish(mine);
+            if (i + 1 < n) prepare_start(&next[(i + 1) % 2], paths[i + 1]);
+            if (!st.code) st = raddino_encode_pixels(enc, 1, mine->pixels, tokens);
+            if (!st.code) memcpy(cls, tokens, hidden * sizeof(float));
+        } else {
+            st = raddino_embed_file(enc, paths[i], cls, tokens);
+        }
         if (!st.code && want_tokens)
             st = write_token_files(o, &info, tokens, map, paths, n, i);
         if (st.code) {
@@ -207,7 +282,7 @@ static int embed_all(const embed_options *o, raddino_encoder *enc, char **paths,
             failed++;
         }
     }
-    free(cls_rows), free(tokens), free(map);
+    free(cls_rows), free(tokens), free(map), free(next[0].pixels), free(next[1].pixels);
     return failed ? EXIT_INPUT_FAILED : EXIT_OK;
 }
 

@@ -351,10 +351,11 @@ static double seconds_now(void)
 index_item *index_pipeline_next(index_pipeline *p, double *waited)
 {
     pthread_mutex_lock(&p->lock);
-    /* The previous item is consumed: free its slot for the threads. */
+    /* The previous item is consumed: free its slot for the threads. Its buffers are freed by
+     * the decoder thread that takes the slot next (index_item_load clears the item first), not
+     * here: returning a network input's megabytes to the system is not the encoder's work. */
     if (p->next_give > p->released) {
         slot *done = &p->slots[(p->next_give - 1) % p->window];
-        index_item_clear(&done->item);
         done->ready = false;
         p->released = p->next_give;
         pthread_cond_broadcast(&p->taken_room);

@@ -252,8 +252,7 @@ void vector_gelu(float *x, size_t n);
  * stride ld_qkv; scratch: gemm_attention_scratch_bytes(...) bytes for `threads` threads.
  * The scores are float32 for both kernels; GEMM_AVX512_BF16 rounds the probabilities and the
  * values to bf16 for the second product. */
-size_t gemm_attention_scratch_bytes(gemm_kernel kernel, int tokens, int hidden, int heads,
-                                    int threads);
+size_t gemm_attention_scratch_bytes(int tokens, int hidden, int heads, int threads);
 void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const float *v,
                     size_t ld_qkv, int T, int D, int heads, float scale, float *ctx, void *scratch,
                     int threads);
@@ -263,6 +262,7 @@ void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const fl
 /* The weights as the chosen GEMM kernel wants them (packed once at load for our kernels). */
 typedef struct {
     gemm_matrix q, k, v;    /* GEMM_BLAS: the three projections, in place */
+    gemm_kernel values;     /* our kernels: attention's probabilities x values product */
     gemm_matrix qkv;        /* our kernels: q, k, v stacked into one [3D, D] product */
     float *qkv_bias;        /* our kernels: [3D] q, k, v biases side by side (owned) */
     gemm_matrix proj, fc1, fc2;
@@ -275,10 +275,23 @@ typedef struct {
     int n_layers;
 } vit_kernels;
 
+/* The products of a layer whose precision is chosen one by one (attention's scores are
+ * always float32). */
+typedef enum { VIT_QKV, VIT_VALUES, VIT_PROJ, VIT_FC1, VIT_FC2, VIT_PRODUCTS } vit_product;
+
+/* The kernel a product of layer `layer` (-1: the patch embedding, product ignored) runs on
+ * when the model runs on `kernel`: the same one, except in bf16 mode, where the products that
+ * would lose the most stay float32 (see vit.c). */
+gemm_kernel vit_product_kernel(const vit_config *cfg, gemm_kernel kernel, int layer,
+                               vit_product product);
+
 /* release_mapped: the weights are F32 tensors of a read-only file mapping whose pages may be
  * dropped once packed (see gemm_release_source). */
 raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
                                   bool release_mapped, vit_kernels *out);
+/* Every product on `kernel`, whatever vit_product_kernel says (the precision studies). */
+raddino_status vit_kernels_create_uniform(const vit_config *cfg, const vit_weights *w,
+                                          gemm_kernel kernel, vit_kernels *out);
 void vit_kernels_free(vit_kernels *k);
 
 /* Scratch buffers for one forward pass at one input size. */

@@ -700,27 +700,28 @@ void gemm_linear_bf16_input(const gemm_matrix *w, const uint16_t *x, int m, cons
  * tokens. The scores q k^T stay float32: their errors pass through exp, and rounding q and k
  * to bf16 moved the CLS of a golden image to cosine 0.99991 of float32 (against 0.99996
  * with float32 scores). */
-static size_t value_bytes(gemm_kernel kernel, int tokens, int hd)
+/* The scratch is laid out for either kernel, so that one run state serves layers whose
+ * second product differs (see vit.c's precision plan): value slots of the float32 size (bf16
+ * values take half of one), and every thread's block room for the bf16 probabilities. */
+static size_t value_bytes(int tokens, int hd)
 {
-    return packed_bytes(kernel == GEMM_AVX512_BF16 ? GEMM_AVX512_BF16 : GEMM_AVX512_F32, hd,
-                        tokens);
+    return packed_bytes(GEMM_AVX512_F32, hd, tokens);
 }
 
 /* Per thread: the float32 scores of one query block, then (bf16) the probabilities. */
-static size_t block_bytes(gemm_kernel kernel, int tokens)
+static size_t block_bytes(int tokens)
 {
     size_t scores = (size_t)QUERY_BLOCK * (size_t)tokens * sizeof(float);
     size_t probabilities = (size_t)QUERY_BLOCK * (size_t)even(tokens) * sizeof(uint16_t);
-    return (scores + 63) / 64 * 64 + (kernel == GEMM_AVX512_BF16 ? probabilities : 0);
+    return (scores + 63) / 64 * 64 + probabilities;
 }
 
-size_t gemm_attention_scratch_bytes(gemm_kernel kernel, int tokens, int hidden, int heads,
-                                    int threads)
+size_t gemm_attention_scratch_bytes(int tokens, int hidden, int heads, int threads)
 {
     int hd = hidden / heads;
     size_t packed = (size_t)heads * (packed_bytes(GEMM_AVX512_F32, tokens, hd) +
-                                     value_bytes(kernel, tokens, hd));
-    return packed + (size_t)threads * block_bytes(kernel, tokens) +
+                                     value_bytes(tokens, hd));
+    return packed + (size_t)threads * block_bytes(tokens) +
            64 * ((size_t)2 * heads + (size_t)threads + 1);
 }
 
@@ -921,14 +922,14 @@ void gemm_attention(gemm_kernel kernel, const float *q, const float *k, const fl
         keys[h] = (gemm_matrix){.kernel = GEMM_AVX512_F32, .n = T, .k = hd, .panels = base};
         base = align64(base + key_bytes);
         values[h] = (gemm_matrix){.kernel = value_kernel, .n = hd, .k = T, .panels = base};
-        base = align64(base + value_bytes(kernel, T, hd));
+        base = align64(base + value_bytes(T, hd));
     }
     size_t score_bytes = (size_t)QUERY_BLOCK * (size_t)T * sizeof(float);
     int blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
     #pragma omp parallel num_threads(threads)
     {
         float *scores =
-            (float *)align64(base + (size_t)omp_get_thread_num() * (block_bytes(kernel, T) + 64));
+            (float *)align64(base + (size_t)omp_get_thread_num() * (block_bytes(T) + 64));
         uint16_t *probabilities = (uint16_t *)align64((uint8_t *)scores + score_bytes);
         float inv[QUERY_BLOCK];
         #pragma omp for schedule(static)

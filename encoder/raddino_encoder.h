@@ -74,12 +74,13 @@ raddino_status raddino_status_errorv(int code, const char *fmt, va_list ap);
 #define RADDINO_DEFAULT_MAX_PIXELS 200000000ull
 
 /* Arithmetic of the matrix products. bf16 covers the linear layers and attention's
- * probabilities-times-values; the attention scores, LayerNorm, softmax, GELU and residuals are
- * float32 in both. */
+ * probabilities-times-values, except the products whose rounding would move the CLS most (the
+ * patch embedding, layer 0's linear products, layer 1's q/k/v: float32); the attention
+ * scores, LayerNorm, softmax, GELU and residuals are float32 in both. */
 typedef enum {
     RADDINO_PRECISION_FP32 = 0,     /* exact to the reference (default) */
     RADDINO_PRECISION_BF16 = 1      /* bf16 inputs, float32 sums: ~2x faster on CPUs with
-                                       AVX512_BF16; CLS within cosine 0.9999 of fp32. Falls back
+                                       AVX512_BF16; CLS within cosine 0.99995 of fp32. Falls back
                                        to fp32 (info.precision says so) where the CPU lacks it */
 } raddino_precision;
 

@@ -91,7 +91,7 @@ raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int t
         ok = ok && s->scores;
     } else {
         s->attention_scratch =
-            malloc(gemm_attention_scratch_bytes(kernel, (int)T, (int)D, cfg->heads, s->threads));
+            malloc(gemm_attention_scratch_bytes((int)T, (int)D, cfg->heads, s->threads));
         ok = ok && s->attention_scratch;
     }
     if (kernel == GEMM_AVX512_BF16) {
@@ -305,7 +305,7 @@ static void attention(const vit_config *cfg, const vit_layer_weights *lw,
     if (s->kernel == GEMM_BLAS)
         blas_attention(cfg, s);
     else
-        gemm_attention(s->kernel, s->qkv, s->qkv + D, s->qkv + 2 * D, ld, T, D, cfg->heads,
+        gemm_attention(lk->values, s->qkv, s->qkv + D, s->qkv + 2 * D, ld, T, D, cfg->heads,
                        1.0f / sqrtf((float)hd), s->ctx, s->attention_scratch, s->threads);
     snprintf(name, sizeof name, "%s.attn_context", prefix);
     emit(s, name, s->ctx, T, D);
@@ -323,9 +323,10 @@ static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_la
     if (!s->hook) {
         /* GELU inside fc1's last pass; in bf16, fc1 hands fc2 its input already rounded. The
          * numbers are those of the steps below, which run when stages are being watched. */
+        bool handoff = lk->fc1.kernel == GEMM_AVX512_BF16 && lk->fc2.kernel == GEMM_AVX512_BF16;
         gemm_linear_gelu(&lk->fc1, s->h, T, (size_t)D, lw->fc1_b, s->mlp, (size_t)M,
-                         s->bf16_scratch, s->mlp_bf16);
-        if (s->kernel == GEMM_AVX512_BF16)
+                         s->bf16_scratch, handoff ? s->mlp_bf16 : NULL);
+        if (handoff)
             gemm_linear_bf16_input(&lk->fc2, s->mlp_bf16, T, lw->fc2_b, s->branch, (size_t)D);
         else
             gemm_linear(&lk->fc2, s->mlp, T, (size_t)M, lw->fc2_b, s->branch, (size_t)D,
@@ -395,11 +396,42 @@ static raddino_status pack(gemm_kernel kernel, bool release, const float *w, int
     return st;
 }
 
+/* The bf16 plan. bench/bf16_budget measured, on real X-rays with full-size random ViT-B
+ * weights (seeds 1 and 2), what each product costs the CLS when it alone is bf16: the early
+ * products dominate, because the residual stream is still small there and every later layer
+ * carries their error on. With every product bf16, 1 - cosine reached 1.2e-4 on one image; the
+ * patch embedding was a fifth of it, layer 0 half (qkv 40% of that), layer 1's qkv a tenth,
+ * and the other 11 layers together less than layer 0. So these stay float32: the patch
+ * embedding, every linear product of layer 0 and layer 1's qkv (about 5% of a bf16 pass); the
+ * rest, including every probabilities x values product (1% of the error), is bf16. bf16x2/x3
+ * splitting would not be cheaper here: vdpbf16ps does two products per lane where an FMA does
+ * one, so two bf16 products cost what one float32 product costs. */
+gemm_kernel vit_product_kernel(const vit_config *cfg, gemm_kernel kernel, int layer,
+                               vit_product product)
+{
+    (void)cfg;
+    if (kernel != GEMM_AVX512_BF16) return kernel;
+    if (layer < 0) return GEMM_AVX512_F32;                          /* patch embedding */
+    if (layer == 0 && product != VIT_VALUES) return GEMM_AVX512_F32;
+    if (layer == 1 && product == VIT_QKV) return GEMM_AVX512_F32;
+    return GEMM_AVX512_BF16;
+}
+
+/* The kernel of one product: the plan's choice, or `kernel` itself when not planned. */
+static gemm_kernel product_kernel(const vit_config *cfg, gemm_kernel kernel, bool planned,
+                                  int layer, vit_product product)
+{
+    return planned ? vit_product_kernel(cfg, kernel, layer, product) : kernel;
+}
+
 static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights *lw,
-                                 gemm_kernel kernel, bool release, vit_layer_kernels *lk)
+                                 gemm_kernel main_kernel, bool planned, int index, bool release,
+                                 vit_layer_kernels *lk)
 {
     int D = cfg->hidden, M = cfg->mlp;
     raddino_status st = status_ok();
+    gemm_kernel kernel = product_kernel(cfg, main_kernel, planned, index, VIT_QKV);
+    lk->values = product_kernel(cfg, main_kernel, planned, index, VIT_VALUES);
     if (kernel == GEMM_BLAS) {
         st = pack(kernel, release, lw->q_w, D, D, &lk->q);
         if (!st.code) st = pack(kernel, release, lw->k_w, D, D, &lk->k);
@@ -416,14 +448,21 @@ static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights 
         for (int i = 0; !st.code && release && i < 3; i++)
             gemm_release_source(parts[i], (size_t)D * D * sizeof(float));
     }
-    if (!st.code) st = pack(kernel, release, lw->proj_w, D, D, &lk->proj);
-    if (!st.code) st = pack(kernel, release, lw->fc1_w, M, D, &lk->fc1);
-    if (!st.code) st = pack(kernel, release, lw->fc2_w, D, M, &lk->fc2);
+    if (!st.code)
+        st = pack(product_kernel(cfg, main_kernel, planned, index, VIT_PROJ), release, lw->proj_w,
+                  D, D, &lk->proj);
+    if (!st.code)
+        st = pack(product_kernel(cfg, main_kernel, planned, index, VIT_FC1), release, lw->fc1_w, M,
+                  D, &lk->fc1);
+    if (!st.code)
+        st = pack(product_kernel(cfg, main_kernel, planned, index, VIT_FC2), release, lw->fc2_w, D,
+                  M, &lk->fc2);
     return st;
 }
 
-raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
-                                  bool release_mapped, vit_kernels *out)
+static raddino_status create_kernels(const vit_config *cfg, const vit_weights *w,
+                                     gemm_kernel kernel, bool planned, bool release_mapped,
+                                     vit_kernels *out)
 {
     memset(out, 0, sizeof *out);
     out->kernel = kernel;
@@ -431,11 +470,24 @@ raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, g
     if (!out->layers) return status_error(RADDINO_ERR_NOMEM, "out of memory for the weights");
     out->n_layers = cfg->layers;
     int patch_len = cfg->channels * cfg->patch * cfg->patch;
-    raddino_status st = pack(kernel, release_mapped, w->patch_w, cfg->hidden, patch_len, &out->patch);
+    raddino_status st = pack(product_kernel(cfg, kernel, planned, -1, VIT_QKV), release_mapped,
+                             w->patch_w, cfg->hidden, patch_len, &out->patch);
     for (int i = 0; !st.code && i < cfg->layers; i++)
-        st = pack_layer(cfg, &w->layers[i], kernel, release_mapped, &out->layers[i]);
+        st = pack_layer(cfg, &w->layers[i], kernel, planned, i, release_mapped, &out->layers[i]);
     if (st.code) vit_kernels_free(out);
     return st;
+}
+
+raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
+                                  bool release_mapped, vit_kernels *out)
+{
+    return create_kernels(cfg, w, kernel, true, release_mapped, out);
+}
+
+raddino_status vit_kernels_create_uniform(const vit_config *cfg, const vit_weights *w,
+                                          gemm_kernel kernel, vit_kernels *out)
+{
+    return create_kernels(cfg, w, kernel, false, false, out);
 }
 
 void vit_kernels_free(vit_kernels *k)

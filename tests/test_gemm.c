@@ -141,7 +141,7 @@ static double attention_error(gemm_kernel kernel, int T)
     for (size_t i = 0; i < (size_t)T * 3 * D; i++) qkv[i] *= 3.0f;   /* peaky softmax */
     float *ctx = malloc((size_t)T * D * sizeof(float));
     double *ref = malloc((size_t)T * D * sizeof(double));
-    void *scratch = malloc(gemm_attention_scratch_bytes(kernel, T, D, heads, threads));
+    void *scratch = malloc(gemm_attention_scratch_bytes(T, D, heads, threads));
     gemm_attention(kernel, qkv, qkv + D, qkv + 2 * D, (size_t)3 * D, T, D, heads,
                    1.0f / sqrtf((float)(D / heads)), ctx, scratch, threads);
     reference_attention(qkv, T, D, heads, ref);
