@@ -342,20 +342,49 @@ void serve_thumbnail(serve_state *s, int64_t id, int max_side, serve_reply *r)
 /* ---- search ------------------------------------------------------------------------------- */
 
 typedef struct {
-    int64_t id;         /* -1: an uploaded image */
+    int64_t id;         /* -1: an uploaded image, QUERY_VECTOR: a vector in the body */
     int k;
     int exclude_self;
     int width, height;  /* of an upload */
     const char *format;
 } search_query;
 
-/* {"id": N, "k": K, "exclude_self": bool}: fills q or says why not. */
-static const char *parse_json_query(const char *body, size_t size, search_query *q)
+#define QUERY_VECTOR (-2)
+
+/* {"vector": [dim numbers], "k": K}: the vector into `vector` (dim floats). */
+static const char *parse_json_vector(const cJSON *root, const cJSON *v, int dim, float *vector,
+                                     search_query *q)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != dim)
+        return "\"vector\" must be an array of as many numbers as the collection's vectors have";
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 3e38)
+            return "\"vector\" holds something other than a finite number";
+        vector[i++] = (float)x->valuedouble;
+    }
+    if (k && (!cJSON_IsNumber(k) || !(k->valuedouble >= 1 && k->valuedouble <= SERVE_MAX_K) ||
+              k->valuedouble != floor(k->valuedouble)))
+        return "\"k\" must be an integer from 1 to 1000";
+    if (k) q->k = (int)k->valuedouble;
+    q->id = QUERY_VECTOR;
+    return NULL;
+}
+
+/* {"id": N, "k": K, "exclude_self": bool} or {"vector": [...], "k": K}: fills q (and vector)
+ * or says why not. */
+static const char *parse_json_query(const char *body, size_t size, search_query *q, int dim,
+                                    float *vector)
 {
     cJSON *root = cJSON_ParseWithLength(body, size);
     const char *why = NULL;
+    const cJSON *vec = root ? cJSON_GetObjectItemCaseSensitive(root, "vector") : NULL;
     if (!root || !cJSON_IsObject(root)) {
         why = "body is not a JSON object";
+    } else if (vec) {
+        why = parse_json_vector(root, vec, dim, vector, q);
     } else {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
@@ -409,6 +438,8 @@ static void write_hits(serve_state *s, FILE *f, const search_query *q, const flo
     raddino_store *db = raddino_collection_store(s->collection);
     if (q->id >= 0) {
         fprintf(f, "{\"query\": {\"id\": %lld}", (long long)q->id);
+    } else if (q->id == QUERY_VECTOR) {
+        fprintf(f, "{\"query\": {\"vector\": true, \"dim\": %d}", s->dim);
     } else {
         fprintf(f, "{\"query\": {\"upload\": true, \"width\": %d, \"height\": %d, \"format\": ",
                 q->width, q->height);
@@ -440,22 +471,24 @@ void serve_search(serve_state *s, const char *body, size_t size, int is_json, in
         serve_error(r, 400, "empty body: send an image or {\"id\": N}");
         return;
     }
-    if (is_json) {
-        const char *why = parse_json_query(body, size, &q);
+    float *vector = malloc((size_t)s->dim * sizeof *vector);
+    float *scores = NULL;
+    int64_t *ids = NULL;
+    json_out o = {NULL, NULL, 0};
+    if (is_json && vector) {
+        const char *why = parse_json_query(body, size, &q, s->dim, vector);
         if (why) {
             serve_error(r, 400, why);
-            return;
+            goto done;
         }
     }
-    float *vector = malloc((size_t)s->dim * sizeof *vector);
-    float *scores = malloc((size_t)q.k * sizeof *scores);
-    int64_t *ids = malloc((size_t)q.k * sizeof *ids);
-    json_out o = {NULL, NULL, 0};
+    scores = malloc((size_t)q.k * sizeof *scores);
+    ids = malloc((size_t)q.k * sizeof *ids);
     if (!vector || !scores || !ids || !json_open(&o)) {
         serve_error(r, 500, "out of memory");
         goto done;
     }
-    if (q.id < 0 && !embed_upload(s, body, size, &q, vector, r)) goto done;
+    if (q.id == -1 && !embed_upload(s, body, size, &q, vector, r)) goto done;
     pthread_mutex_lock(&s->collection_lock);
     int found = 1;
     raddino_status st = {RADDINO_OK, ""};
