@@ -644,7 +644,7 @@ static void roc_points(FILE *f, const double *score, const uint8_t *Y, size_t m,
 static void html_roc(FILE *f, const dataset *d, const raddino_probe_result *r, int l,
                      scored *buf)
 {
-    const double W = 300, H = 300, X0 = 40, Y0 = 10, S = 240;
+    const double W = 300, H = 300, X0 = 50, Y0 = 10, S = 236;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
                "viewBox=\"0 0 %.0f %.0f\" role=\"img\" font-size=\"11\">", W, H, W, H);
     for (int g = 0; g <= 4; g++) {
@@ -661,7 +661,7 @@ static void html_roc(FILE *f, const dataset *d, const raddino_probe_result *r, i
             X0, Y0 + S, X0 + S, Y0);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">false positive rate</text>",
             X0 + S / 2, Y0 + S + 30);
-    fprintf(f, "<text transform=\"translate(12 %.1f) rotate(-90)\" text-anchor=\"middle\">"
+    fprintf(f, "<text transform=\"translate(11 %.1f) rotate(-90)\" text-anchor=\"middle\">"
                "true positive rate</text>", Y0 + S / 2);
     static const char *const colour[2] = {"#1f6fd1", "#d1591f"};
     for (int method = 0; method < 2; method++) {
