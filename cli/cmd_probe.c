@@ -51,7 +51,7 @@ static const char probe_usage[] =
     "  --c-grid LIST      candidate C (default 0.0001,0.001,0.01,0.1,1)\n"
     "  --k-grid LIST      candidate k (default 1,5,10,20,50)\n"
     "  --tolerance T      logistic regression: max |gradient| of the objective divided by\n"
-    "                     C n (default 1e-6)\n"
+    "                     C n (default 1e-4)\n"
     "  --bootstrap N      bootstrap replicates (default 1000; 0: no intervals)\n"
     "  --seed N           folds and bootstrap (default 1234)\n"
     "\n"

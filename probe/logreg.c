@@ -7,6 +7,13 @@
  * not 2 P passes. With 14 labels that is what makes a probe on 100,000 x 768 vectors
  * practical on a CPU.
  *
+ * Preconditioning: the Hessian of F is (1/n) X^T D X + I/(C n) with D <= 1/4, so
+ * P = X^T X / 4n + I/(C n) bounds it from above and matches it well while the margins are
+ * moderate. The two-loop recursion starts from P^-1 (two triangular solves with its Cholesky
+ * factor, one per distinct C) instead of a multiple of the identity; the bias, uncoupled from
+ * standardised features, starts from 4. Unpreconditioned, weakly regularised fits on 768
+ * correlated features took hundreds of iterations; preconditioned, tens.
+ *
  * Objective of label l (scikit-learn's, divided by C n so that its scale does not grow with
  * n): F(w, b) = (1/n) sum_i [softplus(z_i) - y_i z_i] + |w|^2 / (2 C n), z_i = x_i.w + b.
  * Converged when max |dF| <= tolerance. Near the optimum F changes by less than its rounding
@@ -22,7 +29,7 @@
 
 raddino_logreg_params raddino_logreg_default_params(void)
 {
-    raddino_logreg_params p = {1e-6, 1000, 10};
+    raddino_logreg_params p = {1e-4, 1000, 10, NULL};
     return p;
 }
 
@@ -104,8 +111,12 @@ static double max_abs(const double *a, int n)
     return m;
 }
 
+/* LAPACK's Cholesky factorisation (OpenBLAS exports it; no LAPACKE header is needed). */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+
 typedef struct {
     double *x, *g, *s, *y, *rho, *dir, *cand, *cand_g;
+    const double *chol;     /* d x d row-major lower factor of P, or NULL: no preconditioner */
     double f, t, gp;
     int head, count, iterations, state;     /* state: 0 active, 1 converged, 2 stopped */
     bool constant;                          /* one class only: W and b set, not fitted */
@@ -121,7 +132,12 @@ static void direction(lbfgs *st, int D, int m, double *alpha)
         alpha[i] = st->rho[i] * dot(st->s + (size_t)i * D, q, D);
         for (int j = 0; j < D; j++) q[j] -= alpha[i] * st->y[(size_t)i * D + j];
     }
-    if (st->count) {
+    if (st->chol) {
+        int d = D - 1;
+        cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, d, st->chol, d, q, 1);
+        cblas_dtrsv(CblasRowMajor, CblasLower, CblasTrans, CblasNonUnit, d, st->chol, d, q, 1);
+        q[d] *= 4.0;
+    } else if (st->count) {
         int i = (st->head - 1 + m) % m;
         double yy = dot(st->y + (size_t)i * D, st->y + (size_t)i * D, D);
         double gamma = yy > 0 ? 1.0 / (st->rho[i] * yy) : 1.0;
@@ -133,6 +149,50 @@ static void direction(lbfgs *st, int D, int m, double *alpha)
         for (int j = 0; j < D; j++) q[j] += st->s[(size_t)i * D + j] * (alpha[i] - beta);
     }
     for (int i = 0; i < D; i++) q[i] = -q[i];
+}
+
+/* One Cholesky factor of P = G/4 + I/(C n) per distinct C among the P labels to fit (G the
+ * Gram matrix / n, given or computed here); each label's state points at its own. A factor that
+ * fails (not positive definite: cannot happen with C > 0, but rounding) leaves that label
+ * unpreconditioned. */
+static raddino_status precondition(const problem *pr, lbfgs *st, const int *label, int P,
+                                   const double *C, const double *gram, double **out)
+{
+    int d = pr->d;
+    size_t dd = (size_t)d * d;
+    double *G = NULL;
+    if (!gram) {
+        if (!(G = malloc(dd * sizeof *G)))
+            return raddino_status_error(RADDINO_ERR_NOMEM, "logistic regression: out of memory");
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, d, (int)pr->n, 1.0 / (double)pr->n,
+                    pr->X, d, 0.0, G, d);
+        gram = G;
+    }
+    double *chol = malloc((size_t)P * dd * sizeof *chol);
+    if (!chol) {
+        free(G);
+        return raddino_status_error(RADDINO_ERR_NOMEM, "logistic regression: out of memory");
+    }
+    int made = 0;
+    for (int p = 0; p < P; p++) {
+        double c = C[label[p]];
+        int q = 0;
+        while (q < p && C[label[q]] != c) q++;
+        if (q < p) {    /* same C as an earlier label: share its factor */
+            st[label[p]].chol = st[label[q]].chol;
+            continue;
+        }
+        double *f = chol + (size_t)made++ * dd, lambda = 1.0 / (c * (double)pr->n);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j <= i; j++)
+                f[(size_t)i * d + j] = gram[(size_t)i * d + j] / 4 + (i == j ? lambda : 0);
+        int info = 0;
+        dpotrf_("U", &d, f, &d, &info);   /* column-major upper = our row-major lower */
+        st[label[p]].chol = info == 0 ? f : NULL;
+    }
+    free(G);
+    *out = chol;
+    return raddino_status_ok();
 }
 
 double raddino_logreg_objective(const double *X, size_t n, int d, const size_t *rows,
@@ -187,6 +247,7 @@ raddino_status raddino_logreg_fit(const double *X, size_t n, int d, const size_t
     int *label = malloc((size_t)L * sizeof *label);
     double **cand = malloc((size_t)L * sizeof *cand), **cg = malloc((size_t)L * sizeof *cg);
     double *fv = malloc((size_t)L * sizeof *fv);
+    double *chol = NULL;
     raddino_status status = raddino_status_ok();
     if (!rowmap || (rows && !packed) || !st || !pool || !pr.Wc || !pr.Z || !pr.G || !alpha ||
         !label || !cand || !cg || !fv) {
@@ -233,6 +294,8 @@ raddino_status raddino_logreg_fit(const double *X, size_t n, int d, const size_t
         P++;
     }
     if (P) {
+        status = precondition(&pr, st, label, P, C, prm.gram, &chol);
+        if (status.code) goto done;
         evaluate(&pr, P, label, C, cand, fv, cg);
         for (int p = 0; p < P; p++) st[label[p]].f = fv[p];
     }
@@ -256,7 +319,7 @@ raddino_status raddino_logreg_fit(const double *X, size_t n, int d, const size_t
                 for (int j = 0; j < D; j++) s->dir[j] = -s->g[j];
                 s->gp = dot(s->g, s->dir, D);
             }
-            s->t = s->count ? 1.0 : 1.0 / fmax(1.0, sqrt(-s->gp));
+            s->t = s->count || s->chol ? 1.0 : 1.0 / fmax(1.0, sqrt(-s->gp));
             label[P++] = l;
         }
         if (!P) break;
@@ -309,6 +372,7 @@ raddino_status raddino_logreg_fit(const double *X, size_t n, int d, const size_t
         b[l] = s->x[d];
     }
 done:
+    free(chol);
     free(packed);
     free(rowmap);
     free(st);

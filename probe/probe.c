@@ -92,7 +92,7 @@ typedef struct {
     const uint8_t *Y;
     int L;
     const raddino_probe_params *p;
-    double *mean, *scale, *W, *b, *Ztrain, *Ztest, *out, *Cl;
+    double *mean, *scale, *W, *b, *Ztrain, *Ztest, *out, *Cl, *gram;
     uint8_t *Ytrain;
     size_t *train, *test;
     int max_iterations_hit;
@@ -117,6 +117,11 @@ static raddino_status split_fit(split_ws *w, const int32_t *part, int32_t held,
     memset(w->b, 0, (size_t)w->L * sizeof *w->b);
     int planes = per_label ? 1 : n_c;
     uint8_t conv[w->L];
+    /* the Gram matrix of these rows serves every fit of the grid */
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, w->d, (int)nt, 1.0 / (double)nt,
+                w->Ztrain, w->d, 0.0, w->gram, w->d);
+    raddino_logreg_params lp = w->p->logreg;
+    lp.gram = w->gram;
     for (int c = 0; c < planes; c++) {
         const double *Cv = C;
         if (!per_label) {
@@ -124,7 +129,7 @@ static raddino_status split_fit(split_ws *w, const int32_t *part, int32_t held,
             Cv = w->Cl;
         }
         raddino_status st = raddino_logreg_fit(w->Ztrain, nt, w->d, NULL, nt, w->Ytrain, w->L,
-                                               Cv, &w->p->logreg, w->W, w->b, NULL, conv);
+                                               Cv, &lp, w->W, w->b, NULL, conv);
         if (st.code) return st;
         for (int l = 0; l < w->L; l++) w->max_iterations_hit += !conv[l];
         predict_rows(w->Ztest, nh, w->d, w->W, w->b, w->L, w->out);
@@ -230,7 +235,7 @@ static int compare_int(const void *a, const void *b)
 static void free_ws(split_ws *w)
 {
     free(w->mean), free(w->scale), free(w->W), free(w->b), free(w->Ztrain), free(w->Ztest);
-    free(w->out), free(w->Cl), free(w->Ytrain), free(w->train), free(w->test);
+    free(w->out), free(w->Cl), free(w->Ytrain), free(w->train), free(w->test), free(w->gram);
 }
 
 static bool alloc_ws(split_ws *w)
@@ -247,7 +252,8 @@ static bool alloc_ws(split_ws *w)
     w->Ytrain = malloc(n * L);
     w->train = malloc(n * sizeof(size_t));
     w->test = malloc(n * sizeof(size_t));
-    return w->mean && w->scale && w->W && w->b && w->Ztrain && w->Ztest && w->out && w->Cl &&
+    w->gram = malloc(d * d * sizeof(double));
+    return w->gram && w->mean && w->scale && w->W && w->b && w->Ztrain && w->Ztest && w->out && w->Cl &&
            w->Ytrain && w->train && w->test;
 }
 

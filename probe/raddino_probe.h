@@ -13,10 +13,11 @@
  *               group lands in the same fold; positives of each label spread evenly.
  *   logreg      L2-regularised logistic regression, one-vs-rest over L labels fitted together
  *               (one matrix product per evaluation serves every label), by L-BFGS in double
- *               precision with OpenBLAS (cblas_dgemm). Objective per label, scikit-learn's
+ *               precision with OpenBLAS (cblas_dgemm), preconditioned with the Cholesky factor
+ *               of X^T X / 4n + I / (C n), an upper bound of the Hessian (LAPACK dpotrf). Objective per label, scikit-learn's
  *               convention: 0.5 |w|^2 + C sum_i log-loss_i, bias not penalised; internally
  *               divided by C n, and converged when the largest gradient component of that
- *               scaled objective is <= tolerance (default 1e-6).
+ *               scaled objective is <= tolerance (default 1e-4).
  *   knn         cosine k-nearest-neighbour scores (fraction of positive neighbours) from
  *               precomputed neighbour lists, restricted to the images a fold may use.
  *   cv          the whole protocol: outer stratified group folds; inside each training part,
@@ -76,9 +77,12 @@ raddino_status raddino_probe_folds(const int32_t *group, int32_t n_groups, const
 /* ---- logistic regression ------------------------------------------------------------------ */
 
 typedef struct {
-    double tolerance;       /* max |gradient| of the scaled objective (default 1e-6) */
+    double tolerance;       /* max |gradient| of the scaled objective (default 1e-4) */
     int max_iterations;     /* per label (default 1000) */
     int memory;             /* L-BFGS pairs kept (default 10) */
+    /* Optional: X^T X / n_rows of the rows being fitted (d x d, row-major, lower triangle
+     * read), for callers fitting the same rows several times (a grid of C); NULL: computed. */
+    const double *gram;
 } raddino_logreg_params;
 
 raddino_logreg_params raddino_logreg_default_params(void);
