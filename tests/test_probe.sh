@@ -65,8 +65,8 @@ assert r["unchanged"] == 7 and r["added"] == 0 and r["updated"] == 0 and r["reus
 PYEOF
 [ "$(sql "$DB" "SELECT count(*) FROM image_origin")" = 7 ] && ok || fail "index keeps the origin of unchanged files"
 for a in v16 v64; do
-    expect 0 "import $a" -- "$RADDINO" import --db "$TMP/$a.db" --npy "$TMP/$a.npy" --csv "$TMP/paths.csv"
-    stdout_has "verified: 7 files re-embedded" "$a verified"
+    expect 0 "import $a" -- "$RADDINO" import --db "$TMP/$a.db" --npy "$TMP/$a.npy" --csv "$TMP/paths.csv" --verify 3
+    stdout_has "verified: 3 files re-embedded" "$a verified"
 done
 
 # refusals: nothing stored
