@@ -310,7 +310,7 @@ raddino_status cli_labels_read(const char *csv, const cli_label_options *o,
     for (size_t i = 0; i < n && !st.code; i++)
         if (r.raw[i]) st = each_token(o, r.raw[i], add_name, &v);
     if (!st.code) {
-        qsort(v.names, v.n, sizeof *v.names, compare_names);
+        if (v.n) qsort(v.names, v.n, sizeof *v.names, compare_names);   /* NULL when none */
         out->names = v.names;
         out->n_labels = (int)v.n;
         v.names = NULL;
