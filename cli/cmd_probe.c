@@ -61,6 +61,10 @@ static const char probe_usage[] =
     "                     truth,logreg,knn (one row per image and label)\n"
     "  --html FILE        a self-contained page: the table and one ROC curve per label\n"
     "  --out PROBE.json   (train) the trained probe\n"
+    "  --json             (predict) one JSON line per image instead of CSV\n"
+    "  model options      (predict with image files) as raddino embed: --model DIR, --repo,\n"
+    "                     --revision, --cache-dir, --weights, --window...; they must name\n"
+    "                     the model the probe was trained on\n"
     CLI_DB_HELP
     "  -h, --help         this help\n";
 
