@@ -21,8 +21,9 @@
  *   knn         cosine k-nearest-neighbour scores (fraction of positive neighbours) from
  *               precomputed neighbour lists, restricted to the images a fold may use.
  *   cv          the whole protocol: outer stratified group folds; inside each training part,
- *               inner folds choose C (logreg) and k (knn) per label by mean inner AUROC; the
- *               chosen model scores the held-out fold. Every image gets an out-of-fold score.
+ *               inner folds choose C (logreg) and k (knn) per label by the AUROC of the
+ *               inner out-of-fold scores (ties: the earlier value of the grid; k ascending);
+ *               the chosen model scores the held-out fold. Every image gets an out-of-fold score.
  *
  * Why our own code: the pieces are small, and the one library that has them all
  * (scikit-learn) is Python. The L-BFGS here is the textbook two-loop recursion with a
