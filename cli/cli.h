@@ -154,5 +154,7 @@ int cmd_clusters(int argc, char **argv);
 int cmd_dedup(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 #endif

@@ -4,7 +4,7 @@
  * relevant. Precision@k, recall@k and average precision, per label and overall. */
 #include "collection.h"
 #include "html_report.h"
-#include "csv.h"
+#include "labels.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -23,9 +23,9 @@ static const char eval_usage[] =
     "whose label no other candidate has are skipped (counted).\n"
     "\n"
     "The CSV (header row first; quoted fields, CRLF fine) maps an image to a label. Its\n"
-    "path column holds a path (with '/': as stored, relative to the current folder) or a\n"
-    "file name, which matches every stored image of that name, with or without extension.\n"
-    "A label is the whole field ('A|B' is one label of its own).\n"
+    "path column holds a path (with '/': relative ones from the CSV's folder) or a file\n"
+    "name, which matches every stored image of that name, with or without extension.\n"
+    "A label is the whole field ('A|B' is one label of its own) unless --multi-label.\n"
     "\n"
     "options:\n"
     "  --labels FILE      the label CSV\n"
@@ -40,6 +40,10 @@ static const char eval_usage[] =
     "                     image_path, 'Image Index', image_id\n"
     "  --label-column C   default: the first of label, finding, 'Finding Labels', class,\n"
     "                     diagnosis\n"
+    "  --multi-label SEP  a field holds several labels ('Effusion|Infiltration' with '|');\n"
+    "                     'No Finding' is no label. Relevant: sharing any label; a query\n"
+    "                     counts for each of its labels; images without one only rank\n"
+    "                     as candidates\n"
     "  --json             one object: {\"overall\": {\"P@1\": ..., \"recall@1\": ..., \"mAP\": ...},\n"
     "                     \"per_label\": {LABEL: {...}}, \"queries\": N, ...}\n"
     "  --html FILE        also write a self-contained HTML page: the table, a P@k plot\n"
@@ -52,6 +56,7 @@ static const char eval_usage[] =
 
 typedef struct {
     const char *db, *labels, *group_column, *path_column, *label_column;
+    const char *multi_label;    /* --multi-label SEP */
     int ks[MAX_KS], n_ks;
     int json;
     const char *html;       /* --html FILE */
@@ -63,24 +68,19 @@ typedef struct {
     float *v;               /* n x dim, normalised */
     int64_t *ids;
     char **paths;
-    char **label;           /* NULL: unlabelled */
-    char **group;           /* NULL: no group */
     size_t n;
     int dim;
+    cli_labels lab;         /* labels, groups (lab.group) */
 } image_set;
 
 static void free_images(image_set *s)
 {
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t i = 0; i < s->n; i++)
         if (s->paths) free(s->paths[i]);
-        if (s->label) free(s->label[i]);
-        if (s->group) free(s->group[i]);
-    }
     free(s->paths);
-    free(s->label);
-    free(s->group);
     free(s->v);
     free(s->ids);
+    cli_labels_free(&s->lab);
 }
 
 static raddino_status nomem(void)
@@ -98,9 +98,7 @@ static raddino_status read_images(raddino_collection *c, image_set *s)
     if (st.code) return st;
     size_t n = s->n ? s->n : 1;
     s->paths = calloc(n, sizeof *s->paths);
-    s->label = calloc(n, sizeof *s->label);
-    s->group = calloc(n, sizeof *s->group);
-    if (!s->paths || !s->label || !s->group) return nomem();
+    if (!s->paths) return nomem();
     raddino_store *db = raddino_collection_store(c);
     for (size_t i = 0; i < s->n && !st.code; i++) {
         raddino_store_image img;
@@ -116,209 +114,24 @@ static raddino_status read_images(raddino_collection *c, image_set *s)
     return st;
 }
 
-/* Column named `want` (case-insensitive), or the first of the candidates; -1 when none. */
-static int find_column(char **header, size_t n, const char *want, const char *const *candidates)
-{
-    for (const char *const *c = want ? &want : candidates; *c; c++) {
-        for (size_t i = 0; i < n; i++)
-            if (!strcasecmp(header[i], *c)) return (int)i;
-        if (want) break;
-    }
-    return -1;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-/* Lookup tables from a CSV value to stored images: rows sorted by path, by file name and by
- * file name without its extension (its stem), searched by bisection, so that a label file of
- * many rows costs n log n, not rows x n. */
-typedef struct {
-    const char *text;       /* the path, or its file name */
-    size_t len;             /* compared length (the stem: up to the last '.') */
-    size_t row;
-} name_key;
-
-typedef struct {
-    name_key *by_path, *by_name, *by_stem;
-    size_t n;
-} name_index;
-
-static int compare_keys(const void *a, const void *b)
-{
-    const name_key *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->text, y->text, n);
-    if (c) return c;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row);
-}
-
-static raddino_status build_name_index(const image_set *s, name_index *ix)
-{
-    size_t n = s->n ? s->n : 1;
-    ix->n = s->n;
-    ix->by_path = malloc(n * sizeof *ix->by_path);
-    ix->by_name = malloc(n * sizeof *ix->by_name);
-    ix->by_stem = malloc(n * sizeof *ix->by_stem);
-    if (!ix->by_path || !ix->by_name || !ix->by_stem) return nomem();
-    for (size_t i = 0; i < s->n; i++) {
-        const char *b = base_name(s->paths[i]);
-        const char *dot = strrchr(b, '.');
-        ix->by_path[i] = (name_key){s->paths[i], strlen(s->paths[i]), i};
-        ix->by_name[i] = (name_key){b, strlen(b), i};
-        ix->by_stem[i] = (name_key){b, dot ? (size_t)(dot - b) : strlen(b), i};
-    }
-    qsort(ix->by_path, s->n, sizeof *ix->by_path, compare_keys);
-    qsort(ix->by_name, s->n, sizeof *ix->by_name, compare_keys);
-    qsort(ix->by_stem, s->n, sizeof *ix->by_stem, compare_keys);
-    return (raddino_status){RADDINO_OK, ""};
-}
-
-static void free_name_index(name_index *ix)
-{
-    free(ix->by_path);
-    free(ix->by_name);
-    free(ix->by_stem);
-}
-
-/* The first key equal to text in a sorted table (row 0 sorts first among equals); n if none. */
-static size_t first_equal(const name_key *keys, size_t n, const char *text)
-{
-    name_key probe = {text, strlen(text), 0};
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (compare_keys(&keys[mid], &probe) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-static int key_is(const name_key *k, const char *text)
-{
-    size_t len = strlen(text);
-    return k->len == len && !memcmp(k->text, text, len);
-}
-
 typedef struct {
     size_t rows, incomplete_rows, matched_rows, labelled, conflicts;
 } label_counts;
 
-static raddino_status set_text(char **slot, const char *text)
-{
-    if (*slot) return (raddino_status){RADDINO_OK, ""};
-    *slot = strdup(text);
-    return *slot ? (raddino_status){RADDINO_OK, ""} : nomem();
-}
-
-static raddino_status label_row(image_set *s, size_t i, const char *label, const char *group,
-                                label_counts *counts)
-{
-    if (s->label[i]) {
-        counts->conflicts += strcmp(s->label[i], label) != 0;
-        return (raddino_status){RADDINO_OK, ""};
-    }
-    raddino_status st = set_text(&s->label[i], label);
-    if (!st.code && group && *group) st = set_text(&s->group[i], group);
-    counts->labelled++;
-    return st;
-}
-
-/* Applies one CSV row to every image it names: a value with '/' is a path (normalised as the
- * store does), else a file name, with or without its extension. */
-static raddino_status apply_row(image_set *s, const name_index *ix, const char *value,
-                                const char *label, const char *group, label_counts *counts)
-{
-    const name_key *tables[2] = {ix->by_name, ix->by_stem};
-    int n_tables = 2;
-    char normalised[RADDINO_PATH_MAX];
-    if (strchr(value, '/')) {
-        if (raddino_store_normalise_path(value, normalised, sizeof normalised).code)
-            return (raddino_status){RADDINO_OK, ""};
-        value = normalised;
-        tables[0] = ix->by_path;
-        n_tables = 1;
-    }
-    int matched = 0;
-    raddino_status st = {RADDINO_OK, ""};
-    for (int t = 0; t < n_tables && !st.code; t++)
-        for (size_t j = first_equal(tables[t], ix->n, value);
-             j < ix->n && key_is(&tables[t][j], value) && !st.code; j++) {
-            /* a file named exactly like a stem ("a" and "a.png") is found twice: once counts */
-            if (t == 1 && s->label[tables[t][j].row] &&
-                !strcmp(base_name(s->paths[tables[t][j].row]), value))
-                continue;
-            matched = 1;
-            st = label_row(s, tables[t][j].row, label, group, counts);
-        }
-    counts->matched_rows += matched;
-    return st;
-}
-
-static const char *const path_names[] = {"path", "file", "filename", "file_name", "image",
-                                         "image_path", "Image Index", "image_id", NULL};
-static const char *const label_names[] = {"label", "finding", "Finding Labels", "class",
-                                          "diagnosis", NULL};
-static const char *const patient_names[] = {"patient", "patient_id", "patientid",
-                                            "Patient ID", NULL};
-
-/* Reads the CSV into s->label / s->group. *dicom_groups = 1 when the group is to come from
- * the stored DICOM patient keys. */
+/* Reads the CSV into s->lab (labels and groups). */
 static raddino_status read_labels(const eval_options *o, image_set *s, label_counts *counts,
                                   int *dicom_groups)
 {
-    csv_reader r;
-    raddino_status st = csv_open(&r, o->labels);
+    cli_label_options lo = {o->path_column, o->label_column, o->group_column, o->multi_label,
+                            o->multi_label ? "No Finding" : NULL};
+    raddino_status st = cli_labels_read(o->labels, &lo, s->paths, s->n, &s->lab);
     if (st.code) return st;
-    int got = csv_next(&r, &st);
-    int path_col = -1, label_col = -1, group_col = -1;
-    if (got == 0) st = (raddino_status){RADDINO_ERR_FORMAT, ""};
-    if (got > 0) {
-        path_col = find_column(r.fields, r.n_fields, o->path_column, path_names);
-        label_col = find_column(r.fields, r.n_fields, o->label_column, label_names);
-        if (o->group_column) {
-            int patient = !strcasecmp(o->group_column, "patient");
-            group_col = find_column(r.fields, r.n_fields, patient ? NULL : o->group_column,
-                                    patient ? patient_names : NULL);
-            *dicom_groups = patient && group_col < 0;
-            if (group_col < 0 && !patient)
-                snprintf(st.message, sizeof st.message, "no column '%s'", o->group_column);
-        }
-        if (path_col < 0) snprintf(st.message, sizeof st.message, "no path column%s%s",
-                                   o->path_column ? " " : " (see --path-column)",
-                                   o->path_column ? o->path_column : "");
-        if (label_col < 0) snprintf(st.message, sizeof st.message, "no label column%s%s",
-                                    o->label_column ? " " : " (see --label-column)",
-                                    o->label_column ? o->label_column : "");
-        if (st.message[0]) st.code = RADDINO_ERR_FORMAT;
-    }
-    if (st.code) {
-        char why[RADDINO_MESSAGE_MAX];
-        snprintf(why, sizeof why, "%s", st.message[0] ? st.message : "empty file");
-        if (got >= 0)
-            snprintf(st.message, sizeof st.message, "%.300s: %.200s", o->labels, why);
-        csv_close(&r);
-        return st;
-    }
-    name_index ix = {0};
-    st = build_name_index(s, &ix);
-    while (!st.code && (got = csv_next(&r, &st)) > 0) {
-        counts->rows++;
-        size_t need = (size_t)(path_col > label_col ? path_col : label_col);
-        if (group_col > (int)need) need = (size_t)group_col;
-        if (r.n_fields <= need || !r.fields[path_col][0] || !r.fields[label_col][0]) {
-            counts->incomplete_rows++;      /* no path or no label: nothing to apply */
-            continue;
-        }
-        st = apply_row(s, &ix, r.fields[path_col], r.fields[label_col],
-                       group_col >= 0 ? r.fields[group_col] : NULL, counts);
-    }
-    free_name_index(&ix);
-    csv_close(&r);
+    *dicom_groups = s->lab.dicom_groups;
+    counts->rows = s->lab.rows;
+    counts->incomplete_rows = s->lab.incomplete_rows;
+    counts->matched_rows = s->lab.matched_rows;
+    counts->labelled = s->lab.labelled_images;
+    counts->conflicts = s->lab.conflicts;
     return st;
 }
 
@@ -327,19 +140,30 @@ static raddino_status dicom_groups(raddino_collection *c, image_set *s)
     raddino_store *db = raddino_collection_store(c);
     raddino_status st = {RADDINO_OK, ""};
     for (size_t i = 0; i < s->n && !st.code; i++) {
-        if (!s->label[i]) continue;
+        if (!s->lab.labelled[i] || s->lab.group[i]) continue;
         raddino_dicom_info d;
         int found = 0;
         st = raddino_store_get_dicom(db, s->ids[i], &d, &found);
-        if (!st.code && found && d.patient_key[0]) st = set_text(&s->group[i], d.patient_key);
+        if (!st.code && found && d.patient_key[0] && !(s->lab.group[i] = strdup(d.patient_key)))
+            st = nomem();
     }
     return st;
+}
+
+/* Image i and j share a label. */
+static int share_label(const image_set *s, size_t i, size_t j)
+{
+    const uint8_t *a = s->lab.Y + i * (size_t)s->lab.n_labels;
+    const uint8_t *b = s->lab.Y + j * (size_t)s->lab.n_labels;
+    for (int l = 0; l < s->lab.n_labels; l++)
+        if (a[l] && b[l]) return 1;
+    return 0;
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
 typedef struct {
-    char *label;            /* NULL: overall */
+    const char *label;      /* NULL: overall */
     size_t queries;
     double p[MAX_KS], r[MAX_KS], ap;
 } tally;
@@ -366,11 +190,12 @@ static size_t score_query(const image_set *s, const size_t *lab, size_t m, size_
     for (size_t j = 0; j < m; j++) {
         size_t ji = lab[j];
         if (j == q) continue;
-        if (s->group[qi] && s->group[ji] && !strcmp(s->group[qi], s->group[ji])) continue;
+        char *const *group = s->lab.group;
+        if (group[qi] && group[ji] && !strcmp(group[qi], group[ji])) continue;
         const float *y = s->v + ji * (size_t)s->dim;
         double dot = 0;
         for (int d = 0; d < s->dim; d++) dot += (double)x[d] * y[d];
-        int r = !strcmp(s->label[qi], s->label[ji]);
+        int r = share_label(s, qi, ji);
         cand[nc++] = (candidate){(float)dot, s->ids[ji], r};
         rel += (size_t)r;
     }
@@ -416,27 +241,43 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
     size_t m = 0;
     size_t *lab = malloc((s->n ? s->n : 1) * sizeof *lab);
     candidate *cand = malloc((s->n ? s->n : 1) * sizeof *cand);
-    tally *t = calloc(s->n + 1, sizeof *t);
+    tally *t = calloc((size_t)s->lab.n_labels + 1, sizeof *t);
     if (!lab || !cand || !t) {
         free(lab), free(cand), free(t);
         return nomem();
     }
     for (size_t i = 0; i < s->n; i++)
-        if (s->label[i]) lab[m++] = i;
+        if (s->lab.labelled[i]) lab[m++] = i;
+    /* one tally per label that has queries; labels are sorted already */
+    int L = s->lab.n_labels;
+    int *slot = malloc((size_t)(L ? L : 1) * sizeof *slot);
+    if (!slot) {
+        free(lab), free(cand), free(t);
+        return nomem();
+    }
     size_t n_t = 1;
+    for (int l = 0; l < L; l++) slot[l] = 0;   /* a tally once the label has a query */
     *skipped = 0;
     for (size_t q = 0; q < m; q++) {
-        size_t nc, rel = score_query(s, lab, m, q, cand, &nc);
-        if (!rel) {
+        const uint8_t *y = s->lab.Y + lab[q] * (size_t)L;
+        size_t nc, rel = 0;
+        for (int l = 0; l < L && !rel; l++) rel = y[l];
+        if (rel) rel = score_query(s, lab, m, q, cand, &nc);
+        if (!rel) {     /* no label (No Finding), or no other image shares one */
             ++*skipped;
             continue;
         }
-        size_t li = 1;
-        while (li < n_t && strcmp(t[li].label, s->label[lab[q]])) li++;
-        if (li == n_t) t[n_t++].label = s->label[lab[q]];
         add_query(&t[0], o, cand, nc, rel);
-        add_query(&t[li], o, cand, nc, rel);
+        for (int l = 0; l < L; l++) {
+            if (!y[l]) continue;
+            if (!slot[l]) {
+                slot[l] = (int)n_t;
+                t[n_t++].label = s->lab.names[l];
+            }
+            add_query(&t[slot[l]], o, cand, nc, rel);
+        }
     }
+    free(slot);
     qsort(t + 1, n_t - 1, sizeof *t, by_label);
     free(lab);
     free(cand);
@@ -557,7 +398,7 @@ static void html_precision_plot(FILE *f, const tally *t, size_t n_t, const eval_
     fputs("</svg>\n", f);
 }
 
-static void html_label_examples(html_report *h, const image_set *s, const tally *x)
+static void html_label_examples(html_report *h, const image_set *s, const tally *x, int l)
 {
     FILE *f = h->f;
     fputs("<section><h2>", f);
@@ -566,7 +407,7 @@ static void html_label_examples(html_report *h, const image_set *s, const tally 
     fprintf(f, "</h2><p>%zu queries, mAP %.4f</p><div class=\"grid\">", x->queries, x->ap / n);
     size_t shown = 0, total = 0;
     for (size_t i = 0; i < s->n; i++) {
-        if (!s->label[i] || strcmp(s->label[i], x->label)) continue;
+        if (!s->lab.Y[i * (size_t)s->lab.n_labels + l]) continue;
         total++;
         if (shown == HTML_EXAMPLES) continue;
         fputs("<figure>", f);
@@ -603,7 +444,11 @@ static int write_eval_html(const image_set *s, const tally *t, size_t n_t, const
     fputs("<h2>Precision at k</h2>", h.f);
     html_precision_plot(h.f, t, n_t, o);
     fputs("</section>\n", h.f);
-    for (size_t i = 1; i < n_t && i <= HTML_MAX_SECTIONS; i++) html_label_examples(&h, s, &t[i]);
+    for (size_t i = 1; i < n_t && i <= HTML_MAX_SECTIONS; i++) {
+        int l = 0;
+        while (s->lab.names[l] != t[i].label) l++;
+        html_label_examples(&h, s, &t[i], l);
+    }
     if (n_t > HTML_MAX_SECTIONS + 1)
         fprintf(h.f, "<p class=\"muted\">%zu more labels not shown</p>\n",
                 n_t - 1 - HTML_MAX_SECTIONS);
@@ -639,7 +484,7 @@ static bool parse_ks(const char *arg, eval_options *o)
 static int parse_eval_options(int argc, char **argv, eval_options *o)
 {
     enum { OPT_LABELS = 0x400, OPT_GROUP, OPT_PATHCOL, OPT_LABELCOL, OPT_JSON, OPT_DB, OPT_HTML,
-           OPT_AT };
+           OPT_AT, OPT_MULTI };
     static const struct option long_options[] = {
         {"db", required_argument, NULL, OPT_DB},
         {"labels", required_argument, NULL, OPT_LABELS},
@@ -649,6 +494,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o)
         {"json", no_argument, NULL, OPT_JSON},
         {"html", required_argument, NULL, OPT_HTML},
         {"at", required_argument, NULL, OPT_AT},
+        {"multi-label", required_argument, NULL, OPT_MULTI},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -667,6 +513,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o)
         case OPT_LABELCOL: o->label_column = optarg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_HTML: o->html = optarg; break;
+        case OPT_MULTI: o->multi_label = optarg; break;
         case 'h': fputs(eval_usage, stdout); return EXIT_OK;
         default:
             cli_error("eval: unknown or incomplete option '%s' (see raddino eval --help)",

@@ -2,6 +2,7 @@
  * stored paths, by cosine similarity of CLS vectors, through the collection's FAISS index. */
 #include "collection.h"
 #include "html_report.h"
+#include "npy.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -21,6 +22,8 @@ static const char search_usage[] =
     "  -k N               results per query (default 10)\n"
     "  --id N             query with stored image N (repeatable)\n"
     "  --path FILE        query with the stored image of this path (repeatable)\n"
+    "  --vector Q.npy     query with vectors: each row of an N x dim (or dim) array of\n"
+    "                     float16/32/64, named Q.npy[ROW] (repeatable)\n"
     "  --exclude-self     leave out the query image itself (same id; for files, any\n"
     "                     stored file with the same content hash)\n"
     "  --min-score S      leave out results with cosine below S (-1..1)\n"
@@ -35,7 +38,7 @@ static const char search_usage[] =
 
 typedef enum { OUT_TEXT, OUT_JSON, OUT_CSV } output_format;
 
-typedef enum { QUERY_FILE, QUERY_ID, QUERY_PATH } query_kind;
+typedef enum { QUERY_FILE, QUERY_ID, QUERY_PATH, QUERY_VECTOR } query_kind;
 
 typedef struct {
     query_kind kind;
@@ -44,6 +47,8 @@ typedef struct {
     char *label;            /* what the output names it: the file, or the stored path */
     char sha256[65];        /* QUERY_FILE with --exclude-self */
     int ok;                 /* its vector is ready */
+    const float *vector;    /* QUERY_VECTOR: its row (dim floats, owned by the options) */
+    int64_t dim;            /* QUERY_VECTOR: the row's length */
 } query;
 
 typedef struct {
@@ -56,6 +61,8 @@ typedef struct {
     const char *html;       /* --html FILE */
     query *queries;
     size_t n_queries;
+    float **arrays;         /* --vector files, read */
+    size_t n_arrays;
 } search_options;
 
 static bool add_query(search_options *o, query_kind kind, const char *arg)
@@ -88,10 +95,11 @@ static bool parse_score(const char *arg, float *out)
 static int parse_search_options(int argc, char **argv, search_options *o)
 {
     enum { OPT_ID = 0x400, OPT_PATH, OPT_EXCLUDE_SELF, OPT_MIN_SCORE, OPT_JSON, OPT_CSV,
-           OPT_HTML };
+           OPT_HTML, OPT_VECTOR };
     static const struct option long_options[] = {
         {"id", required_argument, NULL, OPT_ID},
         {"path", required_argument, NULL, OPT_PATH},
+        {"vector", required_argument, NULL, OPT_VECTOR},
         {"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
         {"json", no_argument, NULL, OPT_JSON},
@@ -117,6 +125,7 @@ static int parse_search_options(int argc, char **argv, search_options *o)
             break;
         case OPT_ID: if (!add_query(o, QUERY_ID, optarg)) return EXIT_USAGE; break;
         case OPT_PATH: add_query(o, QUERY_PATH, optarg); break;
+        case OPT_VECTOR: add_query(o, QUERY_VECTOR, optarg); break;
         case OPT_EXCLUDE_SELF: o->exclude_self = 1; break;
         case OPT_MIN_SCORE: if (!parse_score(optarg, &o->min_score)) return EXIT_USAGE; break;
         case OPT_JSON:
@@ -137,13 +146,93 @@ static int parse_search_options(int argc, char **argv, search_options *o)
     }
     for (int i = optind; i < argc; i++) add_query(o, QUERY_FILE, argv[i]);
     if (!o->n_queries) {
-        cli_error("search: no query (an image file, --id N or --path FILE; see --help)");
+        cli_error("search: no query (an image file, --id N, --path FILE or --vector Q.npy; "
+                  "see --help)");
         return EXIT_USAGE;
     }
     return -1;
 }
 
 /* ---- queries ------------------------------------------------------------------------------ */
+
+/* Replaces each --vector query by one query per row of its array, in place of the option. */
+static int expand_vector_queries(search_options *o)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < o->n_queries; i++) {
+        query *q = &o->queries[i];
+        if (q->kind != QUERY_VECTOR) {
+            total++;
+            continue;
+        }
+        float *data = NULL;
+        int n_dims = 0;
+        int64_t shape[8];
+        raddino_status st = npy_read_float(q->arg, &data, &n_dims, shape);
+        if (st.code) {
+            cli_status_error(&st);
+            return EXIT_INPUT_FAILED;
+        }
+        o->arrays[o->n_arrays++] = data;
+        int64_t rows = n_dims == 2 ? shape[0] : 1, dim = n_dims == 2 ? shape[1] : shape[0];
+        if ((n_dims != 1 && n_dims != 2) || rows < 1 || dim < 1) {
+            cli_error("%s: expected an N x dim array (or one vector), got %d dimensions",
+                      q->arg, n_dims);
+            return EXIT_INPUT_FAILED;
+        }
+        q->id = rows;       /* the row count, until the queries are laid out below */
+        q->dim = dim;
+        q->vector = data;
+        total += (size_t)rows;
+    }
+    query *all = calloc(total ? total : 1, sizeof *all);
+    if (!all) {
+        cli_error("out of memory");
+        return EXIT_INPUT_FAILED;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < o->n_queries; i++) {
+        query *q = &o->queries[i];
+        if (q->kind != QUERY_VECTOR) {
+            all[k++] = *q;
+            continue;
+        }
+        for (int64_t r = 0; r < q->id; r++) {
+            query *x = &all[k++];
+            *x = *q;
+            x->id = -1;
+            x->vector = q->vector + r * q->dim;
+            size_t len = strlen(q->arg) + 32;
+            if (!(x->label = malloc(len))) {
+                o->n_queries = 0;
+                free(all);
+                cli_error("out of memory");
+                return EXIT_INPUT_FAILED;
+            }
+            snprintf(x->label, len, "%s[%lld]", q->arg, (long long)r);
+        }
+    }
+    free(o->queries);
+    o->queries = all;
+    o->n_queries = total;
+    return -1;
+}
+
+/* Vectors of another length than the collection's: one line per array, the command fails. */
+static bool vector_dims_match(const search_options *o, int dim)
+{
+    bool ok = true;
+    for (size_t i = 0; i < o->n_queries; i++) {
+        const query *q = &o->queries[i];
+        if (q->kind != QUERY_VECTOR || q->dim == dim) continue;
+        if (i > 0 && o->queries[i - 1].kind == QUERY_VECTOR && o->queries[i - 1].arg == q->arg)
+            continue;   /* reported with its first row */
+        cli_error("%s: vectors of %lld values, but the collection's have %d", q->arg,
+                  (long long)q->dim, dim);
+        ok = false;
+    }
+    return ok;
+}
 
 /* A stored image as the query: its stored vector. */
 static bool stored_query(raddino_collection *c, query *q, float *vector)
@@ -194,7 +283,10 @@ static int prepare_queries(raddino_collection *c, search_options *o, float *vect
     for (size_t i = 0; i < o->n_queries && exit_code < 0; i++) {
         query *q = &o->queries[i];
         float *v = vectors + i * (size_t)dim;
-        if (q->kind != QUERY_FILE) {
+        if (q->kind == QUERY_VECTOR) {
+            memcpy(v, q->vector, (size_t)dim * sizeof *v);
+            q->ok = 1;
+        } else if (q->kind != QUERY_FILE) {
             q->ok = stored_query(c, q, v);
         } else {
             int open_code = EXIT_INPUT_FAILED;  /* cli_open_encoder sets it even on success */
@@ -233,7 +325,8 @@ static void print_hit(raddino_store *db, const search_options *o, const query *q
     case OUT_JSON:
         fputs("{\"query\": ", stdout);
         cli_json_string(stdout, q->label);
-        if (q->kind == QUERY_FILE) fputs(", \"query_id\": null", stdout);
+        if (q->kind == QUERY_FILE || q->kind == QUERY_VECTOR)
+            fputs(", \"query_id\": null", stdout);
         else printf(", \"query_id\": %lld", (long long)q->id);
         printf(", \"rank\": %d, \"score\": %.6f, \"id\": %lld, \"path\": ", rank, score,
                (long long)id);
@@ -288,7 +381,7 @@ static void html_query(html_report *r, raddino_store *db, const search_options *
     fputs("<section><div class=\"row\"><figure class=\"query\">", f);
     html_thumb(r, q->label);
     fputs("<figcaption>query", f);
-    if (q->kind != QUERY_FILE) fprintf(f, " (id %lld)", (long long)q->id);
+    if (q->kind == QUERY_ID || q->kind == QUERY_PATH) fprintf(f, " (id %lld)", (long long)q->id);
     fputs("<br>", f);
     html_escape(f, q->label);
     fputs("</figcaption></figure><div class=\"grid\">", f);
@@ -370,6 +463,7 @@ static int run_search(raddino_collection *c, search_options *o)
         cli_error("out of memory");
         exit_code = EXIT_INPUT_FAILED;
     }
+    if (exit_code < 0 && !vector_dims_match(o, info.dim)) exit_code = EXIT_INPUT_FAILED;
     if (exit_code < 0) exit_code = prepare_queries(c, o, vectors, info.dim, &failures);
     size_t m = 0;   /* queries kept, packed to the front */
     for (size_t i = 0; exit_code < 0 && i < n; i++) {
@@ -411,7 +505,9 @@ int cmd_search(int argc, char **argv)
     o.min_score = -2.0f;
     o.queries = calloc((size_t)argc + 1, sizeof *o.queries);
     if (!o.queries) return EXIT_INPUT_FAILED;
-    int exit_code = parse_search_options(argc, argv, &o);
+    o.arrays = calloc((size_t)argc + 1, sizeof *o.arrays);
+    int exit_code = o.arrays ? parse_search_options(argc, argv, &o) : EXIT_INPUT_FAILED;
+    if (exit_code < 0) exit_code = expand_vector_queries(&o);
     if (exit_code < 0) {
         o.coll.params.index.n_threads = o.model.threads;
         raddino_collection *c = cli_open_collection(&o.coll, &exit_code);
@@ -420,5 +516,7 @@ int cmd_search(int argc, char **argv)
     }
     for (size_t i = 0; i < o.n_queries; i++) free(o.queries[i].label);
     free(o.queries);
+    for (size_t i = 0; i < o.n_arrays; i++) free(o.arrays[i]);
+    free(o.arrays);
     return exit_code;
 }

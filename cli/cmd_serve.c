@@ -787,7 +787,7 @@ static int refuse_early(server *sv, struct MHD_Connection *conn, request *q, con
     /* A form's image is smaller than its body; the parser drops what is over. */
     if (declared > (q->kind == BODY_FORM ? q->limit + 65536 : q->limit)) {
         *ret = send_error(sv, conn, 413,
-                          q->kind == BODY_JSON ? "JSON body larger than 16 KiB"
+                          q->kind == BODY_JSON ? "JSON body larger than 32 KiB"
                                                : "body larger than --max-upload", NULL);
         return 1;
     }
@@ -839,7 +839,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (q->too_large == 2) return send_error(sv, conn, 400, "malformed multipart form", NULL);
     if (q->too_large)
         return send_error(sv, conn, 413,
-                          q->kind == BODY_JSON   ? "JSON body larger than 16 KiB"
+                          q->kind == BODY_JSON   ? "JSON body larger than 32 KiB"
                           : q->kind == BODY_NONE ? "a GET request has no body"
                                                  : "body larger than --max-upload",
                           NULL);

@@ -124,3 +124,14 @@ raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_mode
     }
     return enc;
 }
+
+raddino_status cli_model_identity(raddino_encoder *enc, const cli_model_options *m,
+                                  char sha[65], char *json, size_t cap)
+{
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    raddino_status st = cli_file_sha256(info.weights_path, sha);
+    if (!st.code) st = raddino_store_model_json(&info, json, cap);
+    if (!st.code) st = cli_model_json_window(m, json, cap);
+    return st;
+}

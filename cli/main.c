@@ -26,6 +26,8 @@ static const char usage[] =
     "  dedup        groups of exact and near-duplicate images\n"
     "  eval         retrieval quality on labelled images: P@k, recall@k, mAP\n"
     "  serve        a web page and JSON API: search by upload or id, clusters, stats\n"
+    "  import       store vectors computed elsewhere (.npy + paths), verified by sample\n"
+    "  probe        classification on stored vectors: logistic regression and kNN, AUROC\n"
     "\n"
     "Run 'raddino COMMAND --help' for a command's options.\n"
     "Exit status: 0 all done; 1 the command failed, or some inputs did (files that could not\n"
@@ -81,6 +83,8 @@ int main(int argc, char **argv)
     if (!strcmp(command, "dedup")) return cmd_dedup(argc - 1, argv + 1);
     if (!strcmp(command, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(command, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(command, "import")) return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(command, "probe")) return cmd_probe(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try 'raddino --help')", command);
     return EXIT_USAGE;
 }

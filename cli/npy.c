@@ -1,5 +1,8 @@
 /* npy.c — NumPy .npy format version 1.0 for float32 arrays.
  *
+ * Reading also takes '<f2' and '<f8' arrays (npy_read_float), converted to float32: vectors
+ * computed elsewhere come as float16 or float64 too.
+ *
  * Layout: "\x93NUMPY", major 1, minor 0, a little-endian uint16 header length, then an ASCII
  * Python dict literal padded with spaces and ended by '\n' so that the data starts on a
  * 64-byte boundary, then the raw little-endian float32 data in C order. */
@@ -151,11 +154,12 @@ static bool parse_shape(const char *header, int *n_dims, int64_t *shape)
  * that claims more values than the file holds costs no more memory than the file itself. */
 #define NPY_READ_CHUNK ((size_t)64 << 20)
 
-static raddino_status read_data(FILE *f, const char *name, uint64_t count, float **out)
+static raddino_status read_data(FILE *f, const char *name, uint64_t count, size_t esize,
+                                void **out)
 {
-    if (count > SIZE_MAX / sizeof(float))
+    if (count > SIZE_MAX / esize)
         return npy_error(RADDINO_ERR_TOO_LARGE, name, "array too large");
-    size_t want = (size_t)count * sizeof(float), got = 0;
+    size_t want = (size_t)count * esize, got = 0;
     size_t cap = want < NPY_READ_CHUNK ? want : NPY_READ_CHUNK;
     uint8_t *buf = malloc(cap ? cap : 1);
     while (buf && got < want) {
@@ -179,7 +183,67 @@ static raddino_status read_data(FILE *f, const char *name, uint64_t count, float
         free(buf);
         return npy_error(RADDINO_ERR_NOMEM, name, "out of memory");
     }
-    *out = (float *)(void *)buf;
+    *out = buf;
+    return npy_ok();
+}
+
+/* IEEE 754 binary16 to binary32, exactly (every half value is a float value). */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);          /* inf, NaN */
+    } else if (exp) {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);  /* normal: rebias 15 -> 127 */
+    } else if (mant) {
+        int e = -1;                                         /* subnormal: normalise */
+        do {
+            e++;
+            mant <<= 1;
+        } while (!(mant & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
+    } else {
+        bits = sign;
+    }
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* The element size of a '<f2', '<f4' or '<f8' descr; 0 for anything else. */
+static size_t float_descr(const char *header)
+{
+    if (strstr(header, "'descr': '<f4'")) return 4;
+    if (strstr(header, "'descr': '<f2'")) return 2;
+    if (strstr(header, "'descr': '<f8'")) return 8;
+    return 0;
+}
+
+/* Converts count values of esize bytes (2 or 8) to float32 in a new buffer. */
+static raddino_status to_float(const char *name, void *raw, uint64_t count, size_t esize,
+                               float **out)
+{
+    if (esize == 4) {
+        *out = raw;
+        return npy_ok();
+    }
+    float *v = malloc(count ? (size_t)count * sizeof *v : 1);
+    if (!v) {
+        free(raw);
+        return npy_error(RADDINO_ERR_NOMEM, name, "out of memory");
+    }
+    const uint8_t *b = raw;
+    for (uint64_t i = 0; i < count; i++) {
+        if (esize == 2) {
+            v[i] = half_to_float((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+        } else {
+            double d;
+            memcpy(&d, b + 8 * i, sizeof d);   /* little-endian, as every platform we build for */
+            v[i] = (float)d;
+        }
+    }
+    free(raw);
+    *out = v;
     return npy_ok();
 }
 
@@ -195,8 +259,8 @@ static raddino_status element_count(const char *name, int n_dims, const int64_t 
     return npy_ok();
 }
 
-static raddino_status read_stream(FILE *f, const char *name, float **data, int *n_dims,
-                                  int64_t *shape)
+static raddino_status read_stream(FILE *f, const char *name, bool any_float, float **data,
+                                  int *n_dims, int64_t *shape)
 {
     unsigned char preamble[10];
     char header[65536];
@@ -207,13 +271,20 @@ static raddino_status read_stream(FILE *f, const char *name, float **data, int *
     if (fread(header, 1, header_len, f) != header_len)
         return npy_error(RADDINO_ERR_FORMAT, name, "truncated header");
     header[header_len] = 0;
-    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False") ||
+    size_t esize = float_descr(header);
+    if (!any_float && esize != 4) esize = 0;
+    if (!esize || !strstr(header, "'fortran_order': False") ||
         !parse_shape(header, n_dims, shape))
-        return npy_error(RADDINO_ERR_UNSUPPORTED, name, "only C-order '<f4' arrays are read");
+        return npy_error(RADDINO_ERR_UNSUPPORTED, name,
+                         any_float ? "only C-order '<f2', '<f4' or '<f8' arrays are read"
+                                   : "only C-order '<f4' arrays are read");
     uint64_t count;
     raddino_status st = element_count(name, *n_dims, shape, &count);
     if (st.code) return st;
-    return read_data(f, name, count, data);
+    void *raw = NULL;
+    st = read_data(f, name, count, esize, &raw);
+    if (st.code) return st;
+    return to_float(name, raw, count, esize, data);
 }
 
 raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t *shape)
@@ -221,7 +292,17 @@ raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t
     *data = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
-    raddino_status st = read_stream(f, path, data, n_dims, shape);
+    raddino_status st = read_stream(f, path, false, data, n_dims, shape);
+    fclose(f);
+    return st;
+}
+
+raddino_status npy_read_float(const char *path, float **data, int *n_dims, int64_t *shape)
+{
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return npy_error(RADDINO_ERR_IO, path, strerror(errno));
+    raddino_status st = read_stream(f, path, true, data, n_dims, shape);
     fclose(f);
     return st;
 }
@@ -234,7 +315,7 @@ raddino_status npy_read_f32_memory(const void *bytes, size_t size, const char *n
     if (size == 0) return npy_error(RADDINO_ERR_FORMAT, name, "not a .npy version 1 file");
     FILE *f = fmemopen((void *)(uintptr_t)bytes, size, "rb");
     if (!f) return npy_error(RADDINO_ERR_NOMEM, name, strerror(errno));
-    raddino_status st = read_stream(f, name, data, n_dims, shape);
+    raddino_status st = read_stream(f, name, true, data, n_dims, shape);
     fclose(f);
     return st;
 }

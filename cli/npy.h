@@ -26,7 +26,11 @@ void npy_writer_abort(npy_writer *w);
 
 /* Reads a '<f4' C-order .npy; *data is malloc'd. shape has room for 8 dims. */
 raddino_status npy_read_f32(const char *path, float **data, int *n_dims, int64_t *shape);
-/* The same on bytes in memory (the fuzz harness); name is used in messages (NULL: "<memory>"). */
+/* Reads a C-order '<f2', '<f4' or '<f8' .npy, converted to float32 (float64 values rounded to
+ * nearest). */
+raddino_status npy_read_float(const char *path, float **data, int *n_dims, int64_t *shape);
+/* On bytes in memory (the fuzz harness), any of the three types; name is used in messages
+ * (NULL: "<memory>"). */
 raddino_status npy_read_f32_memory(const void *bytes, size_t size, const char *name,
                                    float **data, int *n_dims, int64_t *shape);
 #endif

@@ -27,8 +27,8 @@
 #define SERVE_DEFAULT_UPLOAD_SCANS 64u
 /* Uploads decoded at once; the others wait in line (bounds memory to 2 decodes). */
 #define SERVE_MAX_DECODES 2
-/* A JSON search body ({"id": N, "k": K, ...}) is small. */
-#define SERVE_MAX_JSON (16u << 10)
+/* A JSON search body ({"id": N, ...}, or {"vector": [...]}: 768 numbers fit in 20 KB) is small. */
+#define SERVE_MAX_JSON (32u << 10)
 #define SERVE_MAX_K 1000
 #define SERVE_THUMB_DEFAULT 256
 #define SERVE_THUMB_MAX 1024

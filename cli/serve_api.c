@@ -574,13 +574,15 @@ void serve_thumbnail(serve_state *s, int64_t id, int max_side, const char *if_no
 /* ---- search ------------------------------------------------------------------------------- */
 
 typedef struct {
-    int64_t id;         /* -1: an uploaded image */
+    int64_t id;         /* -1: an uploaded image, QUERY_VECTOR: a vector in the body */
     int k;
     int exclude_self;
     int width, height;  /* of an upload */
     const char *format;
     char sha256[65];    /* of an upload's bytes (exclude_self) */
 } search_query;
+
+#define QUERY_VECTOR (-2)
 
 /* A JSON number that is an integer in [lo, hi]. */
 static int json_int(const cJSON *v, double lo, double hi)
@@ -589,19 +591,47 @@ static int json_int(const cJSON *v, double lo, double hi)
            v->valuedouble == floor(v->valuedouble);
 }
 
-/* {"id": N, "k": K, "exclude_self": bool}, nothing after it but white space: fills q or says
- * why not. One member per line below, so a new kind of query is one more block. */
-static const char *parse_json_query(const char *body, size_t size, search_query *q)
+/* {"vector": [dim numbers], "k": K}: the vector into `vector` (dim floats). */
+static const char *parse_json_vector(const cJSON *root, const cJSON *v, int dim, float *vector,
+                                     search_query *q)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != dim)
+        return "\"vector\" must be an array of as many numbers as the collection's vectors have";
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 3e38)
+            return "\"vector\" holds something other than a finite number";
+        vector[i++] = (float)x->valuedouble;
+    }
+    if (k && !json_int(k, 1, SERVE_MAX_K)) return "k must be an integer from 1 to 1000";
+    if (k) q->k = (int)k->valuedouble;
+    q->id = QUERY_VECTOR;
+    return NULL;
+}
+
+/* {"id": N, "k": K, "exclude_self": bool} or {"vector": [...], "k": K}, nothing after it but
+ * white space: fills q (and vector) or says why not. One member per line below, so a new kind
+ * of query is one more block. */
+static const char *parse_json_query(const char *body, size_t size, search_query *q, int dim,
+                                    float *vector)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, size, &end, 0);
     const char *why = NULL;
+    const cJSON *vec = root ? cJSON_GetObjectItemCaseSensitive(root, "vector") : NULL;
     if (!root || !cJSON_IsObject(root)) {
         why = "body is not a JSON object";
     } else {
         for (const char *p = end; p && p < body + size && !why; p++)
             if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n' && *p != 0)
                 why = "body has more after the JSON object";
+    }
+    if (why || !root) {
+    } else if (vec) {
+        why = parse_json_vector(root, vec, dim, vector, q);
+    } else {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
         const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude_self");
@@ -700,11 +730,13 @@ static int embed_upload(serve_state *s, const serve_search_request *rq, search_q
     return 1;
 }
 
-static void write_hits(raddino_store *db, FILE *f, const search_query *q, const float *scores,
-                       const int64_t *ids)
+static void write_hits(raddino_store *db, int dim, FILE *f, const search_query *q,
+                       const float *scores, const int64_t *ids)
 {
     if (q->id >= 0) {
         fprintf(f, "{\"query\": {\"id\": %lld}", (long long)q->id);
+    } else if (q->id == QUERY_VECTOR) {
+        fprintf(f, "{\"query\": {\"vector\": true, \"dim\": %d}", dim);
     } else {
         fprintf(f, "{\"query\": {\"upload\": true, \"width\": %d, \"height\": %d, \"format\": ",
                 q->width, q->height);
@@ -740,22 +772,24 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
         serve_error(r, 400, "empty body: send an image or {\"id\": N}");
         return;
     }
-    if (rq->is_json) {
-        const char *why = parse_json_query(rq->body, rq->size, &q);
+    float *vector = malloc((size_t)s->dim * sizeof *vector);
+    float *scores = NULL;
+    int64_t *ids = NULL;
+    json_out o = {NULL, NULL, 0};
+    if (rq->is_json && vector) {
+        const char *why = parse_json_query(rq->body, rq->size, &q, s->dim, vector);
         if (why) {
             serve_error(r, 400, why);
-            return;
+            goto done;
         }
     }
-    float *vector = malloc((size_t)s->dim * sizeof *vector);
-    float *scores = malloc((size_t)q.k * sizeof *scores);
-    int64_t *ids = malloc((size_t)q.k * sizeof *ids);
-    json_out o = {NULL, NULL, 0};
+    scores = malloc((size_t)q.k * sizeof *scores);
+    ids = malloc((size_t)q.k * sizeof *ids);
     if (!vector || !scores || !ids || !json_open(&o)) {
         serve_error(r, 500, "out of memory");
         goto done;
     }
-    if (q.id < 0 && !embed_upload(s, rq, &q, vector, r)) goto done;
+    if (q.id == -1 && !embed_upload(s, rq, &q, vector, r)) goto done;
     raddino_store *db = read_lock(s);
     int found = 1;
     raddino_status st = {RADDINO_OK, ""};
@@ -769,7 +803,7 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
         st = raddino_collection_search(s->collection, vector, 1, q.k, -2.0f, &self,
                                        q.exclude_self && q.sha256[0] ? self_sha : NULL, scores,
                                        ids);
-    if (!st.code && found) write_hits(db, o.f, &q, scores, ids);
+    if (!st.code && found) write_hits(db, s->dim, o.f, &q, scores, ids);
     read_unlock(s);
     if (st.code) status_error(r, 500, &st);
     else if (!found) serve_error(r, 404, "no such image with a vector");

@@ -52,6 +52,15 @@
  *               (k x dim float32 BLOB, unit length)
  *   cluster_assignments (since schema 3) run_id -> cluster_runs(id), image_id -> images(id),
  *               both ON DELETE CASCADE; cluster (0..k-1), distance (1 - cosine to its centroid)
+ *   imports     (since schema 4) one row per `raddino import`: created, model_id, npy_path and
+ *               npy_sha256 (the array file), csv_path, rows, verified (how many files were
+ *               re-embedded and compared; 0: unverified), min_cosine (the lowest cosine of
+ *               that sample, NULL when none), seed (of the sample)
+ *   image_origin (since schema 4) image_id (primary key) -> images(id), import_id ->
+ *               imports(id), both ON DELETE CASCADE; row (in the array), verified (1: this
+ *               file was in the re-embedded sample). Triggers delete it whenever the image's
+ *               embedding is written again, so it always describes the stored vector: images
+ *               without a row were embedded here
  *
  * Migrations are an ordered list of SQL steps in store.c; opening for writing applies the
  * missing ones in one transaction. A read-only store refuses a schema it does not know, and
@@ -85,7 +94,7 @@
 extern "C" {
 #endif
 
-#define RADDINO_STORE_SCHEMA 3
+#define RADDINO_STORE_SCHEMA 4
 #define RADDINO_STORE_DEFAULT_PATH "raddino.db"
 
 typedef struct raddino_store raddino_store;
@@ -242,6 +251,32 @@ raddino_status raddino_store_foreach_vector(raddino_store *db, int64_t model_id,
 typedef void (*raddino_store_hash_fn)(void *user, const char *sha256);
 raddino_status raddino_store_foreach_sha256(raddino_store *db, raddino_store_hash_fn fn,
                                             void *user);
+
+/* The identity of a model row (model_id 0: the model in use, else the one the stored vectors
+ * come from): weights sha256, config_json (into json, cap bytes) and dim. *found = 0 when
+ * there is none. */
+raddino_status raddino_store_model_identity(raddino_store *db, int64_t model_id,
+                                            char weights_sha256[65], char *json, size_t cap,
+                                            int *dim, int *found);
+
+/* ---- Imported vectors ---------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t id;                 /* filled by put */
+    double created;             /* unix seconds; filled by put */
+    const char *npy_path, *npy_sha256, *csv_path;
+    int64_t rows;
+    int64_t verified;           /* files re-embedded and compared; 0: unverified */
+    double min_cosine;          /* NAN when none was compared */
+    uint64_t seed;
+} raddino_store_import;
+
+/* Records an import (for the model in use), inside a batch; fills id and created. */
+raddino_status raddino_store_put_import(raddino_store *db, raddino_store_import *imp);
+/* Marks image_id's stored vector as row `row` of import import_id (after put_image, in the
+ * same batch: writing the vector clears any earlier origin). */
+raddino_status raddino_store_put_origin(raddino_store *db, int64_t image_id, int64_t import_id,
+                                        int64_t row, int verified);
 
 /* ---- Clustering results ------------------------------------------------------------------- */
 

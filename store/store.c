@@ -123,6 +123,31 @@ static const char *const migrations[] = {
     "  distance REAL NOT NULL,"
     "  PRIMARY KEY (run_id, image_id)) WITHOUT ROWID;"
     "CREATE INDEX cluster_assignments_image ON cluster_assignments(image_id);",
+    /* 3 -> 4: vectors imported from elsewhere (raddino import) and where each came from. A
+     * vector written afterwards (raddino index re-embedding a changed file) is no longer the
+     * imported one: the triggers drop the origin row whenever an embedding is written, and the
+     * importer adds it after writing. */
+    "CREATE TABLE imports("
+    "  id INTEGER PRIMARY KEY,"
+    "  created REAL NOT NULL,"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  npy_path TEXT NOT NULL,"
+    "  npy_sha256 TEXT NOT NULL,"
+    "  csv_path TEXT NOT NULL,"
+    "  rows INTEGER NOT NULL,"
+    "  verified INTEGER NOT NULL,"
+    "  min_cosine REAL,"
+    "  seed INTEGER NOT NULL);"
+    "CREATE TABLE image_origin("
+    "  image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
+    "  import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,"
+    "  row INTEGER NOT NULL,"
+    "  verified INTEGER NOT NULL);"
+    "CREATE INDEX image_origin_import ON image_origin(import_id);"
+    "CREATE TRIGGER embeddings_origin_added AFTER INSERT ON embeddings BEGIN"
+    "  DELETE FROM image_origin WHERE image_id = NEW.image_id; END;"
+    "CREATE TRIGGER embeddings_origin_changed AFTER UPDATE ON embeddings BEGIN"
+    "  DELETE FROM image_origin WHERE image_id = NEW.image_id; END;",
 };
 /* Bytes of the per-database patient key salt (see ensure_salt). */
 #define SALT_BYTES 32

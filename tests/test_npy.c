@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,51 @@ START_TEST(bad_files)
 }
 END_TEST
 
+/* float16 and float64 arrays are read as float32: half values exactly (normal, subnormal,
+ * zero, negative, infinity), doubles rounded to nearest. npy_read_f32 keeps refusing them. */
+START_TEST(half_and_double)
+{
+    const char h[] = "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 3), }\n";
+    /* 1.0, -2.0, 0.5, 2^-24 (smallest subnormal), 0, inf */
+    const uint8_t hv[] = {0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0x01, 0x00, 0x00, 0x00, 0x00, 0x7c};
+    uint8_t file[10 + sizeof h - 1 + sizeof hv];
+    memcpy(file, "\x93NUMPY\x01\x00", 8);
+    file[8] = (uint8_t)(sizeof h - 1);
+    file[9] = 0;
+    memcpy(file + 10, h, sizeof h - 1);
+    memcpy(file + 10 + sizeof h - 1, hv, sizeof hv);
+    const char *path = test_write_temp(file, sizeof file, ".npy");
+    float *data;
+    int n_dims;
+    int64_t shape[8];
+    raddino_status st = npy_read_float(path, &data, &n_dims, shape);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert_int_eq(n_dims, 2);
+    ck_assert_int_eq(shape[0], 2);
+    ck_assert(data[0] == 1.0f && data[1] == -2.0f && data[2] == 0.5f);
+    ck_assert(data[3] == ldexpf(1.0f, -24) && data[4] == 0.0f && isinf(data[5]));
+    free(data);
+    st = npy_read_f32(path, &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_UNSUPPORTED);
+
+    const char d[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }\n";
+    double dv[2] = {0.1, -3.0e10};
+    uint8_t file2[10 + sizeof d - 1 + sizeof dv];
+    memcpy(file2, "\x93NUMPY\x01\x00", 8);
+    file2[8] = (uint8_t)(sizeof d - 1);
+    file2[9] = 0;
+    memcpy(file2 + 10, d, sizeof d - 1);
+    memcpy(file2 + 10 + sizeof d - 1, dv, sizeof dv);
+    st = npy_read_float(test_write_temp(file2, sizeof file2, ".npy"), &data, &n_dims, shape);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert(data[0] == 0.1f && data[1] == -3.0e10f);
+    free(data);
+    /* a truncated float64 file is refused */
+    st = npy_read_float(test_write_temp(file2, sizeof file2 - 3, ".npy"), &data, &n_dims, shape);
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("npy");
@@ -141,6 +187,7 @@ int main(void)
     tcase_add_test(tc, round_trip_2d);
     tcase_add_test(tc, one_and_three_dims);
     tcase_add_test(tc, bad_files);
+    tcase_add_test(tc, half_and_double);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,7 +7,7 @@
 # methods, concurrent requests, the page, clusters, the token (missing, wrong, right; judged
 # before the body), a non-loopback address refused without a token, and SIGTERM ending it with
 # exit 0. Then issue 17's findings: security headers, Host names (DNS rebinding), Origin,
-# bodies capped before buffering (GET, JSON 16 KiB), one k rule, nothing after the JSON,
+# bodies capped before buffering (GET, JSON 32 KiB), one k rule, nothing after the JSON,
 # exclude_self for uploads, multipart forms, the upload pixel cap and JPEG scan budget (bombs
 # from serve_bombs.py), thumbnails by content hash (ETag, 304, a replaced file 409), the total
 # request deadline, no log line per aborted connection, a decode cancelled when its client goes,
@@ -355,12 +355,12 @@ try:
     # bodies judged before they are buffered
     st, _, body = request(base, "/", b"x" * 1000, method="GET")
     check(st == 400 and is_json_error(body), "GET / with a body: %d" % st)
-    big = b'{"id": 1, "pad": "' + b"x" * 20000 + b'"}'
+    big = b'{"id": 1, "pad": "' + b"x" * 40000 + b'"}'
     st, _, body = request(base, "/api/search", big, {"Content-Type": "application/json"})
-    check(st == 413 and is_json_error(body), "20 KB JSON: %d" % st)
-    chunks = (b'{"id": 1, "k": 2' if i == 0 else b" " * 4096 for i in range(6))
+    check(st == 413 and is_json_error(body), "40 KB JSON: %d" % st)
+    chunks = (b'{"id": 1, "k": 2' if i == 0 else b" " * 4096 for i in range(10))
     st, _, body = request(base, "/api/search", chunks, {"Content-Type": "application/json"}, method="POST")
-    check(st == 413, "chunked JSON over 16 KiB: %d" % st)
+    check(st == 413, "chunked JSON over 32 KiB: %d" % st)
 
     # k: one rule for the query string, forms and JSON; nothing after the JSON
     png = open(os.path.join(col, "gray8_300x400.png"), "rb").read()

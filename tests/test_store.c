@@ -777,6 +777,8 @@ START_TEST(cluster_runs_and_lookups)
 
     /* A schema 2 file (before cluster runs): a reader opens it and sees no runs. */
     sql_exec(path, "DROP TABLE cluster_assignments; DROP TABLE cluster_runs;"
+                   " DROP TRIGGER embeddings_origin_added; DROP TRIGGER embeddings_origin_changed;"
+                   " DROP TABLE image_origin; DROP TABLE imports;"
                    " PRAGMA user_version = 2;");
     db = open_reader(path);
     st = raddino_store_get_cluster_run(db, 0, &got, &found);
@@ -789,6 +791,60 @@ START_TEST(cluster_runs_and_lookups)
     raddino_store_close(db);
     ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), RADDINO_STORE_SCHEMA);
     ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM cluster_runs"), 0);
+}
+END_TEST
+
+/* An import's rows carry their origin until the vector is written again (index re-embedding a
+ * changed file): then the origin row goes, by trigger. Model identity as stored. */
+START_TEST(import_origin_follows_the_vector)
+{
+    const char *path = db_path();
+    raddino_store *db = open_writer(path);
+    int64_t model = use_model(db, SHA_A, 0, NULL);
+    ck_assert(!raddino_store_begin(db).code);
+    put(db, "/x/a.png", SHA_A, 1, true);
+    put(db, "/x/b.png", SHA_B, 2, true);
+    raddino_store_import imp = {0, 0, "/x/v.npy", SHA_B, "/x/p.csv", 2, 1, 0.99999, 1234};
+    raddino_status st = raddino_store_put_import(db, &imp);
+    ck_assert_msg(!st.code, "%s", st.message);
+    ck_assert(imp.id > 0 && imp.created > 0);
+    raddino_store_image img;
+    int found;
+    ck_assert(!raddino_store_find_path(db, "/x/a.png", &img, &found).code && found);
+    ck_assert(!raddino_store_put_origin(db, img.id, imp.id, 0, 1).code);
+    int64_t a = img.id;
+    ck_assert(!raddino_store_find_path(db, "/x/b.png", &img, &found).code && found);
+    ck_assert(!raddino_store_put_origin(db, img.id, imp.id, 1, 0).code);
+    ck_assert(!raddino_store_commit(db).code);
+    char sha[65], json[256];
+    int dim;
+    st = raddino_store_model_identity(db, 0, sha, json, sizeof json, &dim, &found);
+    ck_assert_msg(!st.code && found, "%s", st.message);
+    ck_assert_str_eq(sha, SHA_A);
+    ck_assert_str_eq(json, "{\"test\": 1}");
+    ck_assert_int_eq(dim, DIM);
+    ck_assert(model > 0);
+    raddino_store_close(db);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM image_origin"), 2);
+    ck_assert_int_eq(sql_int(path, "SELECT verified FROM imports"), 1);
+    /* the vector of a.png is written again: it is no longer the imported one */
+    db = open_writer(path);
+    use_model(db, SHA_A, 0, NULL);
+    ck_assert(!raddino_store_begin(db).code);
+    put(db, "/x/a.png", SHA_A, 5, true);
+    ck_assert(!raddino_store_commit(db).code);
+    raddino_store_close(db);
+    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM image_origin"), 1);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM image_origin WHERE image_id = %lld",
+             (long long)a);
+    ck_assert_int_eq(sql_int(path, sql), 0);
+    /* a reader finds the identity of the stored vectors' model */
+    db = open_reader(path);
+    st = raddino_store_model_identity(db, 0, sha, json, sizeof json, &dim, &found);
+    ck_assert(!st.code && found);
+    ck_assert_str_eq(sha, SHA_A);
+    raddino_store_close(db);
 }
 END_TEST
 
@@ -811,6 +867,7 @@ int main(void)
     tcase_add_test(t, dicom_metadata_rows);
     tcase_add_test(t, salt_per_database);
     tcase_add_test(t, cluster_runs_and_lookups);
+    tcase_add_test(t, import_origin_follows_the_vector);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
