@@ -123,5 +123,6 @@ int cmd_clusters(int argc, char **argv);
 int cmd_dedup(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_version(int argc, char **argv);   /* raddino --version */
 
 #endif

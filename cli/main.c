@@ -60,10 +60,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return EXIT_OK;
     }
-    if (!strcmp(command, "--version")) {
-        puts("raddino 0.1.0");
-        return EXIT_OK;
-    }
+    if (!strcmp(command, "--version")) return cmd_version(argc - 1, argv + 1);
     if (!strcmp(command, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);
