@@ -83,6 +83,7 @@ add_custom_target(raddino_docs ALL DEPENDS ${RADDINO_DOCS}/stamp)
 # prefix is found from the .pc file's own place, so the file is right for whatever prefix
 # `cmake --install --prefix` or a package chose.
 file(RELATIVE_PATH RADDINO_PC_UP "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" RADDINO_PC_UP "${RADDINO_PC_UP}")
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.pc.in
                ${CMAKE_CURRENT_BINARY_DIR}/raddino.pc @ONLY)
 

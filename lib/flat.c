@@ -106,6 +106,13 @@ raddino_status raddino_collection_path(raddino_collection *c, int64_t id, char *
     return st;
 }
 
+raddino_status raddino_collection_get_vector(raddino_collection *c, int64_t id, float *vector,
+                                             int *found)
+{
+    raddino_store_image img;
+    return raddino_collection_vector(c, id, vector, &img, found);
+}
+
 raddino_status raddino_collection_find(raddino_collection *c, const char *path, int64_t *id,
                                        int *found)
 {

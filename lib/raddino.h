@@ -110,6 +110,11 @@ raddino_status raddino_collection_shape(raddino_collection *c, int *dim, int64_t
 raddino_status raddino_collection_path(raddino_collection *c, int64_t id, char *path,
                                        size_t cap, int *found);
 
+/* The stored vector of image `id` (dim floats), as raddino_collection_vector; *found = 0 when
+ * the image has none (unknown id, failed image). */
+raddino_status raddino_collection_get_vector(raddino_collection *c, int64_t id, float *vector,
+                                             int *found);
+
 /* The id of a stored path (normalised as the store does); *found = 0 when absent. */
 raddino_status raddino_collection_find(raddino_collection *c, const char *path, int64_t *id,
                                        int *found);
