@@ -27,7 +27,8 @@ static const char usage[] =
     "  eval         retrieval quality on labelled images: P@k, recall@k, mAP\n"
     "  serve        a web page and JSON API: search by upload or id, clusters, stats\n"
     "\n"
-    "Run 'raddino COMMAND --help' for a command's options.\n"
+    "Run 'raddino COMMAND --help' for a command's options, 'raddino --version [--json]' for\n"
+    "the version, the libraries in use and the CPU kernel.\n"
     "Exit status: 0 success, 1 an input or the model failed, 2 usage error.\n";
 
 /* OpenMP threads that finish a parallel region spin for a while before they sleep (libgomp's

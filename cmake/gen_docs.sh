@@ -30,7 +30,6 @@ to_roff() {
         if (s ~ /^[.\047]/) s = "\\&" s
         return s
     }
-    function flush_para() { para = 0 }
     BEGIN {
         up = toupper(name)
         cmd = name; sub(/-/, " ", cmd)
@@ -46,13 +45,13 @@ to_roff() {
     state == "usage" && /^       [a-z]/ { sub(/^ +/, ""); print esc($0); next }
     state == "usage" { print ".fi"; print ".SH DESCRIPTION"; state = "body" }
     state == "start" { next }
-    /^$/ { if (state == "body" && para) { print ".PP"; para = 0 } ; next }
+    /^$/ { blank = 1; next }
     # A section heading: "options:", "commands:", "info options:", "exit status:"...
     /^[A-Za-z][A-Za-z0-9 _-]*:$/ {
         h = $0; sub(/:$/, "", h)
         if (h == "options" || h == "commands") print ".SH " toupper(h)
         else print ".SS \"" esc(h) "\""
-        para = 0; next
+        blank = 0; next
     }
     # An entry: two spaces, the term, two or more spaces, the text.
     /^  [^ ]/ {
@@ -62,11 +61,12 @@ to_roff() {
         } else { term = line; text = "" }
         print ".TP"; print "\\fB" esc(term) "\\fR"
         if (text != "") print esc(text)
-        para = 0; next
+        blank = 0; next
     }
     # Continuation of an entry (deeper indentation) or of a paragraph.
-    /^   +/ { sub(/^ +/, ""); print esc($0); next }
-    { print esc($0); para = 1 }
+    /^   +/ && !blank { sub(/^ +/, ""); print esc($0); next }
+    # A paragraph line; after a blank line it starts a new paragraph.
+    { if (blank) print ".PP"; blank = 0; sub(/^ +/, ""); print esc($0) }
     END { if (state == "usage") print ".fi" }
     '
 }
