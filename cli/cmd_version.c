@@ -44,7 +44,7 @@ int cmd_version(int argc, char **argv)
         if (n < 2 || text[n - 1] != '}') return EXIT_INPUT_FAILED;
         text[n - 1] = 0;
         fputs(text, stdout);
-        fputs(", \"libmicrohttpd\": ", stdout);
+        fputs(",\"libmicrohttpd\":", stdout);
         cli_json_string(stdout, mhd ? mhd : "unknown");
         fputs("}\n", stdout);
         return EXIT_OK;
