@@ -8,6 +8,9 @@
 # The help texts share one layout (cli/*.c): "usage: ..." lines, paragraphs, then "options:"
 # (or "X options:") sections of "  --opt ARG   text" entries with indented continuations.
 # Run by CMake after the program is linked (target raddino_docs). POSIX sh + awk only.
+# Not help2man: it turns one program's GNU-style --help into one page, while ours has a help
+# text per command with sections of its own ("info options:"), and the completion scripts come
+# from the same parse; this is ~150 lines with no build dependency beyond the shell.
 set -eu
 prog=$1
 out=$2
