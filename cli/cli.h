@@ -156,5 +156,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_version(int argc, char **argv);   /* raddino --version */
 
 #endif

@@ -29,7 +29,8 @@ static const char usage[] =
     "  import       store vectors computed elsewhere (.npy + paths), verified by sample\n"
     "  probe        classification on stored vectors: logistic regression and kNN, AUROC\n"
     "\n"
-    "Run 'raddino COMMAND --help' for a command's options.\n"
+    "Run 'raddino COMMAND --help' for a command's options, 'raddino --version [--json]' for\n"
+    "the version, the libraries in use and the CPU kernel.\n"
     "Exit status: 0 all done; 1 the command failed, or some inputs did (files that could not\n"
     "be read or embedded; for index, files that failed in this run); 2 the command line is\n"
     "wrong (nothing done). --json output is UTF-8: a file name's bytes that are not valid\n"
@@ -65,10 +66,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return EXIT_OK;
     }
-    if (!strcmp(command, "--version")) {
-        puts("raddino 0.1.0");
-        return EXIT_OK;
-    }
+    if (!strcmp(command, "--version")) return cmd_version(argc - 1, argv + 1);
     if (!strcmp(command, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);

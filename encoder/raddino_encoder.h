@@ -39,6 +39,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
+#pragma GCC visibility push(default)
 
 typedef enum {
     RADDINO_OK = 0,
@@ -353,6 +355,7 @@ raddino_fetch_params raddino_fetch_default_params(void);
  * Offline: succeeds only when the model is already in the cache, without any request. */
 raddino_status raddino_hub_fetch(const raddino_fetch_params *params, raddino_hub_model *out);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

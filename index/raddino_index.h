@@ -79,6 +79,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
+#pragma GCC visibility push(default)
 
 #define RADDINO_INDEX_TYPE_MAX 128
 #define RADDINO_INDEX_MODEL_ID_MAX 256
@@ -245,6 +247,7 @@ raddino_status raddino_silhouette(const float *vectors, size_t n, int dim,
                                   const int32_t *assignment, int k, size_t sample, uint64_t seed,
                                   int n_threads, double *score);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

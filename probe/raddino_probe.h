@@ -41,6 +41,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
+#pragma GCC visibility push(default)
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
@@ -169,6 +171,7 @@ raddino_status raddino_probe_train(const float *X, size_t n, int d, const uint8_
                                    const int32_t *group, int32_t n_groups,
                                    const raddino_probe_params *p, raddino_probe_model *out);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -57,6 +57,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
+#pragma GCC visibility push(default)
 
 typedef struct {
     raddino_index_params index;     /* type, max_memory, nprobe, ef_search, n_threads */
@@ -125,6 +127,7 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
                                          const char *const *exclude_sha256, float *scores,
                                          int64_t *ids);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -93,6 +93,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
+#pragma GCC visibility push(default)
 
 #define RADDINO_STORE_SCHEMA 4
 #define RADDINO_STORE_DEFAULT_PATH "raddino.db"
@@ -368,6 +370,7 @@ typedef void (*raddino_store_modality_fn)(void *user, const char *modality, int6
 raddino_status raddino_store_dicom_modalities(raddino_store *db, raddino_store_modality_fn fn,
                                               void *user);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif
