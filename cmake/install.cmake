@@ -68,6 +68,9 @@ if(NOT RADDINO_SANITIZE)
 endif()
 
 set_target_properties(raddino PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+# The library loads the OpenMP OpenBLAS from its own folder, whichever libopenblas.so.0 the
+# system's alternatives select (see RADDINO_OPENBLAS_DIR in CMakeLists.txt), installed too.
+set_target_properties(raddino_shared PROPERTIES INSTALL_RPATH "${RADDINO_OPENBLAS_DIR}")
 
 # ---- man pages and completion, from the built program's --help ----
 set(RADDINO_DOCS ${CMAKE_CURRENT_BINARY_DIR}/docs)
@@ -123,6 +126,8 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)   # Depends from the ELF files (dpkg-shlibdeps, dpkg-dev)
+# dpkg-shlibdeps names the virtual libopenblas0; the library's RUNPATH wants the OpenMP build.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libopenblas0-openmp")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CMAKE_CURRENT_BINARY_DIR})
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 include(CPack)

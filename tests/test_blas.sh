@@ -16,9 +16,14 @@ case "$line" in
     *"=> $DIR/"*) ok ;;
     *) fail "libopenblas.so.0 resolves outside $DIR: '$line'" ;;
 esac
-# the RUNPATH names the folder (not only the build machine's current alternative)
-if readelf -d "$RADDINO" 2>/dev/null | grep -E 'R(UN)?PATH' | grep -qF "$DIR"; then ok; else
-    fail "no RUNPATH to $DIR"; fi
+# the RUNPATH of the object that needs libopenblas.so.0 (the program, or the libraddino.so it
+# loads) names the folder (not only the build machine's current alternative)
+needer=$RADDINO
+if ! readelf -d "$RADDINO" 2>/dev/null | grep -q 'NEEDED.*libopenblas\.so'; then
+    needer=$(sed -n 's/^[[:space:]]*libraddino\.so\.[0-9]* => \([^ ]*\) .*/\1/p' "$TMP/libs")
+fi
+if [ -n "$needer" ] && readelf -d "$needer" 2>/dev/null | grep -E 'R(UN)?PATH' | grep -qF "$DIR"
+then ok; else fail "no RUNPATH to $DIR in '$needer'"; fi
 echo "selected alternative: $(readlink -f /usr/lib/x86_64-linux-gnu/libopenblas.so.0 2>/dev/null)"
 echo "loaded: $line"
 finish blas
