@@ -25,7 +25,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -711,6 +714,58 @@ void codec_decode_catching(const uint8_t *data, size_t size, const char *name, i
     }
 }
 
+#ifndef RADDINO_DICOM_NO_FORK
+/* Seconds a codec child may take: a minute, and a second more per MB of output (a 200-megapixel
+ * 16-bit frame, 400 MB, gets about 8 minutes; real radiographs decode in about a second). A
+ * child that takes longer has hung (a lock some other thread held at the fork, a codec loop)
+ * and is killed, so that no caller waits for ever. */
+static int codec_time_limit(size_t frame_bytes)
+{
+    const char *test_limit = getenv("RADDINO_TEST_DICOM_CODEC_LIMIT_S");   /* tests only */
+    if (test_limit && atoi(test_limit) > 0) return atoi(test_limit);
+    size_t extra = frame_bytes / 1000000;
+    return 60 + (int)(extra > 3600 ? 3600 : extra);
+}
+
+/* Waits until the child has exited or limit_s seconds have passed; 1 when it exited. The child
+ * is not reaped here. A pidfd (Linux 5.3) wakes poll() when the child ends; without one, the
+ * exit is looked for every 10 ms. */
+static bool wait_for_child(pid_t pid, int limit_s)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left_ms = (long long)limit_s * 1000 - ((now.tv_sec - start.tv_sec) * 1000LL +
+                                                         (now.tv_nsec - start.tv_nsec) / 1000000);
+        if (left_ms <= 0) break;
+        if (fd >= 0) {
+            struct pollfd p = {(int)fd, POLLIN, 0};
+            int r = poll(&p, 1, left_ms > 1000 ? 1000 : (int)left_ms);
+            if (r > 0) {
+                close((int)fd);
+                return true;
+            }
+            if (r < 0 && errno != EINTR) {
+                close((int)fd);
+                fd = -1;
+            }
+        } else {
+            siginfo_t info;
+            std::memset(&info, 0, sizeof info);
+            int r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
+            if (r == 0 && info.si_pid == pid) return true;
+            if (r < 0 && errno != EINTR) return true;   /* not ours to wait for: waitpid says */
+            struct timespec tick = {0, 10000000};
+            nanosleep(&tick, nullptr);
+        }
+    }
+    if (fd >= 0) close((int)fd);
+    return false;
+}
+#endif
+
 /* The codecs we do not own (GDCM's IJG JPEG, CharLS, OpenJPEG) run in a child process. Debian
  * builds GDCM with its assert()s on, and damaged compressed streams reach some of them: what we
  * can check before calling GDCM we check (dicom_check_structure, check_header, the codestream's
@@ -721,10 +776,14 @@ void codec_decode_catching(const uint8_t *data, size_t size, const char *name, i
  * Cost: one fork per compressed DICOM image, about a millisecond against tens to hundreds of
  * milliseconds of decoding (bench figures in the README); native and RLE data, which we decode
  * ourselves, never fork. Only the forking thread exists in the child: GDCM and the codecs take
- * no lock another thread of ours could hold there, and malloc is fork-safe in glibc.
+ * no lock another thread of ours could hold there, and malloc is fork-safe in glibc; should a
+ * child hang all the same, it is killed after codec_time_limit() and the file refused.
+ * AddressSanitizer's allocator is not fork-safe with threads (a child of a threaded parent can
+ * block for ever on its locks), so sanitizer builds decode in process (CMakeLists.txt).
  * Built with RADDINO_DICOM_NO_FORK (the fuzz build: the fuzzer must see the crash itself),
- * the codecs run in process. Testing hook: RADDINO_TEST_DICOM_CODEC_ABORT=1 makes the child
- * abort() before decoding. */
+ * the codecs run in process. Testing hooks: RADDINO_TEST_DICOM_CODEC_ABORT=1 makes the child
+ * abort() before decoding, RADDINO_TEST_DICOM_CODEC_HANG=1 makes it wait for ever, and
+ * RADDINO_TEST_DICOM_CODEC_LIMIT_S=N sets the time limit. */
 raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
                                      int frame, const dicom_header *h, bool by_syntax,
                                      size_t frame_bytes, uint8_t *pixels, codec_result *out)
@@ -757,17 +816,27 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
         /* Testing hook: a codec that aborts, as GDCM's do on some damaged streams. */
         const char *hook = getenv("RADDINO_TEST_DICOM_CODEC_ABORT");
         if (hook && *hook) abort();
+        /* Testing hook: a codec that never returns (a deadlock). */
+        const char *hang = getenv("RADDINO_TEST_DICOM_CODEC_HANG");
+        if (hang && *hang)
+            for (;;) pause();
         codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, shared_pixels,
                               shared);
         __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
         _exit(0);
     }
     int status = 0;
+    int limit_s = codec_time_limit(frame_bytes);
+    bool timed_out = !wait_for_child(pid, limit_s);
+    if (timed_out) kill(pid, SIGKILL);
     pid_t waited;
     while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
-    bool done = __atomic_load_n(&shared->done, __ATOMIC_ACQUIRE) != 0;
+    bool done = !timed_out && __atomic_load_n(&shared->done, __ATOMIC_ACQUIRE) != 0;
     raddino_status st;
-    if (waited == pid && WIFSIGNALED(status))
+    if (timed_out)
+        st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the %s decoder did not finish within "
+                          "%d s; stopped", name, h->transfer_syntax, limit_s);
+    else if (waited == pid && WIFSIGNALED(status))
         st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the %s decoder died on this file "
                           "(signal %d, %s): damaged or unsupported pixel data", name,
                           h->transfer_syntax, WTERMSIG(status), strsignal(WTERMSIG(status)));

@@ -528,6 +528,28 @@ START_TEST(test_codec_abort_isolated)
 }
 END_TEST
 
+/* A codec child that hangs (a lock held at the fork, a codec loop) is killed at its time limit
+ * and the file refused: the caller never waits for ever. */
+START_TEST(test_codec_hang_stopped)
+{
+#ifndef RADDINO_DICOM_NO_FORK_TEST    /* -DRADDINO_DICOM_FORK=OFF: no child, no hook */
+    const char *path = test_path("dicom/RG2_hip_q_J2KR.dcm");
+    raddino_image img;
+    memset(&img, 0, sizeof img);
+    setenv("RADDINO_TEST_DICOM_CODEC_HANG", "1", 1);
+    setenv("RADDINO_TEST_DICOM_CODEC_LIMIT_S", "1", 1);
+    raddino_status st = load(path, 0, 0, &img);
+    unsetenv("RADDINO_TEST_DICOM_CODEC_HANG");
+    unsetenv("RADDINO_TEST_DICOM_CODEC_LIMIT_S");
+    ck_assert_int_eq(st.code, RADDINO_ERR_FORMAT);
+    ck_assert_msg(strstr(st.message, "decoder did not finish within 1 s") &&
+                      strstr(st.message, path) && !strchr(st.message, '\n'),
+                  "%s", st.message);
+    ck_assert_ptr_null(img.rgb);
+#endif
+}
+END_TEST
+
 /* The second frame of multi-frame files whose frames are not whole bytes apart (1-bit: 91
  * pixels a frame) or are one RLE fragment each: frame 2 is frame 1 inverted. */
 START_TEST(test_second_frames)
@@ -661,6 +683,7 @@ static Suite *dicom_suite(void)
     add_case(s, "refused", test_refused, 0);
     add_case(s, "rle_decoder", test_rle_decoder, 0);
     add_case(s, "codec_abort", test_codec_abort_isolated, 0);
+    add_case(s, "codec_hang", test_codec_hang_stopped, 0);
     return s;
 }
 
