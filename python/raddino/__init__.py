@@ -164,7 +164,20 @@ def _as_rgb(a):
     return np.ascontiguousarray(a)
 
 
-class Encoder:
+class _Closing:
+    """`with` and garbage collection call the subclass's close()."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Encoder(_Closing):
     """The RAD-DINO encoder (DINOv2 ViT) of a model folder.
 
     model: folder with config.json, preprocessor_config.json and the weights; None: $RADDINO_MODEL,
@@ -192,15 +205,6 @@ class Encoder:
         if getattr(self, "_h", None):
             _encoder_close(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _handle(self):
         if not self._h:
@@ -251,7 +255,7 @@ Hit = namedtuple("Hit", ["id", "score", "path"])
 Clusters = namedtuple("Clusters", ["ids", "labels", "distances", "centroids", "objective"])
 
 
-class Collection:
+class Collection(_Closing):
     """A database made by `raddino index`, with its search index (DB.faiss beside it, loaded,
     refreshed or built as `raddino search` does). Opened read-only on one snapshot: rows a
     running `raddino index` commits later are not seen until it is opened again.
@@ -276,15 +280,6 @@ class Collection:
         if getattr(self, "_h", None):
             _col_close(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def __len__(self):
         n = ctypes.c_int64()
