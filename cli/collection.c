@@ -75,9 +75,9 @@ raddino_collection *cli_open_collection(const cli_collection_options *o, int *ex
     raddino_status st = raddino_collection_open(cli_db_path(o->db), &o->params, &c);
     if (st.code) {
         cli_status_error(&st);
-        *exit_code = st.code == RADDINO_ERR_ARGUMENT && strstr(st.message, "--index-type")
-                         ? EXIT_USAGE
-                         : EXIT_INPUT_FAILED;
+        /* A bad --index-type is refused while parsing (EXIT_USAGE); what fails here, an
+         * unknown factory string included, is the collection's failure. */
+        *exit_code = EXIT_INPUT_FAILED;
         return NULL;
     }
     raddino_collection_info info;

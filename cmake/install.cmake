@@ -10,7 +10,7 @@
 # through RPATH $ORIGIN/../lib, so an installed tree can be moved.
 include(GNUInstallDirs)
 
-set(RADDINO_LIB_PARTS raddino_encoder raddino_store raddino_index raddino_search raddino_probe)
+set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_store raddino_index raddino_search raddino_probe)
 set_target_properties(${RADDINO_LIB_PARTS} PROPERTIES POSITION_INDEPENDENT_CODE ON
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 get_target_property(_faiss_c_type raddino_faiss_c TYPE)
@@ -37,7 +37,7 @@ if(RADDINO_FAISS_INDEX_H)
 endif()
 
 add_library(raddino_shared SHARED lib/build_info.c lib/flat.c
-  $<TARGET_OBJECTS:raddino_encoder> $<TARGET_OBJECTS:raddino_store>
+  $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder> $<TARGET_OBJECTS:raddino_store>
   $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_search>
   $<TARGET_OBJECTS:raddino_probe>)
 add_dependencies(raddino_shared raddino_git_commit)
@@ -47,6 +47,7 @@ set_target_properties(raddino_shared PROPERTIES OUTPUT_NAME raddino
   LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.map)
 target_include_directories(raddino_shared
   PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/lib>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/common>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/encoder>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/store>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/index>
@@ -95,7 +96,7 @@ configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.pc.in
 # ---- install ----
 install(TARGETS raddino RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS raddino_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES lib/raddino.h encoder/raddino_encoder.h store/raddino_store.h index/raddino_index.h
+install(FILES lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h store/raddino_store.h index/raddino_index.h
               search/raddino_search.h probe/raddino_probe.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/raddino.pc

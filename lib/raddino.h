@@ -22,6 +22,7 @@
 #ifndef RADDINO_H
 #define RADDINO_H
 
+#include "raddino_status.h"
 #include "raddino_encoder.h"
 #include "raddino_index.h"
 #include "raddino_probe.h"

@@ -12,7 +12,7 @@
  *     st = raddino_store_foreach_vector(db, on_vector, user);   // (image id, path, vector)
  *     raddino_store_close(db);
  *
- * Every call returns a raddino_status (encoder/raddino_encoder.h): code 0 is success, otherwise
+ * Every call returns a raddino_status (common/raddino_status.h): code 0 is success, otherwise
  * `message` is one line naming the database file. A raddino_store is used by one thread at a
  * time; any number of processes may hold read-only stores while one writer indexes (WAL mode).
  *

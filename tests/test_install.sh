@@ -28,7 +28,7 @@ RADDINO=$P/bin/raddino
 # --- install ---
 expect 0 "cmake --install" -- cmake --install "$BUILD" --prefix "$P"
 for f in bin/raddino lib/libraddino.so lib/libraddino.so.0 lib/pkgconfig/raddino.pc \
-         include/raddino/raddino.h include/raddino/raddino_encoder.h \
+         include/raddino/raddino.h include/raddino/raddino_status.h include/raddino/raddino_encoder.h \
          include/raddino/raddino_store.h include/raddino/raddino_index.h \
          include/raddino/raddino_search.h share/man/man1/raddino.1 \
          share/bash-completion/completions/raddino share/zsh/vendor-completions/_raddino \
