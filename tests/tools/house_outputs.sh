@@ -52,6 +52,20 @@ run eval eval --labels "$LABELS" --json
 run eval_multi eval --labels "$LABELS" --multi-label '|' --at 1,3 --json
 run probe probe --labels "$LABELS" --folds 2 --inner-folds 2 --json
 notime <"$OUT/probe.out" >"$OUT/probe.json" && rm "$OUT/probe.out"
+# The model rows exactly as stored (existing databases must keep matching), with the default
+# window and with --window auto and C,W, which are other models.
+models() { python3 -c 'import sqlite3,sys
+for r in sqlite3.connect(sys.argv[1]).execute("SELECT id, weights_sha256, config_json, repository, revision, dim FROM models ORDER BY id"): print(r)' "$1"; }
+models "$DB" >"$OUT/models.txt"
+Q=$DATA/derived_dicom
+run index_window index --db "$WORK/w.db" --model "$MODEL" --window auto --json --quiet "$Q"
+notime <"$OUT/index_window.out" >"$OUT/index_window.json" && rm "$OUT/index_window.out"
+run index_window2 index --db "$WORK/w.db" --model "$MODEL" --window 40,400.5 --reembed --json --quiet "$Q"
+notime <"$OUT/index_window2.out" >"$OUT/index_window2.json" && rm "$OUT/index_window2.out"
+models "$WORK/w.db" >"$OUT/models_window.txt"
+run search_window search --db "$WORK/w.db" --model "$MODEL" --window 40,400.5 --json -k 3 "$Q/966_chest_q_RLE.dcm"
+run search_window_refused search --db "$WORK/w.db" --model "$MODEL" --json -k 3 "$Q/966_chest_q_RLE.dcm"
+run export_window export --db "$WORK/w.db" --npy "$OUT/export_window.npy" --csv
 # The database path is random: name it DB in what the commands printed.
 for f in "$OUT"/*; do
   case $f in *.npy) continue ;; esac
