@@ -40,7 +40,7 @@ typedef struct {
     cli_model_source source;
     char dir[RADDINO_PATH_MAX];
     raddino_hub_model hub;  /* source == CLI_MODEL_FROM_CACHE */
-    char weights_sha256[65];    /* set by cli_open_encoder_at when it hashed the weights */
+    char weights_sha256[65];    /* set by cli_open_encoder_at when it checked the weights */
 } cli_model_location;
 
 /* Option codes above any letter, so that commands keep their letters free. */
@@ -97,11 +97,6 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
 
 /* The image loading options the model options describe (pixel cap, DICOM window). */
 raddino_load_options cli_load_options(const cli_model_options *o);
-
-/* Appends the DICOM --window setting to a model's config_json (raddino_store_model_json) when it
- * is not the default, so that vectors made with another window count as another model. The
- * default adds nothing: databases made before DICOM support keep their model row. */
-raddino_status cli_model_json_window(const cli_model_options *o, char *json, size_t cap);
 
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out);

@@ -412,7 +412,7 @@ static int run_import(import_options *o)
     raddino_encoder *enc = NULL;
     raddino_store *db = NULL;
     int exit_code = EXIT_INPUT_FAILED;
-    char sha[65], json[4096], npy_sha[65];
+    char npy_sha[65];
     if (!read_paths(o, &rows, &n)) goto done;
     raddino_status st = npy_read_float(o->npy, &v, &n_dims, shape);
     if (!st.code) st = cli_file_sha256(o->npy, npy_sha);
@@ -445,7 +445,8 @@ static int run_import(import_options *o)
             cli_error("%s: row %zu (%s) holds a value that is not finite", o->npy, r, rows[r].path);
             goto done;
         }
-    st = cli_model_identity(enc, &o->model, sha, json, sizeof json);
+    raddino_model_identity id;
+    st = raddino_encoder_identity(enc, &id);
     if (st.code) {
         cli_status_error(&st);
         goto done;
@@ -457,7 +458,7 @@ static int run_import(import_options *o)
         raddino_store *reader = NULL;
         int same = 1;
         char why[RADDINO_MESSAGE_MAX];
-        raddino_store_model m = {sha, json, NULL, NULL, info.hidden};
+        raddino_store_model m = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
         st = raddino_store_open(db_path, &rp, &reader);
         if (!st.code) st = raddino_store_model_matches(reader, &m, &same, why, sizeof why);
         raddino_store_close(reader);
@@ -480,7 +481,7 @@ static int run_import(import_options *o)
     enc = NULL;
     /* accepted: the writer, then the DICOM metadata (salted per database), then one batch */
     st = raddino_store_open(db_path, NULL, &db);
-    raddino_store_model m = {sha, json, NULL, NULL, info.hidden};
+    raddino_store_model m = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
     int64_t model_id, dropped;
     if (!st.code) st = raddino_store_use_model(db, &m, 0, &model_id, &dropped);
     char salt[65];

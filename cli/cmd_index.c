@@ -272,20 +272,20 @@ static void repository_from_path(const char *dir, char *repo, size_t repo_cap, c
 
 static int use_model(indexer *x)
 {
-    char sha[65], json[4096], repo[256], rev[128];
-    raddino_status st = cli_file_sha256(x->info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&x->info, json, sizeof json);
-    if (!st.code) st = cli_model_json_window(&x->o->model, json, sizeof json);
+    char repo[256], rev[128];
+    raddino_model_identity id;
+    raddino_status st = raddino_encoder_identity(x->enc, &id);
+    const char *sha = id.weights_sha256;
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;
     }
     const char *dir = x->o->model.model ? x->o->model.model : getenv("RADDINO_MODEL");
     repository_from_path(dir ? dir : "", repo, sizeof repo, rev, sizeof rev);
-    raddino_store_model m = {sha, json, repo[0] ? repo : NULL, rev[0] ? rev : NULL,
-                             x->info.hidden};
-    int64_t id, dropped;
-    st = raddino_store_use_model(x->store, &m, x->o->reembed, &id, &dropped);
+    raddino_store_model m = {sha, id.config_json, repo[0] ? repo : NULL, rev[0] ? rev : NULL,
+                             id.dim};
+    int64_t model_id, dropped;
+    st = raddino_store_use_model(x->store, &m, x->o->reembed, &model_id, &dropped);
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;

@@ -1113,9 +1113,10 @@ static int run_predict(probe_options *o)
     raddino_encoder *enc = cli_open_encoder(&o->model, &exit_code);
     if (!enc) goto done;
     exit_code = EXIT_INPUT_FAILED;
-    char sha[65], config[8192];
-    st = cli_model_identity(enc, &o->model, sha, config, sizeof config);
-    if (!st.code && (strcmp(sha, p.sha) || strcmp(config, p.config)))
+    raddino_model_identity id;
+    st = raddino_encoder_identity(enc, &id);
+    const char *sha = id.weights_sha256;
+    if (!st.code && (strcmp(sha, p.sha) || strcmp(id.config_json, p.config)))
         st = raddino_status_error(RADDINO_ERR_MODEL, "%s: the probe was trained on vectors of "
                                   "another model (weights sha256 %.12s..., not %.12s... of the "
                                   "model given, or other preprocessing)", o->probe_file, p.sha,

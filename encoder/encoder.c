@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@ struct raddino_encoder {
     uint8_t *crop;
     float *pixels, *tokens;
     size_t crop_cap, pixels_cap, tokens_cap;
+    char weights_sha256[65];    /* "" until raddino_encoder_identity hashed the weights */
 };
 
 raddino_encoder_params raddino_encoder_default_params(void)
@@ -377,4 +380,77 @@ void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_heigh
         const float *row = tokens + (1 + t) * (size_t)hidden;
         for (int d = 0; d < hidden; d++) map[(size_t)d * n + t] = row[d];
     }
+}
+
+/* ---- identity ---------------------------------------------------------------------------- */
+
+static raddino_status file_sha256(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char digest[32];
+    unsigned int digest_len = 0;
+    unsigned char *buffer = malloc(1 << 16);
+    bool ok = ctx && buffer && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    size_t n;
+    while (ok && (n = fread(buffer, 1, 1 << 16, f)) > 0) ok = EVP_DigestUpdate(ctx, buffer, n);
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &digest_len) && digest_len == 32;
+    EVP_MD_CTX_free(ctx);
+    free(buffer);
+    fclose(f);
+    if (!ok) return status_error(RADDINO_ERR_IO, "%s: cannot read to hash it", path);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return status_ok();
+}
+
+/* The text is what collections stored before the identity moved here (raddino_store_model_json
+ * and the command's window suffix): the same bytes, so existing databases keep matching. */
+static raddino_status identity_json(const raddino_model_info *i, const raddino_load_options *load,
+                                    char *out, size_t cap)
+{
+    int n = snprintf(
+        out, cap,
+        "{\"hidden\": %d, \"layers\": %d, \"heads\": %d, \"mlp\": %d, \"patch\": %d, "
+        "\"channels\": %d, \"image_size\": %d, \"layer_norm_eps\": %.9g, "
+        "\"input\": [%d, %d], \"preprocessing\": {\"do_convert_rgb\": %d, \"do_resize\": %d, "
+        "\"do_center_crop\": %d, \"do_rescale\": %d, \"do_normalize\": %d, "
+        "\"resize_shortest_edge\": %d, \"resize\": [%d, %d], \"resample\": %d, "
+        "\"crop\": [%d, %d], \"rescale_factor\": %.17g, \"image_mean\": [%.9g, %.9g, %.9g], "
+        "\"image_std\": [%.9g, %.9g, %.9g]}",
+        i->hidden, i->layers, i->heads, i->mlp, i->patch, i->channels, i->image_size,
+        (double)i->layer_norm_eps, i->input_height, i->input_width, i->do_convert_rgb,
+        i->do_resize, i->do_center_crop, i->do_rescale, i->do_normalize,
+        i->resize_shortest_edge, i->resize_height, i->resize_width, i->resample,
+        i->crop_height, i->crop_width, i->rescale_factor, (double)i->image_mean[0],
+        (double)i->image_mean[1], (double)i->image_mean[2], (double)i->image_std[0],
+        (double)i->image_std[1], (double)i->image_std[2]);
+    size_t len = n < 0 ? cap : (size_t)n;
+    if (len < cap) {
+        if (load->window == RADDINO_WINDOW_AUTO)
+            n = snprintf(out + len, cap - len, ", \"dicom_window\": \"auto\"}");
+        else if (load->window == RADDINO_WINDOW_EXPLICIT)
+            n = snprintf(out + len, cap - len,
+                         ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
+                         load->window_center, load->window_width);
+        else
+            n = snprintf(out + len, cap - len, "}");
+        len = n < 0 ? cap : len + (size_t)n;
+    }
+    if (len >= cap) return status_error(RADDINO_ERR_ARGUMENT, "model description too long");
+    return status_ok();
+}
+
+raddino_status raddino_encoder_identity(raddino_encoder *enc, raddino_model_identity *out)
+{
+    if (!enc || !out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_identity: NULL");
+    memset(out, 0, sizeof *out);
+    raddino_model_info info;
+    raddino_status st = raddino_encoder_info(enc, &info);
+    if (!st.code && !enc->weights_sha256[0]) st = file_sha256(enc->weights_path, enc->weights_sha256);
+    if (!st.code) st = identity_json(&info, &enc->load, out->config_json, sizeof out->config_json);
+    if (st.code) return st;
+    memcpy(out->weights_sha256, enc->weights_sha256, sizeof out->weights_sha256);
+    out->dim = info.hidden;
+    return st;
 }

@@ -129,6 +129,24 @@ typedef struct {
 
 raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_info *out);
 
+/* What decides the vectors an encoder makes, as a collection records and compares it: two
+ * encoders with the same identity make the same vectors (to rounding), two with different ones
+ * make vectors that must not be mixed. */
+#define RADDINO_IDENTITY_JSON_MAX 4096
+typedef struct {
+    char weights_sha256[65];    /* hex SHA-256 of the weights file's bytes */
+    /* Canonical JSON of everything else: architecture, preprocessing, and the DICOM window
+     * when it is not the default min-max (the default adds nothing, so collections made before
+     * DICOM support keep their model). The same bytes for the same settings, always: stored
+     * collections compare it as text. */
+    char config_json[RADDINO_IDENTITY_JSON_MAX];
+    int dim;                    /* vector length (hidden size) */
+} raddino_model_identity;
+
+/* Fills *out. The first call reads the whole weights file to hash it (346 MB for RAD-DINO) and
+ * keeps the hash; later calls are free. Not to be called while another thread uses enc. */
+raddino_status raddino_encoder_identity(raddino_encoder *enc, raddino_model_identity *out);
+
 /* ---- Images ------------------------------------------------------------------------------ */
 
 /* A decoded image converted to 8-bit RGB, interleaved, row-major (Pillow's convert("RGB")

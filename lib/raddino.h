@@ -121,11 +121,10 @@ raddino_status raddino_collection_get_vector(raddino_collection *c, int64_t id, 
 raddino_status raddino_collection_find(raddino_collection *c, const char *path, int64_t *id,
                                        int *found);
 
-/* Refuses (RADDINO_ERR_MODEL) an encoder whose model (weights sha256, architecture,
- * preprocessing) is not the collection's, as raddino_collection_check_model. For encoders opened
- * with the default DICOM window (the only kind raddino_encoder_open_simple makes). */
-raddino_status raddino_collection_check_encoder(raddino_collection *c,
-                                                const raddino_encoder *enc);
+/* Refuses (RADDINO_ERR_MODEL) an encoder whose model (raddino_encoder_identity: weights sha256,
+ * architecture, preprocessing, DICOM window) is not the collection's, as
+ * raddino_collection_check_model. The first call on an encoder hashes its weights. */
+raddino_status raddino_collection_check_encoder(raddino_collection *c, raddino_encoder *enc);
 
 /* The collection's statistics as one JSON object: the fields of raddino_store_stats ("images",
  * "ok", "failed", "vectors", "dim", "models", "dicom", "generation", "weights_sha256", ...),
