@@ -11,7 +11,6 @@
  * later index of the same folder finds them unchanged and embeds nothing. */
 #include "collection.h"
 #include "csv.h"
-#include "index.h"
 #include "labels.h"
 #include "npy.h"
 
@@ -239,10 +238,11 @@ static bool describe_file(import_row *row, bool allow_missing)
         cli_error("%s: %s", row->path, strerror(errno));
         return false;
     }
-    bool decodable;
-    const char *why = NULL;
-    if (!index_sniff(head, got, row->path, &row->format, &decodable, &why) || !decodable) {
-        cli_error("%s: %s", row->path, why ? why : "not an image raddino reads");
+    raddino_sniff sniff;
+    int is_image = raddino_image_sniff(head, got, row->path, &sniff);
+    row->format = sniff.format;
+    if (!is_image || !sniff.decodable) {
+        cli_error("%s: %s", row->path, sniff.why ? sniff.why : "not an image raddino reads");
         return false;
     }
     raddino_status st = cli_file_sha256(row->path, row->sha256);
@@ -252,7 +252,8 @@ static bool describe_file(import_row *row, bool allow_missing)
     }
     row->exists = 1;
     row->size = (int64_t)sb.st_size;
-    row->mtime_ns = index_mtime_ns(&sb);
+    /* As the indexer records it (ingest/walk.c), so a later index run finds it unchanged. */
+    row->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     png_size(head, got, &row->width, &row->height);
     return true;
 }

@@ -10,7 +10,8 @@
 # through RPATH $ORIGIN/../lib, so an installed tree can be moved.
 include(GNUInstallDirs)
 
-set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_store raddino_index raddino_search raddino_probe)
+set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_store raddino_index raddino_search
+  raddino_probe raddino_ingest)
 set_target_properties(${RADDINO_LIB_PARTS} PROPERTIES POSITION_INDEPENDENT_CODE ON
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 get_target_property(_faiss_c_type raddino_faiss_c TYPE)
@@ -39,7 +40,7 @@ endif()
 add_library(raddino_shared SHARED lib/build_info.c lib/flat.c
   $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder> $<TARGET_OBJECTS:raddino_store>
   $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_search>
-  $<TARGET_OBJECTS:raddino_probe>)
+  $<TARGET_OBJECTS:raddino_probe> $<TARGET_OBJECTS:raddino_ingest>)
 add_dependencies(raddino_shared raddino_git_commit)
 set_target_properties(raddino_shared PROPERTIES OUTPUT_NAME raddino
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
@@ -53,12 +54,13 @@ target_include_directories(raddino_shared
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/index>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/search>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/probe>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/ingest>
   PRIVATE ${RADDINO_GENERATED} ${GDCM_INCLUDE_DIR})
 target_compile_definitions(raddino_shared PRIVATE
   RADDINO_VERSION_STRING="${PROJECT_VERSION}" RADDINO_FAISS_VERSION="${RADDINO_FAISS_VERSION}")
 target_link_libraries(raddino_shared PRIVATE raddino_faiss_c PkgConfig::OPENBLAS
   PkgConfig::CJSON PkgConfig::LIBJPEG PkgConfig::LIBPNG PkgConfig::LIBCURL PkgConfig::LIBCRYPTO
-  PkgConfig::SQLITE3 ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
+  PkgConfig::SQLITE3 Threads::Threads ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
   OpenMP::OpenMP_C m)
 target_link_options(raddino_shared PRIVATE
   -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.map)
@@ -97,7 +99,7 @@ configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.pc.in
 install(TARGETS raddino RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS raddino_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h store/raddino_store.h index/raddino_index.h
-              search/raddino_search.h probe/raddino_probe.h
+              search/raddino_search.h probe/raddino_probe.h ingest/raddino_ingest.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/raddino.pc
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

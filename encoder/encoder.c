@@ -382,6 +382,13 @@ void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_heigh
     }
 }
 
+raddino_status raddino_encoder_load_options(const raddino_encoder *enc, raddino_load_options *out)
+{
+    if (!enc || !out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_load_options: NULL");
+    *out = enc->load;
+    return status_ok();
+}
+
 /* ---- identity ---------------------------------------------------------------------------- */
 
 static raddino_status file_sha256(const char *path, char hex[65])

@@ -196,6 +196,26 @@ typedef struct {
 
 raddino_status raddino_image_load_ex(const char *path, const raddino_load_options *opts,
                                      raddino_image *out);
+
+/* The loading options an encoder was opened with (pixel cap, DICOM window), as
+ * raddino_embed_file uses them: decode with these to embed what raddino_embed_file would. */
+raddino_status raddino_encoder_load_options(const raddino_encoder *enc, raddino_load_options *out);
+
+/* Recognising an image by its content: the one table of magic numbers (raddino index and import
+ * use it to tell images from other files without decoding them). */
+#define RADDINO_SNIFF_BYTES 132     /* enough for every format: DICOM's "DICM" is at 128 */
+typedef struct {
+    const char *format;     /* "png", "jpeg", "dicom", "bmp", "pnm", "tga"; or a format we
+                               recognise but do not decode: "tiff", "jpeg2000", "gif", "webp" */
+    int decodable;          /* 1: raddino_image_load handles it */
+    const char *why;        /* not decodable: why, one line (e.g. "TIFF images are not
+                               supported (convert them to PNG)"); else NULL */
+} raddino_sniff;
+
+/* Looks at the first n bytes of a file (RADDINO_SNIFF_BYTES when the file has them); name is
+ * used only for TGA, which has no magic number (a ".tga" suffix). Returns 1 and fills *out for
+ * an image (decodable or not), 0 for anything else (out->format NULL). */
+int raddino_image_sniff(const void *head, size_t n, const char *name, raddino_sniff *out);
 raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const char *name,
                                             const raddino_load_options *opts, raddino_image *out);
 
