@@ -70,6 +70,21 @@ if(NOT RADDINO_SANITIZE)
   target_link_options(raddino_shared PRIVATE -Wl,--no-undefined)
 endif()
 
+# The public headers, also as build/include/raddino/ so the examples build here as they do
+# against an installed tree: #include <raddino/raddino.h>, the headers and libraddino.so only.
+set(RADDINO_PUBLIC_HEADERS lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h
+    store/raddino_store.h index/raddino_index.h search/raddino_search.h probe/raddino_probe.h
+    ingest/raddino_ingest.h)
+foreach(h ${RADDINO_PUBLIC_HEADERS})
+  get_filename_component(_name ${h} NAME)
+  configure_file(${h} ${CMAKE_CURRENT_BINARY_DIR}/include/raddino/${_name} COPYONLY)
+endforeach()
+add_executable(index_folder examples/index_folder.c)
+target_include_directories(index_folder PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/include)
+target_link_libraries(index_folder PRIVATE $<TARGET_LINKER_FILE:raddino_shared>)
+add_dependencies(index_folder raddino_shared)
+set_target_properties(index_folder PROPERTIES BUILD_RPATH $<TARGET_FILE_DIR:raddino_shared>)
+
 set_target_properties(raddino PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 # The library loads the OpenMP OpenBLAS from its own folder, whichever libopenblas.so.0 the
 # system's alternatives select (see RADDINO_OPENBLAS_DIR in CMakeLists.txt), installed too.
@@ -98,9 +113,7 @@ configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.pc.in
 # ---- install ----
 install(TARGETS raddino RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS raddino_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h store/raddino_store.h index/raddino_index.h
-              search/raddino_search.h probe/raddino_probe.h ingest/raddino_ingest.h
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
+install(FILES ${RADDINO_PUBLIC_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/raddino.pc
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 install(DIRECTORY ${RADDINO_DOCS}/man1 DESTINATION ${CMAKE_INSTALL_MANDIR})
@@ -109,7 +122,8 @@ install(FILES ${RADDINO_DOCS}/completion/raddino
 install(FILES ${RADDINO_DOCS}/completion/_raddino
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/zsh/vendor-completions)
 install(FILES LICENSE THIRD_PARTY_NOTICES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(FILES examples/nearest.c examples/Makefile DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+install(FILES examples/nearest.c examples/index_folder.c examples/Makefile
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 # ---- Debian package: cpack -G DEB (in the build folder) ----
 set(CPACK_GENERATOR DEB)
