@@ -4,7 +4,7 @@
 #define RADDINO_CLI_COLLECTION_H
 
 #include "cli.h"
-#include "raddino_search.h"
+#include "raddino_collection.h"
 
 typedef struct {
     const char *db;                     /* --db */

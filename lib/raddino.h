@@ -1,5 +1,6 @@
-/* raddino.h — libraddino in one include: the encoder, store, index and search APIs, the
- * library's build information, and a few flat entry points for foreign-function interfaces.
+/* raddino.h — libraddino in one include: the status, encoder, store, index, collection, probe
+ * and ingest APIs, the library's build information, and a few flat entry points for
+ * foreign-function interfaces.
  *
  * Build against the installed library with pkg-config:
  *
@@ -27,7 +28,7 @@
 #include "raddino_index.h"
 #include "raddino_ingest.h"
 #include "raddino_probe.h"
-#include "raddino_search.h"
+#include "raddino_collection.h"
 #include "raddino_store.h"
 
 #include <stddef.h>

@@ -30,7 +30,7 @@ expect 0 "cmake --install" -- cmake --install "$BUILD" --prefix "$P"
 for f in bin/raddino lib/libraddino.so lib/libraddino.so.0 lib/pkgconfig/raddino.pc \
          include/raddino/raddino.h include/raddino/raddino_status.h include/raddino/raddino_encoder.h \
          include/raddino/raddino_store.h include/raddino/raddino_index.h \
-         include/raddino/raddino_search.h share/man/man1/raddino.1 \
+         include/raddino/raddino_collection.h share/man/man1/raddino.1 \
          share/bash-completion/completions/raddino share/zsh/vendor-completions/_raddino \
          share/doc/raddino/LICENSE share/doc/raddino/THIRD_PARTY_NOTICES; do
     [ -e "$P/$f" ] && ok || fail "installed $f"

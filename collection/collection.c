@@ -1,5 +1,5 @@
-/* search.c — a store and its derived FAISS index kept in step (see raddino_search.h). */
-#include "raddino_search.h"
+/* collection.c — a store and its derived FAISS index kept in step (see raddino_collection.h). */
+#include "raddino_collection.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* raddino_search.h — a collection ready to search: the SQLite store (store/) and its FAISS index
+/* raddino_collection.h — a collection ready to search: the SQLite store (store/) and its FAISS index
  * (index/) kept in step. The library behind raddino search, index-info, cluster, dedup and eval.
  *
  * What it does: opens a database read-only, takes one read snapshot of it, and makes sure the
@@ -48,8 +48,8 @@
  * collection holds its read snapshot until closed: lookups see the rows the index was made
  * from, whatever a concurrent `raddino index` commits meanwhile. One thread at a time.
  */
-#ifndef RADDINO_SEARCH_H
-#define RADDINO_SEARCH_H
+#ifndef RADDINO_COLLECTION_H
+#define RADDINO_COLLECTION_H
 
 #include "raddino_index.h"
 #include "raddino_store.h"
