@@ -129,26 +129,28 @@ static raddino_status read_rows(raddino_collection *c, collection_rows *r)
     raddino_collection_info ci;
     raddino_collection_get_info(c, &ci);
     r->dim = ci.dim;
-    raddino_status st = raddino_collection_read_all(c, &r->v, &r->ids, &r->n);
+    raddino_collection_row *rows;
+    raddino_status st = raddino_collection_read_rows(c, &r->v, &rows, &r->n);
     if (st.code) return st;
+    r->ids = malloc((r->n ? r->n : 1) * sizeof *r->ids);
     r->sha = calloc(r->n ? r->n : 1, sizeof *r->sha);
     r->paths = calloc(r->n ? r->n : 1, sizeof *r->paths);
-    if (!r->sha || !r->paths) return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
-    raddino_store *db = raddino_collection_store(c);
-    for (size_t i = 0; i < r->n && !st.code; i++) {
-        raddino_store_image img;
-        int found = 0;
-        st = raddino_store_find_id(db, r->ids[i], NULL, &img, &found);
-        if (st.code) break;
-        snprintf(r->sha[i], sizeof r->sha[i], "%s", found ? img.sha256 : "");
-        r->paths[i] = strdup(found ? img.path : "");
-        if (!r->paths[i]) st = (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    if (!r->ids || !r->sha || !r->paths) {
+        raddino_collection_rows_free(rows, r->n);
+        return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        r->ids[i] = rows[i].id;
+        memcpy(r->sha[i], rows[i].sha256, sizeof r->sha[i]);
+        r->paths[i] = rows[i].path;     /* taken over */
+        rows[i].path = NULL;
         float *x = r->v + i * (size_t)r->dim;
         double s = 0;
         for (int d = 0; d < r->dim; d++) s += (double)x[d] * x[d];
         if (s > 0)
             for (int d = 0; d < r->dim; d++) x[d] = (float)(x[d] / sqrt(s));
     }
+    raddino_collection_rows_free(rows, r->n);
     return st;
 }
 

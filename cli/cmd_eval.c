@@ -68,6 +68,7 @@ typedef struct {
     float *v;               /* n x dim, normalised */
     int64_t *ids;
     char **paths;
+    char (*patient_key)[65];    /* the DICOM patient key, "" when none */
     size_t n;
     int dim;
     cli_labels lab;         /* labels, groups (lab.group) */
@@ -78,6 +79,7 @@ static void free_images(image_set *s)
     for (size_t i = 0; i < s->n; i++)
         if (s->paths) free(s->paths[i]);
     free(s->paths);
+    free(s->patient_key);
     free(s->v);
     free(s->ids);
     cli_labels_free(&s->lab);
@@ -94,23 +96,29 @@ static raddino_status read_images(raddino_collection *c, image_set *s)
     raddino_collection_info ci;
     raddino_collection_get_info(c, &ci);
     s->dim = ci.dim;
-    raddino_status st = raddino_collection_read_all(c, &s->v, &s->ids, &s->n);
+    raddino_collection_row *rows;
+    raddino_status st = raddino_collection_read_rows(c, &s->v, &rows, &s->n);
     if (st.code) return st;
     size_t n = s->n ? s->n : 1;
+    s->ids = malloc(n * sizeof *s->ids);
     s->paths = calloc(n, sizeof *s->paths);
-    if (!s->paths) return nomem();
-    raddino_store *db = raddino_collection_store(c);
-    for (size_t i = 0; i < s->n && !st.code; i++) {
-        raddino_store_image img;
-        int found = 0;
-        st = raddino_store_find_id(db, s->ids[i], NULL, &img, &found);
-        if (!st.code && !(s->paths[i] = strdup(found ? img.path : ""))) st = nomem();
+    s->patient_key = calloc(n, sizeof *s->patient_key);
+    if (!s->ids || !s->paths || !s->patient_key) {
+        raddino_collection_rows_free(rows, s->n);
+        return nomem();
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        s->ids[i] = rows[i].id;
+        s->paths[i] = rows[i].path;     /* taken over */
+        rows[i].path = NULL;
+        if (rows[i].has_dicom) memcpy(s->patient_key[i], rows[i].patient_key, 65);
         float *x = s->v + i * (size_t)s->dim;
         double sum = 0;
         for (int d = 0; d < s->dim; d++) sum += (double)x[d] * x[d];
         if (sum > 0)
             for (int d = 0; d < s->dim; d++) x[d] = (float)(x[d] / sqrt(sum));
     }
+    raddino_collection_rows_free(rows, s->n);
     return st;
 }
 
@@ -135,17 +143,13 @@ static raddino_status read_labels(const eval_options *o, image_set *s, label_cou
     return st;
 }
 
-static raddino_status dicom_groups(raddino_collection *c, image_set *s)
+/* Images labelled without a group: their DICOM patient key (the rows read_images kept). */
+static raddino_status dicom_groups(image_set *s)
 {
-    raddino_store *db = raddino_collection_store(c);
     raddino_status st = {RADDINO_OK, ""};
     for (size_t i = 0; i < s->n && !st.code; i++) {
         if (!s->lab.labelled[i] || s->lab.group[i]) continue;
-        raddino_dicom_info d;
-        int found = 0;
-        st = raddino_store_get_dicom(db, s->ids[i], &d, &found);
-        if (!st.code && found && d.patient_key[0] && !(s->lab.group[i] = strdup(d.patient_key)))
-            st = nomem();
+        if (s->patient_key[i][0] && !(s->lab.group[i] = strdup(s->patient_key[i]))) st = nomem();
     }
     return st;
 }
@@ -551,7 +555,7 @@ int cmd_eval(int argc, char **argv)
     size_t n_t = 0, skipped = 0;
     raddino_status st = read_images(c, &s);
     if (!st.code) st = read_labels(&o, &s, &counts, &from_dicom);
-    if (!st.code && from_dicom) st = dicom_groups(c, &s);
+    if (!st.code && from_dicom) st = dicom_groups(&s);
     if (!st.code) st = evaluate(&s, &o, &t, &n_t, &skipped);
     if (st.code) {
         cli_status_error(&st);

@@ -56,25 +56,18 @@ static raddino_status search(raddino_encoder *enc, const char *db, const char *q
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
     float *q = malloc((size_t)info.hidden * sizeof *q);
-    float *scores = malloc((size_t)k * sizeof *scores);
-    int64_t *ids = malloc((size_t)k * sizeof *ids);
-    if (!q || !scores || !ids) st = raddino_status_error(RADDINO_ERR_NOMEM, "out of memory");
+    raddino_collection_row *hits = NULL;    /* id, score, path, sha256, DICOM UIDs */
+    if (!q) st = raddino_status_error(RADDINO_ERR_NOMEM, "out of memory");
     /* Vectors of two models do not compare: the collection checks the encoder's identity. */
     if (!st.code) st = raddino_collection_check_encoder(c, enc);
     if (!st.code) st = raddino_embed_file(enc, query, q, NULL);
-    if (!st.code) st = raddino_collection_search(c, q, 1, k, -2.0f, NULL, NULL, scores, ids);
+    if (!st.code) st = raddino_collection_search_rows(c, q, 1, k, -2.0f, NULL, NULL, &hits);
     if (!st.code) printf("# %s\n", query);
-    for (int i = 0; !st.code && i < k && ids[i] >= 0; i++) {
-        raddino_store_image img;
-        int found;
-        st = raddino_store_find_id(raddino_collection_store(c), ids[i], NULL, &img, &found);
-        if (!st.code)
-            printf("%4d  %.6f  %8lld  %s\n", i + 1, scores[i], (long long)ids[i],
-                   found ? img.path : "?");
-    }
+    for (int i = 0; !st.code && i < k && hits[i].id >= 0; i++)
+        printf("%4d  %.6f  %8lld  %s\n", i + 1, hits[i].score, (long long)hits[i].id,
+               hits[i].path);
+    raddino_collection_rows_free(hits, hits ? (size_t)k : 0);
     free(q);
-    free(scores);
-    free(ids);
     raddino_collection_close(c);
     return st;
 }

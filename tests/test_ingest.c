@@ -3,6 +3,7 @@
  * vectors, files that are gone removed, a PATH that is gone removing nothing, failures and
  * notes through the callback, the cancel flag, the crash check by fork, and the one table of
  * magic numbers (raddino_image_sniff). The command's own behaviour is tests/test_index.sh's. */
+#include "raddino_collection.h"
 #include "raddino_encoder.h"
 #include "raddino_ingest.h"
 #include "raddino_store.h"
@@ -264,6 +265,78 @@ START_TEST(crash_check_by_fork)
 }
 END_TEST
 
+/* The collection returns rows: what a search or a read shows about each image, the store's. */
+START_TEST(collection_returns_rows)
+{
+    const char *folder = make_folder();
+    char db[4200];
+    snprintf(db, sizeof db, "%s/c.db", test_temp_dir());
+    raddino_encoder *enc = open_tiny();
+    recorder rec = {0};
+    raddino_ingest_result r;
+    ck_assert_int_eq(ingest(db, enc, folder, &rec, &r).code, 0);
+    raddino_encoder_close(enc);
+    raddino_collection_params p = raddino_collection_default_params();
+    p.no_save = 1;
+    raddino_collection *c;
+    ck_assert_int_eq(raddino_collection_open(db, &p, &c).code, 0);
+    float *v;
+    raddino_collection_row *rows;
+    size_t n;
+    ck_assert_int_eq(raddino_collection_read_rows(c, &v, &rows, &n).code, 0);
+    ck_assert_uint_eq(n, N_IMAGES);
+    int dicom = 0;
+    raddino_store *s = raddino_collection_store(c);
+    for (size_t i = 0; i < n; i++) {
+        raddino_store_image img;
+        int found;
+        ck_assert_int_eq(raddino_store_find_id(s, rows[i].id, NULL, &img, &found).code, 0);
+        ck_assert_int_eq(found, 1);
+        ck_assert_str_eq(rows[i].path, img.path);
+        ck_assert_str_eq(rows[i].sha256, img.sha256);
+        raddino_dicom_info d;
+        ck_assert_int_eq(raddino_store_get_dicom(s, rows[i].id, &d, &found).code, 0);
+        ck_assert_int_eq(rows[i].has_dicom, found);
+        if (found) {
+            dicom++;
+            ck_assert_str_eq(rows[i].sop_instance_uid, d.sop_instance_uid);
+            ck_assert_str_eq(rows[i].series_instance_uid, d.series_instance_uid);
+            ck_assert_str_eq(rows[i].patient_key, d.patient_key);
+            ck_assert_uint_gt(strlen(rows[i].sop_instance_uid), 0);
+        }
+    }
+    ck_assert_int_eq(dicom, 1);
+    /* Search by the DICOM image's own vector: itself first, then the rest; one slot empty. */
+    size_t at = 0;
+    while (!rows[at].has_dicom) at++;
+    raddino_collection_info info;
+    raddino_collection_get_info(c, &info);
+    int k = (int)N_IMAGES + 1;
+    raddino_collection_row *hits;
+    ck_assert_int_eq(raddino_collection_search_rows(c, v + at * (size_t)info.dim, 1, k, -2.0f,
+                                                    NULL, NULL, &hits).code, 0);
+    ck_assert_int_eq(hits[0].id, rows[at].id);
+    ck_assert_float_eq_tol(hits[0].score, 1.0f, 1e-5);
+    ck_assert_str_eq(hits[0].path, rows[at].path);
+    ck_assert_int_eq(hits[0].has_dicom, 1);
+    ck_assert_str_eq(hits[0].study_instance_uid, rows[at].study_instance_uid);
+    for (int i = 1; i < k - 1; i++) ck_assert_int_ge(hits[i].id, 1);
+    ck_assert_int_eq(hits[k - 1].id, -1);
+    ck_assert_ptr_null(hits[k - 1].path);
+    /* Excluding itself: the same rows as the plain search, one place on. */
+    int64_t self = rows[at].id;
+    raddino_collection_row *others;
+    ck_assert_int_eq(raddino_collection_search_rows(c, v + at * (size_t)info.dim, 1, k, -2.0f,
+                                                    &self, NULL, &others).code, 0);
+    for (int i = 0; i < k - 1; i++) ck_assert_int_eq(others[i].id, hits[i + 1].id);
+    raddino_collection_rows_free(others, (size_t)k);
+    raddino_collection_rows_free(hits, (size_t)k);
+    raddino_collection_rows_free(rows, n);
+    free(v);
+    raddino_collection_close(c);
+}
+END_TEST
+
 START_TEST(sniff_is_the_one_table)
 {
     raddino_sniff s;
@@ -304,6 +377,7 @@ int main(void)
     tcase_add_test(t, folder_indexed_updated_and_pruned);
     tcase_add_test(t, cancel_stops_after_a_file_and_resumes);
     tcase_add_test(t, crash_check_by_fork);
+    tcase_add_test(t, collection_returns_rows);
     tcase_add_test(t, sniff_is_the_one_table);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
