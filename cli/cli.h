@@ -3,6 +3,7 @@
 #define RADDINO_CLI_H
 
 #include "raddino_encoder.h"
+#include "raddino_hub.h"
 #include "raddino_store.h"
 
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 # install.cmake — libraddino.so, `cmake --install`, pkg-config, man pages, shell completion and
 # the Debian package (cpack -G DEB). Included at the end of CMakeLists.txt, after the targets.
 #
-# One shared library, libraddino.so.0, holds the public API of common/, encoder/, store/, index/,
+# One shared library, libraddino.so.0, holds the public API of common/, encoder/, hub/, store/, index/,
 # collection/, probe/, ingest/ (and lib/: build information, the flat entry points of the Python binding). It is
 # made from the objects of the static libraries the tests link (compiled once, position
 # independent, -fvisibility=hidden; the public headers mark their declarations visible), and a
@@ -10,7 +10,7 @@
 # through RPATH $ORIGIN/../lib, so an installed tree can be moved.
 include(GNUInstallDirs)
 
-set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_store raddino_index raddino_collection
+set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_hub raddino_store raddino_index raddino_collection
   raddino_probe raddino_ingest)
 set_target_properties(${RADDINO_LIB_PARTS} PROPERTIES POSITION_INDEPENDENT_CODE ON
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
@@ -38,7 +38,8 @@ if(RADDINO_FAISS_INDEX_H)
 endif()
 
 add_library(raddino_shared SHARED lib/build_info.c lib/flat.c
-  $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder> $<TARGET_OBJECTS:raddino_store>
+  $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder>
+  $<TARGET_OBJECTS:raddino_hub> $<TARGET_OBJECTS:raddino_store>
   $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_collection>
   $<TARGET_OBJECTS:raddino_probe> $<TARGET_OBJECTS:raddino_ingest>)
 add_dependencies(raddino_shared raddino_git_commit)
@@ -50,6 +51,7 @@ target_include_directories(raddino_shared
   PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/lib>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/common>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/encoder>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/hub>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/store>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/index>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/collection>
@@ -73,6 +75,7 @@ endif()
 # The public headers, also as build/include/raddino/ so the examples build here as they do
 # against an installed tree: #include <raddino/raddino.h>, the headers and libraddino.so only.
 set(RADDINO_PUBLIC_HEADERS lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h
+    hub/raddino_hub.h
     store/raddino_store.h index/raddino_index.h collection/raddino_collection.h probe/raddino_probe.h
     ingest/raddino_ingest.h)
 foreach(h ${RADDINO_PUBLIC_HEADERS})

@@ -25,6 +25,7 @@
 
 #include "raddino_status.h"
 #include "raddino_encoder.h"
+#include "raddino_hub.h"
 #include "raddino_index.h"
 #include "raddino_ingest.h"
 #include "raddino_probe.h"
