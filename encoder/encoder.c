@@ -1,5 +1,9 @@
 /* encoder.c — the public API of raddino_encoder.h on top of the private modules. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
+#include "preprocess.h"
+#include "safetensors.h"
+#include "vit.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -17,7 +21,7 @@ struct raddino_encoder {
     preprocess_config pre;
     safetensors_file file;
     vit_weights weights;
-    vit_kernels kernels;
+    vit_packed_weights packed; /* the weights packed for the chosen GEMM kernel */
     vit_run_state *state;       /* for state_h x state_w inputs; remade when the size changes */
     int state_h, state_w;
     int n_threads;
@@ -119,11 +123,11 @@ static raddino_status choose_kernel(const raddino_encoder_params *params, gemm_k
 }
 
 /* Packs the weights for our kernels. */
-static raddino_status prepare_kernels(raddino_encoder *enc, gemm_kernel kernel)
+static raddino_status pack_weights(raddino_encoder *enc, gemm_kernel kernel)
 {
     /* Converted or copied tensors (F16/BF16, unaligned F32) are not mapped file pages. */
     bool release = enc->weights.n_owned == 0;
-    return vit_kernels_create(&enc->cfg, &enc->weights, kernel, release, &enc->kernels);
+    return vit_packed_weights_create(&enc->cfg, &enc->weights, kernel, release, &enc->packed);
 }
 
 raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder_params *params,
@@ -168,7 +172,7 @@ raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder
     st = weights_load(&enc->file, &enc->cfg, &enc->weights);
     if (!st.code) {
         omp_set_num_threads(enc->n_threads);
-        st = prepare_kernels(enc, kernel);
+        st = pack_weights(enc, kernel);
         if (st.code) weights_free(&enc->weights);
     }
     if (st.code) {
@@ -184,7 +188,7 @@ void raddino_encoder_close(raddino_encoder *enc)
 {
     if (!enc) return;
     vit_state_free(enc->state);
-    vit_kernels_free(&enc->kernels);
+    vit_packed_weights_free(&enc->packed);
     weights_free(&enc->weights);
     safetensors_close(&enc->file);
     free(enc->crop);
@@ -236,7 +240,7 @@ raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_in
     for (int i = 0; i < enc->file.n_tensors; i++)
         out->n_file_parameters += enc->file.tensors[i].n_elements;
     out->weights_path = enc->weights_path;
-    gemm_kernel kernel = enc->kernels.kernel;
+    gemm_kernel kernel = enc->packed.kernel;
     out->precision = kernel == GEMM_AVX512_BF16 ? RADDINO_PRECISION_BF16 : RADDINO_PRECISION_FP32;
     out->kernel = kernel == GEMM_AVX512_BF16   ? "avx512-bf16"
                   : kernel == GEMM_AVX512_F32 ? "avx512-fp32"
@@ -266,7 +270,7 @@ static raddino_status ensure_state(raddino_encoder *enc, int h, int w)
     vit_state_free(enc->state);
     enc->state = NULL;
     raddino_status st =
-        vit_state_create(&enc->cfg, enc->kernels.kernel, enc->n_threads, h, w, &enc->state);
+        vit_state_create(&enc->cfg, enc->packed.kernel, enc->n_threads, h, w, &enc->state);
     if (st.code) return st;
     enc->state_h = h;
     enc->state_w = w;
@@ -297,7 +301,7 @@ raddino_status raddino_encode_pixels(raddino_encoder *enc, int n, const float *p
     /* One image at a time: the GEMMs of a ViT are large already at batch 1, and this keeps a
      * batch bit-identical to single calls. */
     for (int i = 0; i < n; i++) {
-        st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state,
+        st = vit_forward(&enc->cfg, &enc->weights, &enc->packed, enc->state,
                          pixels + i * in_size, tokens + i * out_size);
         if (st.code) return st;
     }
@@ -351,7 +355,7 @@ raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *im
     if (st.code) return st;
     preprocess_normalize(&enc->pre, enc->crop, w, h, enc->pixels);
     float *out = tokens ? tokens : enc->tokens;
-    st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state, enc->pixels, out);
+    st = vit_forward(&enc->cfg, &enc->weights, &enc->packed, enc->state, enc->pixels, out);
     if (!st.code && cls) memcpy(cls, out, (size_t)enc->cfg.hidden * sizeof(float));
     return st;
 }

@@ -22,7 +22,8 @@
  * in registers, the scores of a block staying in L2); in bf16 mode the probabilities and values
  * are bf16, the scores float32.
  */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <math.h>

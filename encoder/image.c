@@ -12,7 +12,9 @@
  *
  * Every size is checked from the header before pixels are decoded, and library errors become
  * statuses: hostile bytes must give an error, never a crash or an exit. */
-#include "encoder_internal.h"
+#include "dicom_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

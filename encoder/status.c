@@ -1,5 +1,5 @@
 /* status.c — the encoder's short names for the status constructors (common/status.c). */
-#include "encoder_internal.h"
+#include "encoder_status.h"
 
 raddino_status status_ok(void)
 {
