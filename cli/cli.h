@@ -47,6 +47,10 @@ typedef struct {
 /* Option codes above any letter, so that commands keep their letters free. */
 enum { CLI_OPT_REPO = 0x200, CLI_OPT_REVISION, CLI_OPT_CACHE_DIR, CLI_OPT_WINDOW };
 
+/* What to do about a refusal, in the command's words (library messages name no option). */
+#define CLI_HINT_QUERY_MODEL "embed queries with the collection's model (--model)"
+#define CLI_HINT_OTHER_MODEL "pass --reembed to replace every vector, or use another --db"
+
 /* Prints "raddino: MESSAGE" on stderr (MESSAGE already names the file). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_status_error(const raddino_status *st);

@@ -324,6 +324,10 @@ static int run_index(const index_options *o, printer *pr, raddino_encoder *enc,
     raddino_status st = raddino_ingest(store, enc, (const char *const *)argv + optind,
                                        argc - optind, &p, &r);
     if (pr->progress_drawn) fputs("\r\033[K", stderr);
+    if (st.code && r.model_refused == 1) {
+        cli_error("%s: %s", st.message, CLI_HINT_OTHER_MODEL);
+        return EXIT_INPUT_FAILED;
+    }
     if (st.code) {
         cli_status_error(&st);
         return EXIT_INPUT_FAILED;

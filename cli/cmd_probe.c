@@ -1090,7 +1090,9 @@ static int run_predict(probe_options *o)
         st = raddino_collection_check_model(c, &pm);
         if (st.code)
             st = raddino_status_error(RADDINO_ERR_MODEL, "%s: the probe was trained on vectors "
-                                      "of another model: %s", o->probe_file, st.message);
+                                      "of another model: %s%s%s", o->probe_file, st.message,
+                                      st.code == RADDINO_ERR_MODEL ? ": " : "",
+                                      st.code == RADDINO_ERR_MODEL ? CLI_HINT_QUERY_MODEL : "");
         if (!st.code) st = raddino_collection_read_all(c, &v, &ids, &n);
         raddino_collection_info ci;
         raddino_collection_get_info(c, &ci);

@@ -110,6 +110,12 @@ raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_mode
     raddino_status st = raddino_encoder_identity(enc, &id);
     raddino_store_model model = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
     if (!st.code) st = raddino_collection_check_model(c, &model);
+    if (st.code == RADDINO_ERR_MODEL) {
+        cli_error("%s: %s", st.message, CLI_HINT_QUERY_MODEL);
+        raddino_encoder_close(enc);
+        *exit_code = EXIT_INPUT_FAILED;
+        return NULL;
+    }
     if (st.code) {
         cli_status_error(&st);
         raddino_encoder_close(enc);

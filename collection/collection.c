@@ -294,7 +294,7 @@ raddino_status raddino_collection_check_model(raddino_collection *c,
     if (st.code || same) return st;
     return error(RADDINO_ERR_MODEL,
                  "%s: made with another model (%s); the query model's weights have sha256 "
-                 "%.12s: embed queries with the collection's model (--model)",
+                 "%.12s",
                  c->info.db_path, why, model->weights_sha256);
 }
 

@@ -54,6 +54,7 @@ typedef struct {
     float *cls, *tokens;
     bool cancelled;
     int roots_kept;             /* PATHs whose rows were kept: empty or unmounted folders */
+    int model_refused;          /* raddino_ingest_result.model_refused */
 } ingester;
 
 static double now(void)
@@ -94,6 +95,11 @@ static raddino_status use_model(ingester *x)
                              p->revision && *p->revision ? p->revision : NULL, id.dim};
     int64_t model_id, dropped;
     st = raddino_store_use_model(x->store, &m, p->reembed, &model_id, &dropped);
+    if (st.code == RADDINO_ERR_MODEL) {
+        raddino_store_stats stats;
+        x->model_refused = !raddino_store_get_stats(x->store, &stats).code && stats.models > 1
+                               ? 2 : 1;
+    }
     if (st.code) return st;
     if (p->origin) {
         raddino_store_model_origin origin = *p->origin;
@@ -526,6 +532,7 @@ raddino_status raddino_ingest(raddino_store *db, raddino_encoder *enc, const cha
     r->ignored = x.ignored;
     r->files = x.n_files;
     r->roots_kept = x.roots_kept;
+    r->model_refused = x.model_refused;
     r->cancelled = x.cancelled;
     r->encoder_seconds = x.encoder_seconds;
     r->wait_seconds = x.wait_seconds;

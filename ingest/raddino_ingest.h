@@ -129,6 +129,10 @@ typedef struct {
     int path_errors;        /* PATH arguments that could not be walked */
     int roots_kept;         /* PATHs whose rows were kept: no file found under them */
     int nothing_walked;     /* 1: no PATH could be walked; nothing was done */
+    /* The store refused the encoder's model (the call failed with RADDINO_ERR_MODEL): 1, the
+     * stored vectors are another model's (params.reembed replaces them); 2, the store holds
+     * vectors of several models. */
+    int model_refused;
     int cancelled;          /* 1: params.cancel stopped the run */
     double encoder_seconds; /* in the encoder */
     double wait_seconds;    /* waiting for the decoder threads */

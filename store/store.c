@@ -720,8 +720,7 @@ raddino_status raddino_store_use_model(raddino_store *s, const raddino_store_mod
             describe_model(s, other, what, sizeof what);
             st = store_error(s, RADDINO_ERR_MODEL,
                              "made with another model (%s); this model's weights have sha256 "
-                             "%.12s: pass --reembed to replace every vector, or use another "
-                             "--db", what, m->weights_sha256);
+                             "%.12s", what, m->weights_sha256);
         }
     }
     if (own_batch && s->in_batch) {

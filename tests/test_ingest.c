@@ -197,6 +197,18 @@ START_TEST(folder_indexed_updated_and_pruned)
     ck_assert_int_eq(rec.path_gone, 1);
     ck_assert_int_eq(r.counts.removed, 0);
     raddino_encoder_close(enc);
+
+    /* Another model is refused, said without naming any option (the command adds its own). */
+    raddino_encoder_params ep = raddino_encoder_default_params();
+    ep.n_threads = 1;
+    ck_assert_int_eq(raddino_encoder_open(RADDINO_TEST_DATA "/models/tiny224", &ep, &enc).code, 0);
+    memset(&rec, 0, sizeof rec);
+    st = ingest(db, enc, folder, &rec, &r);
+    ck_assert_int_eq(st.code, RADDINO_ERR_MODEL);
+    ck_assert_int_eq(r.model_refused, 1);
+    ck_assert_ptr_nonnull(strstr(st.message, "another model"));
+    ck_assert_ptr_null(strstr(st.message, "--"));
+    raddino_encoder_close(enc);
 }
 END_TEST
 
