@@ -1,8 +1,10 @@
 /* cmd_dedup.c — raddino dedup: groups of duplicate images. Exact duplicates share their file's
  * content hash; near duplicates are linked by cosine similarity at or above a threshold (range
- * search over the collection's index, then connected components by union-find). */
+ * search over the collection's index, then connected components by union-find:
+ * raddino_links_*, analysis/). */
 #include "collection.h"
 #include "html_report.h"
+#include "raddino_analysis.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -72,24 +74,6 @@ static void free_groups(group_list *l)
 {
     for (size_t i = 0; i < l->n; i++) free(l->g[i].members);
     free(l->g);
-}
-
-/* ---- union-find --------------------------------------------------------------------------- */
-
-static size_t find_root(size_t *parent, size_t x)
-{
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];  /* path halving */
-        x = parent[x];
-    }
-    return x;
-}
-
-static void unite(size_t *parent, size_t a, size_t b)
-{
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a != b) parent[a < b ? b : a] = a < b ? a : b;  /* the smaller row is the root */
 }
 
 /* Row of an image id (ids ascending, as read_all returns them); n when absent. */
@@ -230,7 +214,7 @@ static raddino_status link_pairs(raddino_collection *c, const collection_rows *r
         for (size_t j = rr.lims[q]; j < rr.lims[q + 1]; j++) {
             size_t other = row_of(r->ids, r->n, rr.ids[j]);
             if (other == r->n || other == q) continue;
-            unite(parent, q, other);
+            raddino_links_unite(parent, q, other);
             if (rr.scores[j] < lowest_link[q]) lowest_link[q] = rr.scores[j];
         }
     raddino_range_result_free(&rr);
@@ -248,12 +232,10 @@ static raddino_status near_groups(raddino_collection *c, const collection_rows *
         free(parent), free(count), free(lowest);
         return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
     }
-    for (size_t i = 0; i < n; i++) {
-        parent[i] = i;
-        lowest[i] = 1.0;
-    }
+    raddino_links_init(parent, n);
+    for (size_t i = 0; i < n; i++) lowest[i] = 1.0;
     raddino_status st = link_pairs(c, r, (float)threshold, parent, lowest);
-    for (size_t i = 0; i < n && !st.code; i++) count[find_root(parent, i)]++;
+    for (size_t i = 0; i < n && !st.code; i++) count[raddino_links_root(parent, i)]++;
     /* Members of each root, in row order; a group of one hash only is an exact group. */
     for (size_t root = 0; root < n && !st.code; root++) {
         if (count[root] < 2) continue;
@@ -266,7 +248,7 @@ static raddino_status near_groups(raddino_collection *c, const collection_rows *
         double linked = 1.0;
         int one_hash = 1;
         for (size_t i = root; i < n; i++)
-            if (find_root(parent, i) == root) {
+            if (raddino_links_root(parent, i) == root) {
                 m[k++] = i;
                 if (lowest[i] < linked) linked = lowest[i];
                 if (!r->sha[i][0] || strcmp(r->sha[i], r->sha[root])) one_hash = 0;

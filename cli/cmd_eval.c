@@ -5,6 +5,7 @@
 #include "collection.h"
 #include "html_report.h"
 #include "labels.h"
+#include "raddino_analysis.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -209,27 +210,16 @@ static size_t score_query(const image_set *s, const size_t *lab, size_t m, size_
 }
 
 static void add_query(tally *t, const eval_options *o, const candidate *cand, size_t nc,
-                      size_t rel)
+                      size_t rel, unsigned char *relevant)
 {
-    size_t hits = 0;
-    double ap = 0;
-    for (size_t i = 0; i < nc; i++) {
-        if (cand[i].relevant) {
-            hits++;
-            ap += (double)hits / (double)(i + 1);
-        }
-        for (int k = 0; k < o->n_ks; k++)
-            if (i + 1 == (size_t)o->ks[k]) {
-                t->p[k] += (double)hits / o->ks[k];
-                t->r[k] += (double)hits / (double)rel;
-            }
+    double p[MAX_KS], r[MAX_KS], ap;
+    for (size_t i = 0; i < nc; i++) relevant[i] = (unsigned char)cand[i].relevant;
+    raddino_retrieval_metrics(relevant, nc, rel, o->ks, o->n_ks, p, r, &ap);
+    for (int k = 0; k < o->n_ks; k++) {
+        t->p[k] += p[k];
+        t->r[k] += r[k];
     }
-    for (int k = 0; k < o->n_ks; k++)   /* fewer candidates than k: all were seen */
-        if ((size_t)o->ks[k] > nc) {
-            t->p[k] += (double)hits / o->ks[k];
-            t->r[k] += (double)hits / (double)rel;
-        }
-    t->ap += ap / (double)rel;
+    t->ap += ap;
     t->queries++;
 }
 
@@ -245,9 +235,10 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
     size_t m = 0;
     size_t *lab = malloc((s->n ? s->n : 1) * sizeof *lab);
     candidate *cand = malloc((s->n ? s->n : 1) * sizeof *cand);
+    unsigned char *relevant = malloc(s->n ? s->n : 1);
     tally *t = calloc((size_t)s->lab.n_labels + 1, sizeof *t);
-    if (!lab || !cand || !t) {
-        free(lab), free(cand), free(t);
+    if (!lab || !cand || !relevant || !t) {
+        free(lab), free(cand), free(relevant), free(t);
         return nomem();
     }
     for (size_t i = 0; i < s->n; i++)
@@ -256,7 +247,7 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
     int L = s->lab.n_labels;
     int *slot = malloc((size_t)(L ? L : 1) * sizeof *slot);
     if (!slot) {
-        free(lab), free(cand), free(t);
+        free(lab), free(cand), free(relevant), free(t);
         return nomem();
     }
     size_t n_t = 1;
@@ -271,20 +262,21 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
             ++*skipped;
             continue;
         }
-        add_query(&t[0], o, cand, nc, rel);
+        add_query(&t[0], o, cand, nc, rel, relevant);
         for (int l = 0; l < L; l++) {
             if (!y[l]) continue;
             if (!slot[l]) {
                 slot[l] = (int)n_t;
                 t[n_t++].label = s->lab.names[l];
             }
-            add_query(&t[slot[l]], o, cand, nc, rel);
+            add_query(&t[slot[l]], o, cand, nc, rel, relevant);
         }
     }
     free(slot);
     qsort(t + 1, n_t - 1, sizeof *t, by_label);
     free(lab);
     free(cand);
+    free(relevant);
     *out = t;
     *n_out = n_t;
     return (raddino_status){RADDINO_OK, ""};

@@ -2,7 +2,7 @@
 # the Debian package (cpack -G DEB). Included at the end of CMakeLists.txt, after the targets.
 #
 # One shared library, libraddino.so.0, holds the public API of common/, encoder/, hub/, store/, index/,
-# collection/, probe/, ingest/ (and lib/: build information, the flat entry points of the Python binding). It is
+# collection/, probe/, ingest/, analysis/ (and lib/: build information, the flat entry points of the Python binding). It is
 # made from the objects of the static libraries the tests link (compiled once, position
 # independent, -fvisibility=hidden; the public headers mark their declarations visible), and a
 # version script exports raddino_* only: FAISS (linked statically from Debian's libfaiss.a) and
@@ -11,7 +11,7 @@
 include(GNUInstallDirs)
 
 set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_hub raddino_store raddino_index raddino_collection
-  raddino_probe raddino_ingest)
+  raddino_probe raddino_ingest raddino_analysis)
 set_target_properties(${RADDINO_LIB_PARTS} PROPERTIES POSITION_INDEPENDENT_CODE ON
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 get_target_property(_faiss_c_type raddino_faiss_c TYPE)
@@ -41,7 +41,8 @@ add_library(raddino_shared SHARED lib/build_info.c lib/flat.c
   $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder>
   $<TARGET_OBJECTS:raddino_hub> $<TARGET_OBJECTS:raddino_store>
   $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_collection>
-  $<TARGET_OBJECTS:raddino_probe> $<TARGET_OBJECTS:raddino_ingest>)
+  $<TARGET_OBJECTS:raddino_probe> $<TARGET_OBJECTS:raddino_ingest>
+  $<TARGET_OBJECTS:raddino_analysis>)
 add_dependencies(raddino_shared raddino_git_commit)
 set_target_properties(raddino_shared PROPERTIES OUTPUT_NAME raddino
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
@@ -57,6 +58,7 @@ target_include_directories(raddino_shared
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/collection>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/probe>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/ingest>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/analysis>
   PRIVATE ${RADDINO_GENERATED} ${GDCM_INCLUDE_DIR})
 target_compile_definitions(raddino_shared PRIVATE
   RADDINO_VERSION_STRING="${PROJECT_VERSION}" RADDINO_FAISS_VERSION="${RADDINO_FAISS_VERSION}")
@@ -77,7 +79,7 @@ endif()
 set(RADDINO_PUBLIC_HEADERS lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h
     hub/raddino_hub.h
     store/raddino_store.h index/raddino_index.h collection/raddino_collection.h probe/raddino_probe.h
-    ingest/raddino_ingest.h)
+    ingest/raddino_ingest.h analysis/raddino_analysis.h)
 foreach(h ${RADDINO_PUBLIC_HEADERS})
   get_filename_component(_name ${h} NAME)
   configure_file(${h} ${CMAKE_CURRENT_BINARY_DIR}/include/raddino/${_name} COPYONLY)

@@ -24,6 +24,7 @@
 #define RADDINO_H
 
 #include "raddino_status.h"
+#include "raddino_analysis.h"
 #include "raddino_encoder.h"
 #include "raddino_hub.h"
 #include "raddino_index.h"
