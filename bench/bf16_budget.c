@@ -44,7 +44,7 @@ typedef struct {
     vit_config cfg;
     preprocess_config pre;
     vit_weights w, rounded;
-    vit_kernels f32, bf16, planned, f32_rounded;
+    vit_packed_weights f32, bf16, planned, f32_rounded;
     vit_run_state *state;
     float *tokens, *reference;
     int threads;
@@ -112,10 +112,10 @@ typedef struct {
     unsigned char patch;
 } mix;
 
-static void set_product(const study *s, vit_layer_kernels *lk, int l, vit_product p, int choice)
+static void set_product(const study *s, vit_layer_packed_weights *lk, int l, vit_product p, int choice)
 {
-    const vit_kernels *from = choice == 1 ? &s->bf16 : choice == 2 ? &s->f32_rounded : &s->f32;
-    const vit_layer_kernels *src = &from->layers[l];
+    const vit_packed_weights *from = choice == 1 ? &s->bf16 : choice == 2 ? &s->f32_rounded : &s->f32;
+    const vit_layer_packed_weights *src = &from->layers[l];
     switch (p) {
     case VIT_QKV: lk->qkv = src->qkv; lk->qkv_bias = src->qkv_bias; break;
     case VIT_VALUES: lk->values = choice == 1 ? GEMM_AVX512_BF16 : GEMM_AVX512_F32; break;
@@ -129,8 +129,8 @@ static void set_product(const study *s, vit_layer_kernels *lk, int l, vit_produc
 /* CLS of the current image with the kernels chosen by m; returns 1 - cosine to the reference. */
 static double run_mix(study *s, const float *pixels, const mix *m)
 {
-    vit_kernels k = s->f32;
-    vit_layer_kernels layers[64];
+    vit_packed_weights k = s->f32;
+    vit_layer_packed_weights layers[64];
     k.kernel = GEMM_AVX512_BF16;     /* the run state has the bf16 buffers */
     k.layers = layers;
     k.patch = m->patch == 1 ? s->bf16.patch : s->f32.patch;
@@ -143,9 +143,9 @@ static double run_mix(study *s, const float *pixels, const mix *m)
     return one_minus_cosine(s->tokens, s->reference, s->cfg.hidden);
 }
 
-static double run_kernels(study *s, const float *pixels, const vit_kernels *k)
+static double run_kernels(study *s, const float *pixels, const vit_packed_weights *k)
 {
-    vit_kernels copy = *k;
+    vit_packed_weights copy = *k;
     copy.kernel = GEMM_AVX512_BF16;
     raddino_status st = vit_forward(&s->cfg, &s->w, &copy, s->state, pixels, s->tokens);
     if (st.code) die("forward", st);
@@ -214,7 +214,7 @@ static void study_image(study *s, const char *path, int detail, const char *mode
         return;
     }
     int L = s->cfg.layers, n = 0;
-    vit_kernels f32 = s->f32;
+    vit_packed_weights f32 = s->f32;
     f32.kernel = GEMM_AVX512_BF16;   /* the run state has the bf16 buffers; all is float32 */
     raddino_status st = vit_forward(&s->cfg, &s->w, &f32, s->state, pixels, s->reference);
     if (st.code) die("forward", st);
@@ -350,11 +350,11 @@ int main(int argc, char **argv)
     if (st.code) die(path, st);
     if (s.cfg.layers > 64) die(path, (raddino_status){RADDINO_ERR_ARGUMENT, "too many layers"});
     make_rounded_weights(&s);
-    st = vit_kernels_create_uniform(&s.cfg, &s.w, GEMM_AVX512_F32, &s.f32);
-    if (!st.code) st = vit_kernels_create_uniform(&s.cfg, &s.w, GEMM_AVX512_BF16, &s.bf16);
-    if (!st.code) st = vit_kernels_create(&s.cfg, &s.w, GEMM_AVX512_BF16, false, &s.planned);
+    st = vit_packed_weights_create_uniform(&s.cfg, &s.w, GEMM_AVX512_F32, &s.f32);
+    if (!st.code) st = vit_packed_weights_create_uniform(&s.cfg, &s.w, GEMM_AVX512_BF16, &s.bf16);
+    if (!st.code) st = vit_packed_weights_create(&s.cfg, &s.w, GEMM_AVX512_BF16, false, &s.planned);
     if (!st.code)
-        st = vit_kernels_create_uniform(&s.cfg, &s.rounded, GEMM_AVX512_F32, &s.f32_rounded);
+        st = vit_packed_weights_create_uniform(&s.cfg, &s.rounded, GEMM_AVX512_F32, &s.f32_rounded);
     if (!st.code) st = vit_state_create(&s.cfg, GEMM_AVX512_BF16, s.threads, 518, 518, &s.state);
     if (st.code) die("kernels", st);
     size_t T = 1 + (size_t)(518 / s.cfg.patch) * (518 / s.cfg.patch);
@@ -362,10 +362,10 @@ int main(int argc, char **argv)
     s.reference = malloc(T * s.cfg.hidden * sizeof(float));
     for (int i = first; i < argc; i++) study_path(&s, argv[i], detail, model);
     vit_state_free(s.state);
-    vit_kernels_free(&s.f32);
-    vit_kernels_free(&s.bf16);
-    vit_kernels_free(&s.planned);
-    vit_kernels_free(&s.f32_rounded);
+    vit_packed_weights_free(&s.f32);
+    vit_packed_weights_free(&s.bf16);
+    vit_packed_weights_free(&s.planned);
+    vit_packed_weights_free(&s.f32_rounded);
     for (int l = 0; l < s.cfg.layers; l++) {
         const vit_layer_weights *r = &s.rounded.layers[l];
         const float *copies[6] = {r->q_w, r->k_w, r->v_w, r->proj_w, r->fc1_w, r->fc2_w};

@@ -3,6 +3,7 @@
 #define RADDINO_CLI_H
 
 #include "raddino_encoder.h"
+#include "raddino_hub.h"
 #include "raddino_store.h"
 
 #include <stdbool.h>
@@ -40,11 +41,15 @@ typedef struct {
     cli_model_source source;
     char dir[RADDINO_PATH_MAX];
     raddino_hub_model hub;  /* source == CLI_MODEL_FROM_CACHE */
-    char weights_sha256[65];    /* set by cli_open_encoder_at when it hashed the weights */
+    char weights_sha256[65];    /* set by cli_open_encoder_at when it checked the weights */
 } cli_model_location;
 
 /* Option codes above any letter, so that commands keep their letters free. */
 enum { CLI_OPT_REPO = 0x200, CLI_OPT_REVISION, CLI_OPT_CACHE_DIR, CLI_OPT_WINDOW };
+
+/* What to do about a refusal, in the command's words (library messages name no option). */
+#define CLI_HINT_QUERY_MODEL "embed queries with the collection's model (--model)"
+#define CLI_HINT_OTHER_MODEL "pass --reembed to replace every vector, or use another --db"
 
 /* Prints "raddino: MESSAGE" on stderr (MESSAGE already names the file). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -97,11 +102,6 @@ raddino_encoder *cli_open_encoder(const cli_model_options *o, int *exit_code);
 
 /* The image loading options the model options describe (pixel cap, DICOM window). */
 raddino_load_options cli_load_options(const cli_model_options *o);
-
-/* Appends the DICOM --window setting to a model's config_json (raddino_store_model_json) when it
- * is not the default, so that vectors made with another window count as another model. The
- * default adds nothing: databases made before DICOM support keep their model row. */
-raddino_status cli_model_json_window(const cli_model_options *o, char *json, size_t cap);
 
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool cli_parse_u64(const char *option, const char *arg, uint64_t max, uint64_t *out);

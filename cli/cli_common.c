@@ -214,7 +214,9 @@ raddino_encoder *cli_open_encoder_at(const cli_model_options *o, cli_model_locat
     raddino_encoder_info(enc, &info);
     if (loc->source == CLI_MODEL_FROM_DB) {
         /* The place is only trusted with the weights it had: a folder can be refilled. */
-        st = cli_file_sha256(info.weights_path, loc->weights_sha256);
+        raddino_model_identity id;
+        st = raddino_encoder_identity(enc, &id);
+        if (!st.code) memcpy(loc->weights_sha256, id.weights_sha256, sizeof loc->weights_sha256);
         bool changed = !st.code && strcmp(loc->weights_sha256, o->recorded->weights_sha256) != 0;
         if (changed)
             cli_error("%s: the collection's model was found at %s, but the weights there changed "
@@ -394,22 +396,4 @@ void cli_csv_field(FILE *f, const char *s)
         fputc(*s, f);
     }
     fputc('"', f);
-}
-
-raddino_status cli_model_json_window(const cli_model_options *m, char *json, size_t cap)
-{
-    raddino_status st = {RADDINO_OK, ""};
-    if (m->window == RADDINO_WINDOW_MINMAX) return st;
-    size_t len = strlen(json);
-    if (len == 0 || json[len - 1] != '}') return st;
-    int n = m->window == RADDINO_WINDOW_AUTO
-                ? snprintf(json + len - 1, cap - len + 1, ", \"dicom_window\": \"auto\"}")
-                : snprintf(json + len - 1, cap - len + 1,
-                           ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
-                           m->window_center, m->window_width);
-    if (n < 0 || (size_t)n >= cap - len + 1) {
-        st.code = RADDINO_ERR_ARGUMENT;
-        snprintf(st.message, sizeof st.message, "model description too long");
-    }
-    return st;
 }

@@ -2,6 +2,7 @@
  * stored in the database) and raddino clusters (list stored results again). */
 #include "collection.h"
 #include "html_report.h"
+#include "raddino_analysis.h"
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -258,7 +259,7 @@ static void html_map(FILE *f, raddino_store *db, const raddino_store_cluster_run
         label[kept] = l->m[m.p[i].member].path;
         kept++;
     }
-    if (!st.code) st = html_pca2(m.v, kept, m.dim, xy);
+    if (!st.code) st = raddino_pca2(m.v, kept, m.dim, xy);
     fputs("<section class=\"map\"><h2>Map of the collection</h2>", f);
     if (st.code) {
         fputs("<p class=\"muted\">no map: ", f);

@@ -1,8 +1,10 @@
 /* cmd_dedup.c — raddino dedup: groups of duplicate images. Exact duplicates share their file's
  * content hash; near duplicates are linked by cosine similarity at or above a threshold (range
- * search over the collection's index, then connected components by union-find). */
+ * search over the collection's index, then connected components by union-find:
+ * raddino_links_*, analysis/). */
 #include "collection.h"
 #include "html_report.h"
+#include "raddino_analysis.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -74,24 +76,6 @@ static void free_groups(group_list *l)
     free(l->g);
 }
 
-/* ---- union-find --------------------------------------------------------------------------- */
-
-static size_t find_root(size_t *parent, size_t x)
-{
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];  /* path halving */
-        x = parent[x];
-    }
-    return x;
-}
-
-static void unite(size_t *parent, size_t a, size_t b)
-{
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a != b) parent[a < b ? b : a] = a < b ? a : b;  /* the smaller row is the root */
-}
-
 /* Row of an image id (ids ascending, as read_all returns them); n when absent. */
 static size_t row_of(const int64_t *ids, size_t n, int64_t id)
 {
@@ -129,26 +113,28 @@ static raddino_status read_rows(raddino_collection *c, collection_rows *r)
     raddino_collection_info ci;
     raddino_collection_get_info(c, &ci);
     r->dim = ci.dim;
-    raddino_status st = raddino_collection_read_all(c, &r->v, &r->ids, &r->n);
+    raddino_collection_row *rows;
+    raddino_status st = raddino_collection_read_rows(c, &r->v, &rows, &r->n);
     if (st.code) return st;
+    r->ids = malloc((r->n ? r->n : 1) * sizeof *r->ids);
     r->sha = calloc(r->n ? r->n : 1, sizeof *r->sha);
     r->paths = calloc(r->n ? r->n : 1, sizeof *r->paths);
-    if (!r->sha || !r->paths) return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
-    raddino_store *db = raddino_collection_store(c);
-    for (size_t i = 0; i < r->n && !st.code; i++) {
-        raddino_store_image img;
-        int found = 0;
-        st = raddino_store_find_id(db, r->ids[i], NULL, &img, &found);
-        if (st.code) break;
-        snprintf(r->sha[i], sizeof r->sha[i], "%s", found ? img.sha256 : "");
-        r->paths[i] = strdup(found ? img.path : "");
-        if (!r->paths[i]) st = (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    if (!r->ids || !r->sha || !r->paths) {
+        raddino_collection_rows_free(rows, r->n);
+        return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        r->ids[i] = rows[i].id;
+        memcpy(r->sha[i], rows[i].sha256, sizeof r->sha[i]);
+        r->paths[i] = rows[i].path;     /* taken over */
+        rows[i].path = NULL;
         float *x = r->v + i * (size_t)r->dim;
         double s = 0;
         for (int d = 0; d < r->dim; d++) s += (double)x[d] * x[d];
         if (s > 0)
             for (int d = 0; d < r->dim; d++) x[d] = (float)(x[d] / sqrt(s));
     }
+    raddino_collection_rows_free(rows, r->n);
     return st;
 }
 
@@ -228,7 +214,7 @@ static raddino_status link_pairs(raddino_collection *c, const collection_rows *r
         for (size_t j = rr.lims[q]; j < rr.lims[q + 1]; j++) {
             size_t other = row_of(r->ids, r->n, rr.ids[j]);
             if (other == r->n || other == q) continue;
-            unite(parent, q, other);
+            raddino_links_unite(parent, q, other);
             if (rr.scores[j] < lowest_link[q]) lowest_link[q] = rr.scores[j];
         }
     raddino_range_result_free(&rr);
@@ -246,12 +232,10 @@ static raddino_status near_groups(raddino_collection *c, const collection_rows *
         free(parent), free(count), free(lowest);
         return (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
     }
-    for (size_t i = 0; i < n; i++) {
-        parent[i] = i;
-        lowest[i] = 1.0;
-    }
+    raddino_links_init(parent, n);
+    for (size_t i = 0; i < n; i++) lowest[i] = 1.0;
     raddino_status st = link_pairs(c, r, (float)threshold, parent, lowest);
-    for (size_t i = 0; i < n && !st.code; i++) count[find_root(parent, i)]++;
+    for (size_t i = 0; i < n && !st.code; i++) count[raddino_links_root(parent, i)]++;
     /* Members of each root, in row order; a group of one hash only is an exact group. */
     for (size_t root = 0; root < n && !st.code; root++) {
         if (count[root] < 2) continue;
@@ -264,7 +248,7 @@ static raddino_status near_groups(raddino_collection *c, const collection_rows *
         double linked = 1.0;
         int one_hash = 1;
         for (size_t i = root; i < n; i++)
-            if (find_root(parent, i) == root) {
+            if (raddino_links_root(parent, i) == root) {
                 m[k++] = i;
                 if (lowest[i] < linked) linked = lowest[i];
                 if (!r->sha[i][0] || strcmp(r->sha[i], r->sha[root])) one_hash = 0;

@@ -149,12 +149,11 @@ static void *prepare_input(void *arg)
     prepared_input *p = arg;
     raddino_image img;
     p->status = raddino_image_load_ex(p->path, p->load, &img);
-    if (!p->status.code) {
-        p->status = raddino_preprocess(p->enc, &img, NULL, p->pixels);
-        raddino_image_free(&img);
-    }
-    /* Messages name the file, as raddino_embed_file's do. */
-    if (p->status.code && !strstr(p->status.message, p->path)) {
+    if (p->status.code) return NULL;    /* the loader's messages name the file */
+    p->status = raddino_preprocess(p->enc, &img, NULL, p->pixels);
+    raddino_image_free(&img);
+    /* Preprocessing does not know the file: name it, as raddino_embed_file's messages do. */
+    if (p->status.code) {
         raddino_status named = {p->status.code, ""};
         snprintf(named.message, sizeof named.message, "%.250s: %.250s", p->path, p->status.message);
         p->status = named;

@@ -5,6 +5,7 @@
 #include "collection.h"
 #include "html_report.h"
 #include "labels.h"
+#include "raddino_analysis.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -68,6 +69,7 @@ typedef struct {
     float *v;               /* n x dim, normalised */
     int64_t *ids;
     char **paths;
+    char (*patient_key)[65];    /* the DICOM patient key, "" when none */
     size_t n;
     int dim;
     cli_labels lab;         /* labels, groups (lab.group) */
@@ -78,6 +80,7 @@ static void free_images(image_set *s)
     for (size_t i = 0; i < s->n; i++)
         if (s->paths) free(s->paths[i]);
     free(s->paths);
+    free(s->patient_key);
     free(s->v);
     free(s->ids);
     cli_labels_free(&s->lab);
@@ -94,23 +97,29 @@ static raddino_status read_images(raddino_collection *c, image_set *s)
     raddino_collection_info ci;
     raddino_collection_get_info(c, &ci);
     s->dim = ci.dim;
-    raddino_status st = raddino_collection_read_all(c, &s->v, &s->ids, &s->n);
+    raddino_collection_row *rows;
+    raddino_status st = raddino_collection_read_rows(c, &s->v, &rows, &s->n);
     if (st.code) return st;
     size_t n = s->n ? s->n : 1;
+    s->ids = malloc(n * sizeof *s->ids);
     s->paths = calloc(n, sizeof *s->paths);
-    if (!s->paths) return nomem();
-    raddino_store *db = raddino_collection_store(c);
-    for (size_t i = 0; i < s->n && !st.code; i++) {
-        raddino_store_image img;
-        int found = 0;
-        st = raddino_store_find_id(db, s->ids[i], NULL, &img, &found);
-        if (!st.code && !(s->paths[i] = strdup(found ? img.path : ""))) st = nomem();
+    s->patient_key = calloc(n, sizeof *s->patient_key);
+    if (!s->ids || !s->paths || !s->patient_key) {
+        raddino_collection_rows_free(rows, s->n);
+        return nomem();
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        s->ids[i] = rows[i].id;
+        s->paths[i] = rows[i].path;     /* taken over */
+        rows[i].path = NULL;
+        if (rows[i].has_dicom) memcpy(s->patient_key[i], rows[i].patient_key, 65);
         float *x = s->v + i * (size_t)s->dim;
         double sum = 0;
         for (int d = 0; d < s->dim; d++) sum += (double)x[d] * x[d];
         if (sum > 0)
             for (int d = 0; d < s->dim; d++) x[d] = (float)(x[d] / sqrt(sum));
     }
+    raddino_collection_rows_free(rows, s->n);
     return st;
 }
 
@@ -135,17 +144,13 @@ static raddino_status read_labels(const eval_options *o, image_set *s, label_cou
     return st;
 }
 
-static raddino_status dicom_groups(raddino_collection *c, image_set *s)
+/* Images labelled without a group: their DICOM patient key (the rows read_images kept). */
+static raddino_status dicom_groups(image_set *s)
 {
-    raddino_store *db = raddino_collection_store(c);
     raddino_status st = {RADDINO_OK, ""};
     for (size_t i = 0; i < s->n && !st.code; i++) {
         if (!s->lab.labelled[i] || s->lab.group[i]) continue;
-        raddino_dicom_info d;
-        int found = 0;
-        st = raddino_store_get_dicom(db, s->ids[i], &d, &found);
-        if (!st.code && found && d.patient_key[0] && !(s->lab.group[i] = strdup(d.patient_key)))
-            st = nomem();
+        if (s->patient_key[i][0] && !(s->lab.group[i] = strdup(s->patient_key[i]))) st = nomem();
     }
     return st;
 }
@@ -205,27 +210,16 @@ static size_t score_query(const image_set *s, const size_t *lab, size_t m, size_
 }
 
 static void add_query(tally *t, const eval_options *o, const candidate *cand, size_t nc,
-                      size_t rel)
+                      size_t rel, unsigned char *relevant)
 {
-    size_t hits = 0;
-    double ap = 0;
-    for (size_t i = 0; i < nc; i++) {
-        if (cand[i].relevant) {
-            hits++;
-            ap += (double)hits / (double)(i + 1);
-        }
-        for (int k = 0; k < o->n_ks; k++)
-            if (i + 1 == (size_t)o->ks[k]) {
-                t->p[k] += (double)hits / o->ks[k];
-                t->r[k] += (double)hits / (double)rel;
-            }
+    double p[MAX_KS], r[MAX_KS], ap;
+    for (size_t i = 0; i < nc; i++) relevant[i] = (unsigned char)cand[i].relevant;
+    raddino_retrieval_metrics(relevant, nc, rel, o->ks, o->n_ks, p, r, &ap);
+    for (int k = 0; k < o->n_ks; k++) {
+        t->p[k] += p[k];
+        t->r[k] += r[k];
     }
-    for (int k = 0; k < o->n_ks; k++)   /* fewer candidates than k: all were seen */
-        if ((size_t)o->ks[k] > nc) {
-            t->p[k] += (double)hits / o->ks[k];
-            t->r[k] += (double)hits / (double)rel;
-        }
-    t->ap += ap / (double)rel;
+    t->ap += ap;
     t->queries++;
 }
 
@@ -241,9 +235,10 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
     size_t m = 0;
     size_t *lab = malloc((s->n ? s->n : 1) * sizeof *lab);
     candidate *cand = malloc((s->n ? s->n : 1) * sizeof *cand);
+    unsigned char *relevant = malloc(s->n ? s->n : 1);
     tally *t = calloc((size_t)s->lab.n_labels + 1, sizeof *t);
-    if (!lab || !cand || !t) {
-        free(lab), free(cand), free(t);
+    if (!lab || !cand || !relevant || !t) {
+        free(lab), free(cand), free(relevant), free(t);
         return nomem();
     }
     for (size_t i = 0; i < s->n; i++)
@@ -252,7 +247,7 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
     int L = s->lab.n_labels;
     int *slot = malloc((size_t)(L ? L : 1) * sizeof *slot);
     if (!slot) {
-        free(lab), free(cand), free(t);
+        free(lab), free(cand), free(relevant), free(t);
         return nomem();
     }
     size_t n_t = 1;
@@ -267,20 +262,21 @@ static raddino_status evaluate(const image_set *s, const eval_options *o, tally 
             ++*skipped;
             continue;
         }
-        add_query(&t[0], o, cand, nc, rel);
+        add_query(&t[0], o, cand, nc, rel, relevant);
         for (int l = 0; l < L; l++) {
             if (!y[l]) continue;
             if (!slot[l]) {
                 slot[l] = (int)n_t;
                 t[n_t++].label = s->lab.names[l];
             }
-            add_query(&t[slot[l]], o, cand, nc, rel);
+            add_query(&t[slot[l]], o, cand, nc, rel, relevant);
         }
     }
     free(slot);
     qsort(t + 1, n_t - 1, sizeof *t, by_label);
     free(lab);
     free(cand);
+    free(relevant);
     *out = t;
     *n_out = n_t;
     return (raddino_status){RADDINO_OK, ""};
@@ -551,7 +547,7 @@ int cmd_eval(int argc, char **argv)
     size_t n_t = 0, skipped = 0;
     raddino_status st = read_images(c, &s);
     if (!st.code) st = read_labels(&o, &s, &counts, &from_dicom);
-    if (!st.code && from_dicom) st = dicom_groups(c, &s);
+    if (!st.code && from_dicom) st = dicom_groups(&s);
     if (!st.code) st = evaluate(&s, &o, &t, &n_t, &skipped);
     if (st.code) {
         cli_status_error(&st);

@@ -11,7 +11,6 @@
  * later index of the same folder finds them unchanged and embeds nothing. */
 #include "collection.h"
 #include "csv.h"
-#include "index.h"
 #include "labels.h"
 #include "npy.h"
 
@@ -239,10 +238,11 @@ static bool describe_file(import_row *row, bool allow_missing)
         cli_error("%s: %s", row->path, strerror(errno));
         return false;
     }
-    bool decodable;
-    const char *why = NULL;
-    if (!index_sniff(head, got, row->path, &row->format, &decodable, &why) || !decodable) {
-        cli_error("%s: %s", row->path, why ? why : "not an image raddino reads");
+    raddino_sniff sniff;
+    int is_image = raddino_image_sniff(head, got, row->path, &sniff);
+    row->format = sniff.format;
+    if (!is_image || !sniff.decodable) {
+        cli_error("%s: %s", row->path, sniff.why ? sniff.why : "not an image raddino reads");
         return false;
     }
     raddino_status st = cli_file_sha256(row->path, row->sha256);
@@ -252,7 +252,8 @@ static bool describe_file(import_row *row, bool allow_missing)
     }
     row->exists = 1;
     row->size = (int64_t)sb.st_size;
-    row->mtime_ns = index_mtime_ns(&sb);
+    /* As the indexer records it (ingest/walk.c), so a later index run finds it unchanged. */
+    row->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     png_size(head, got, &row->width, &row->height);
     return true;
 }
@@ -412,7 +413,7 @@ static int run_import(import_options *o)
     raddino_encoder *enc = NULL;
     raddino_store *db = NULL;
     int exit_code = EXIT_INPUT_FAILED;
-    char sha[65], json[4096], npy_sha[65];
+    char npy_sha[65];
     if (!read_paths(o, &rows, &n)) goto done;
     raddino_status st = npy_read_float(o->npy, &v, &n_dims, shape);
     if (!st.code) st = cli_file_sha256(o->npy, npy_sha);
@@ -445,7 +446,8 @@ static int run_import(import_options *o)
             cli_error("%s: row %zu (%s) holds a value that is not finite", o->npy, r, rows[r].path);
             goto done;
         }
-    st = cli_model_identity(enc, &o->model, sha, json, sizeof json);
+    raddino_model_identity id;
+    st = raddino_encoder_identity(enc, &id);
     if (st.code) {
         cli_status_error(&st);
         goto done;
@@ -457,7 +459,7 @@ static int run_import(import_options *o)
         raddino_store *reader = NULL;
         int same = 1;
         char why[RADDINO_MESSAGE_MAX];
-        raddino_store_model m = {sha, json, NULL, NULL, info.hidden};
+        raddino_store_model m = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
         st = raddino_store_open(db_path, &rp, &reader);
         if (!st.code) st = raddino_store_model_matches(reader, &m, &same, why, sizeof why);
         raddino_store_close(reader);
@@ -480,7 +482,7 @@ static int run_import(import_options *o)
     enc = NULL;
     /* accepted: the writer, then the DICOM metadata (salted per database), then one batch */
     st = raddino_store_open(db_path, NULL, &db);
-    raddino_store_model m = {sha, json, NULL, NULL, info.hidden};
+    raddino_store_model m = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
     int64_t model_id, dropped;
     if (!st.code) st = raddino_store_use_model(db, &m, 0, &model_id, &dropped);
     char salt[65];

@@ -1,16 +1,12 @@
-/* cmd_index.c — raddino index: embed whole folders into the store and keep it up to date.
- *
- * A run: walk the PATHs; plan (a file whose path, size and mtime are stored unchanged is not
- * read); feed the rest through the decoder threads (index_pipeline.c) to the encoder on this
- * thread; write rows in batches; then (unless --keep-missing) drop the rows of files under the
- * PATHs that are gone, except under a PATH that is gone or holds no file at all: that is an
- * unmounted disk or a mistyped name more often than a deletion (--prune removes those too).
+/* cmd_index.c — raddino index: the options, a progress printer and the summary around
+ * raddino_ingest (ingest/raddino_ingest.h), which does the run: walk, plan, decode, embed,
+ * write in batches, remove what is gone.
  *
  * Testing hook: RADDINO_TEST_KILL_AFTER=N makes the process SIGKILL itself right after the Nth
  * file it processes has been written into the open batch (not committed yet), so a test can
  * check that a killed run resumes to the same state as an uninterrupted one, without sleeps. */
 #include "cli.h"
-#include "index.h"
+#include "raddino_ingest.h"
 #include "raddino_store.h"
 
 #include <errno.h>
@@ -72,6 +68,7 @@ typedef struct {
     bool prune, keep_missing, reembed, quiet, json;
 } index_options;
 
+
 /* Set from the SIGINT handler: finish the current file, commit, stop. */
 static volatile sig_atomic_t interrupted;
 
@@ -81,28 +78,19 @@ static void on_interrupt(int sig)
     signal(sig, SIG_DFL);   /* a second Ctrl-C stops at once (losing the open batch only) */
 }
 
+static int is_interrupted(void *user)
+{
+    (void)user;
+    return interrupted;
+}
+
+/* What the printer keeps between calls. */
 typedef struct {
     const index_options *o;
-    raddino_store *store;
-    raddino_encoder *enc;
-    raddino_model_info info;
-    index_decode_options decode;    /* pixel cap, --window, the store's patient key salt */
-    char salt[65];
-    int64_t run_id;
-    raddino_store_counts counts;
-    int64_t ignored;
-    size_t n_files, done;       /* files walked / files dealt with (unchanged included) */
-    size_t n_todo, processed;   /* files read this run / of them, dealt with */
-    double start, encoder_seconds, wait_seconds;
-    size_t batch_items;
-    double batch_started;
-    float *cls, *tokens;
+    double start;
     bool tty, progress_drawn;
     double last_report;
-    long kill_after;
-    cli_model_location loc;     /* where the model was found: recorded in the store */
-    int guarded_roots;          /* PATHs whose rows were kept: empty or unmounted folders */
-} indexer;
+} printer;
 
 static double now(void)
 {
@@ -184,49 +172,71 @@ static void format_duration(double s, char *out, size_t cap)
     else snprintf(out, cap, "%dh%02dm", (int)(s / 3600), (int)s / 60 % 60);
 }
 
-static double images_per_second(const indexer *x)
+static void draw_progress(void *user, const raddino_ingest_progress *p)
 {
-    double elapsed = now() - x->start;
-    return elapsed > 0 ? (double)x->processed / elapsed : 0;
-}
-
-static void draw_progress(indexer *x, bool force)
-{
+    printer *x = user;
     if (x->o->quiet) return;
     double t = now();
-    if (!force && t - x->last_report < (x->tty ? 0.1 : 10.0)) return;
+    if (t - x->last_report < (x->tty ? 0.1 : 10.0)) return;
     x->last_report = t;
-    double rate = images_per_second(x);
+    double elapsed = t - x->start;
+    double rate = elapsed > 0 ? (double)p->read / elapsed : 0;
     char eta[32];
-    format_duration(rate > 0 ? (double)(x->n_todo - x->processed) / rate : NAN, eta, sizeof eta);
+    format_duration(rate > 0 ? (double)(p->to_read - p->read) / rate : NAN, eta, sizeof eta);
     if (x->tty) {
-        int width = 24, filled = x->n_files ? (int)(width * x->done / x->n_files) : width;
+        int width = 24, filled = p->files ? (int)(width * p->done / p->files) : width;
         char bar[32];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = 0;
         fprintf(stderr, "\r[%s] %zu/%zu files  %.1f img/s  ETA %s  %lld failed\033[K", bar,
-                x->done, x->n_files, rate, eta, (long long)x->counts.failed);
+                p->done, p->files, rate, eta, (long long)p->failed);
         x->progress_drawn = true;
     } else {
         fprintf(stderr, "raddino index: %zu/%zu files, %.1f img/s, ETA %s, %lld failed\n",
-                x->done, x->n_files, rate, eta, (long long)x->counts.failed);
+                p->done, p->files, rate, eta, (long long)p->failed);
     }
     fflush(stderr);
 }
 
-/* A per-file line, above the progress bar. */
-static void report_failure(indexer *x, const char *path, const char *reason)
+/* Failures and notes, one line each (above the progress bar for a file that failed). */
+static void print_event(void *user, const raddino_ingest_event *e)
 {
-    if (x->o->quiet) return;
-    if (x->progress_drawn) fputs("\r\033[K", stderr);
-    cli_error("%s: %s", path, reason);
-    x->progress_drawn = false;
+    printer *x = user;
+    switch (e->kind) {
+    case RADDINO_INGEST_FILE_FAILED:
+        if (x->o->quiet) return;
+        if (x->progress_drawn) fputs("\r\033[K", stderr);
+        cli_error("%s: %s", e->path, e->reason);
+        x->progress_drawn = false;
+        break;
+    case RADDINO_INGEST_PATH_ERROR:
+        if (e->path) cli_error("%s: %s", e->path, e->reason);
+        else cli_error("%s", e->reason);
+        break;
+    case RADDINO_INGEST_PATH_GONE:
+        cli_error("%s: %s: nothing stored under it is removed (a PATH that is gone or "
+                  "unmounted removes nothing; --prune removes its rows)", e->path, e->reason);
+        break;
+    case RADDINO_INGEST_FOLDER_UNLISTED:
+        cli_error("%s: cannot list: %s (its rows are kept)", e->path, e->reason);
+        break;
+    case RADDINO_INGEST_ROOT_KEPT:
+        cli_error("%s: no file found there, but %lld stored file%s under it: kept (a "
+                  "folder that is empty or unmounted removes nothing; --prune removes "
+                  "them)", e->path, (long long)e->count, e->count == 1 ? " is" : "s are");
+        break;
+    case RADDINO_INGEST_DROPPED:
+        if (!x->o->quiet)
+            fprintf(stderr, "raddino index: dropped %lld vectors of the previous model\n",
+                    (long long)e->count);
+        break;
+    }
 }
 
-static void print_summary(const indexer *x)
+static void print_summary(const printer *x, const raddino_ingest_result *r)
 {
     double wall = now() - x->start;
-    const raddino_store_counts *c = &x->counts;
+    const raddino_store_counts *c = &r->counts;
     if (x->o->json) {
         printf("{\"added\": %lld, \"updated\": %lld, \"reused\": %lld, \"unchanged\": %lld, "
                "\"failed\": %lld, \"removed\": %lld, \"ignored\": %lld, \"files\": %zu, "
@@ -234,21 +244,21 @@ static void print_summary(const indexer *x)
                "%.3f}\n",
                (long long)c->added, (long long)c->updated, (long long)c->reused,
                (long long)c->unchanged, (long long)c->failed, (long long)c->removed,
-               (long long)x->ignored, x->n_files, wall, x->encoder_seconds, x->wait_seconds);
+               (long long)r->ignored, r->files, wall, r->encoder_seconds, r->wait_seconds);
         return;
     }
     if (x->o->quiet) return;
     printf("raddino index: %zu files in %.1f s (%.1f files/s): %lld added, %lld updated, "
            "%lld reused, %lld unchanged, %lld failed, %lld removed, %lld not images; "
            "encoder %.1f s (%.0f%%)%s\n",
-           x->n_files, wall, wall > 0 ? (double)x->n_files / wall : 0, (long long)c->added,
+           r->files, wall, wall > 0 ? (double)r->files / wall : 0, (long long)c->added,
            (long long)c->updated, (long long)c->reused, (long long)c->unchanged,
-           (long long)c->failed, (long long)c->removed, (long long)x->ignored,
-           x->encoder_seconds, wall > 0 ? 100 * x->encoder_seconds / wall : 0,
+           (long long)c->failed, (long long)c->removed, (long long)r->ignored,
+           r->encoder_seconds, wall > 0 ? 100 * r->encoder_seconds / wall : 0,
            interrupted ? "; interrupted, run again to continue" : "");
 }
 
-/* ---- model identity ---------------------------------------------------------------------- */
+/* ---- where the model came from --------------------------------------------------------- */
 
 /* "…/models--ORG--NAME/snapshots/REV/…" (the Hugging Face cache) names the repository and
  * revision; any other folder leaves them unknown. */
@@ -270,384 +280,6 @@ static void repository_from_path(const char *dir, char *repo, size_t repo_cap, c
     snprintf(rev, rev_cap, "%.*s", r_end ? (int)(r_end - r) : (int)strlen(r), r);
 }
 
-static int use_model(indexer *x)
-{
-    char sha[65], json[4096], repo[256], rev[128];
-    raddino_status st = cli_file_sha256(x->info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&x->info, json, sizeof json);
-    if (!st.code) st = cli_model_json_window(&x->o->model, json, sizeof json);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    const char *dir = x->o->model.model ? x->o->model.model : getenv("RADDINO_MODEL");
-    repository_from_path(dir ? dir : "", repo, sizeof repo, rev, sizeof rev);
-    raddino_store_model m = {sha, json, repo[0] ? repo : NULL, rev[0] ? rev : NULL,
-                             x->info.hidden};
-    int64_t id, dropped;
-    st = raddino_store_use_model(x->store, &m, x->o->reembed, &id, &dropped);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    raddino_store_model_origin origin;
-    cli_model_origin_from(&x->o->model, &x->loc, sha, &origin);
-    st = raddino_store_set_model_origin(x->store, &origin);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    if (dropped && !x->o->quiet)
-        fprintf(stderr, "raddino index: dropped %lld vectors of the previous model\n",
-                (long long)dropped);
-    return -1;
-}
-
-/* ---- planning ---------------------------------------------------------------------------- */
-
-static int compare_files(const void *a, const void *b)
-{
-    return strcmp(((const index_file *)a)->path, ((const index_file *)b)->path);
-}
-
-/* Sorts by path and drops duplicates (a file reached from two PATHs). */
-static void sort_files(index_walk *w)
-{
-    if (!w->n_files) return;
-    qsort(w->files, w->n_files, sizeof *w->files, compare_files);
-    size_t kept = 1;
-    for (size_t i = 1; i < w->n_files; i++) {
-        if (!strcmp(w->files[i].path, w->files[kept - 1].path)) free(w->files[i].path);
-        else w->files[kept++] = w->files[i];
-    }
-    w->n_files = kept;
-}
-
-/* The files that must be read: new, changed, or without a vector of this model. */
-static raddino_status plan(indexer *x, const index_walk *w, size_t *todo, size_t *n_todo)
-{
-    *n_todo = 0;
-    for (size_t i = 0; i < w->n_files; i++) {
-        const index_file *f = &w->files[i];
-        raddino_store_image row;
-        int found;
-        raddino_status st = raddino_store_find_path(x->store, f->path, &row, &found);
-        if (st.code) return st;
-        bool same = found && row.size == f->size && row.mtime_ns == f->mtime_ns &&
-                    (row.status == RADDINO_IMAGE_FAILED || row.has_vector);
-        if (same) {
-            x->counts.unchanged++;
-            x->done++;
-        } else {
-            todo[(*n_todo)++] = i;
-        }
-    }
-    return (raddino_status){RADDINO_OK, ""};
-}
-
-typedef struct {
-    indexer *x;
-    index_hash_set *set;
-    bool oom;
-} hash_collect;
-
-static void collect_hash(void *user, const char *sha256)
-{
-    hash_collect *c = user;
-    if (!c->oom && !index_hash_set_add_hex(c->set, sha256)) c->oom = true;
-}
-
-/* ---- writing ----------------------------------------------------------------------------- */
-
-static raddino_status ensure_batch(indexer *x)
-{
-    raddino_status st = {RADDINO_OK, ""};
-    if (x->batch_items == 0 && x->batch_started == 0) {
-        st = raddino_store_begin(x->store);
-        x->batch_started = now();
-    }
-    return st;
-}
-
-static raddino_status commit_batch(indexer *x, bool finished)
-{
-    raddino_status st = {RADDINO_OK, ""};
-    if (x->batch_started == 0) return st;
-    st = raddino_store_run_update(x->store, x->run_id, &x->counts, x->encoder_seconds,
-                                  now() - x->start, finished);
-    raddino_status commit = raddino_store_commit(x->store);
-    x->batch_items = 0;
-    x->batch_started = 0;
-    return st.code ? st : commit;
-}
-
-static void row_from(const index_file *f, const index_item *item, raddino_store_image *row)
-{
-    memset(row, 0, sizeof *row);
-    row->path = f->path;
-    row->size = f->size;
-    row->mtime_ns = f->mtime_ns;
-    snprintf(row->sha256, sizeof row->sha256, "%s", item->sha256);
-    row->format = item->format;
-    row->width = item->width;
-    row->height = item->height;
-    row->dicom = item->has_dicom ? &item->dicom : NULL;
-}
-
-static raddino_status record_failure(indexer *x, const index_file *f, const index_item *item,
-                                     const char *reason)
-{
-    raddino_store_image row;
-    row_from(f, item, &row);
-    row.status = RADDINO_IMAGE_FAILED;
-    row.reason = reason;
-    x->counts.failed++;
-    report_failure(x, f->path, reason);
-    return raddino_store_put_image(x->store, &row, NULL, NULL);
-}
-
-static double unix_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Runs the encoder on a READY item into x->cls. */
-static raddino_status encode(indexer *x, const index_item *item)
-{
-    double t = now();
-    raddino_status st;
-    if (item->pixels) {
-        st = raddino_encode_pixels(x->enc, 1, item->pixels, x->tokens);
-        if (!st.code) memcpy(x->cls, x->tokens, (size_t)x->info.hidden * sizeof(float));
-    } else {
-        st = raddino_embed_image(x->enc, &item->image, x->cls, NULL);
-    }
-    x->encoder_seconds += now() - t;
-    return st;
-}
-
-static raddino_status store_vector(indexer *x, const index_file *f, index_item *item)
-{
-    raddino_store_image row, source, existing;
-    int found, existed;
-    raddino_status st = raddino_store_find_path(x->store, f->path, &existing, &existed);
-    if (!st.code) st = raddino_store_find_sha256(x->store, item->sha256, x->cls, &source, &found);
-    if (st.code) return st;
-    row_from(f, item, &row);
-    row.status = RADDINO_IMAGE_OK;
-    row.embedded_at = unix_now();
-    if (found) {
-        /* Same bytes as a stored image: its vector, and its DICOM metadata (same bytes, same
-         * database salt: the same row), without the decoder or the encoder. */
-        row.width = source.width;
-        row.height = source.height;
-        row.format = source.format;
-        raddino_dicom_info dicom;
-        int has_dicom = 0;
-        if (!item->has_dicom) st = raddino_store_get_dicom(x->store, source.id, &dicom, &has_dicom);
-        if (st.code) return st;
-        if (has_dicom) row.dicom = &dicom;
-        x->counts.reused++;
-        return raddino_store_put_image(x->store, &row, x->cls, NULL);
-    }
-    if (item->state == ITEM_KNOWN_HASH) {
-        /* The stored copy went away during this run: decode after all. */
-        index_item_load(x->enc, &x->decode, f->path, NULL, -1, item);
-        if (item->state != ITEM_READY)
-            return item->state == ITEM_FAILED ? record_failure(x, f, item, item->reason)
-                                              : raddino_store_remove_path(x->store, f->path,
-                                                                          NULL);
-        row_from(f, item, &row);
-        row.status = RADDINO_IMAGE_OK;
-        row.embedded_at = unix_now();
-    }
-    st = encode(x, item);
-    if (st.code) return record_failure(x, f, item, st.message);
-    if (existed) x->counts.updated++;
-    else x->counts.added++;
-    return raddino_store_put_image(x->store, &row, x->cls, NULL);
-}
-
-static raddino_status handle_item(indexer *x, const index_file *f, index_item *item)
-{
-    raddino_status st = ensure_batch(x);
-    if (st.code) return st;
-    int removed = 0;
-    switch (item->state) {
-    case ITEM_GONE:
-    case ITEM_NOT_IMAGE:
-        st = raddino_store_remove_path(x->store, f->path, &removed);
-        if (removed) x->counts.removed++;
-        else x->ignored++;
-        break;
-    case ITEM_FAILED: st = record_failure(x, f, item, item->reason); break;
-    case ITEM_KNOWN_HASH:
-    case ITEM_READY: st = store_vector(x, f, item); break;
-    }
-    x->processed++;
-    x->done++;
-    x->batch_items++;
-    if (x->kill_after > 0 && x->processed == (size_t)x->kill_after) raise(SIGKILL);
-    if (!st.code && ((int)x->batch_items >= x->o->batch ||
-                     now() - x->batch_started >= BATCH_MAX_SECONDS))
-        st = commit_batch(x, false);
-    return st;
-}
-
-/* Files a run that died was decoding (index_guard.c): each is decoded again alone, in a child
- * process, and one that kills the child too is recorded as failed, so that this run and the
- * next ones skip it instead of dying on it again. */
-static raddino_status check_crashed_decodes(indexer *x)
-{
-    char **paths;
-    size_t n = index_guard_suspects(cli_db_path(x->o->db), &paths);
-    raddino_status st = {RADDINO_OK, ""};
-    for (size_t i = 0; i < n && !st.code; i++) {
-        struct stat sb;
-        if (stat(paths[i], &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
-        int sig = index_guard_check(paths[i], &x->decode.load);
-        if (!sig) continue;     /* it was only in flight when that run died */
-        index_file f = {paths[i], (int64_t)sb.st_size, index_mtime_ns(&sb)};
-        index_item item;
-        memset(&item, 0, sizeof item);
-        char reason[256];
-        snprintf(reason, sizeof reason,
-                 "decoding this file killed an earlier run and, tried alone, died again (%s); "
-                 "skipped until the file changes", strsignal(sig));
-        st = ensure_batch(x);
-        if (!st.code) st = record_failure(x, &f, &item, reason);
-    }
-    if (!st.code) st = commit_batch(x, false);
-    index_guard_free_suspects(paths, n);
-    return st;
-}
-
-static int embed_files(indexer *x, const index_walk *w, const size_t *todo,
-                       const index_hash_set *known)
-{
-    index_pipeline *p;
-    index_guard guard;
-    const char *db = cli_db_path(x->o->db);
-    x->decode.guard = index_guard_open(&guard, db, x->o->jobs) ? &guard : NULL;
-    raddino_status st = index_pipeline_start(x->enc, &x->decode, w->files, todo, x->n_todo,
-                                             x->o->jobs, known, &p);
-    if (st.code) {
-        if (x->decode.guard) index_guard_close(&guard, db);
-        x->decode.guard = NULL;
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    index_item *item;
-    while (!interrupted && (item = index_pipeline_next(p, &x->wait_seconds)) != NULL) {
-        st = handle_item(x, &w->files[item->file], item);
-        if (st.code) break;
-        draw_progress(x, false);
-    }
-    index_pipeline_free(p);     /* joins the threads: every slot is empty */
-    if (x->decode.guard) index_guard_close(&guard, db);
-    x->decode.guard = NULL;
-    if (!st.code) st = commit_batch(x, false);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    return -1;
-}
-
-/* ---- pruning ----------------------------------------------------------------------------- */
-
-typedef struct {
-    const index_walk *w;
-    const bool *guarded;    /* per root: a folder where the walk found no file at all */
-    int64_t *kept;          /* per root: rows kept because of that */
-} prune_scope;
-
-static bool under(const char *path, const char *folder)
-{
-    size_t n = strlen(folder);
-    if (n == 1 && folder[0] == '/') return true;
-    return !strncmp(path, folder, n) && (path[n] == '/' || path[n] == 0);
-}
-
-/* Keep rows outside the PATHs, rows of files the walk found, rows under folders it could not
- * list (unknown is not gone), and rows under a PATH with no file at all (see the top). */
-static int keep_row(void *user, const char *path)
-{
-    const prune_scope *s = user;
-    bool in_scope = false;
-    for (size_t i = 0; i < s->w->n_roots && !in_scope; i++) {
-        if (!under(path, s->w->roots[i])) continue;
-        if (s->guarded[i]) {
-            s->kept[i]++;
-            return 1;
-        }
-        in_scope = true;
-    }
-    if (!in_scope) return 1;
-    for (size_t i = 0; i < s->w->n_unlisted; i++)
-        if (under(path, s->w->unlisted[i])) return 1;
-    if (s->w->n_files == 0) return 0;
-    index_file key = {(char *)path, 0, 0};
-    return bsearch(&key, s->w->files, s->w->n_files, sizeof key, compare_files) != NULL;
-}
-
-/* Whether the walk found any file under root (files are sorted by path). */
-static bool has_files(const index_walk *w, const char *root)
-{
-    size_t lo = 0, hi = w->n_files;
-    while (lo < hi) {   /* the first file not before root */
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(w->files[mid].path, root) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    /* Paths under root sort after it, but "root-x" and "root.x" sort between root and
-     * "root/...": step over them. */
-    for (size_t i = lo; i < w->n_files && !strncmp(w->files[i].path, root, strlen(root)); i++)
-        if (under(w->files[i].path, root)) return true;
-    return false;
-}
-
-static int prune(indexer *x, const index_walk *w)
-{
-    size_t n = w->n_roots ? w->n_roots : 1;
-    bool *guarded = calloc(n, sizeof *guarded);
-    int64_t *kept = calloc(n, sizeof *kept);
-    if (!guarded || !kept) {
-        free(guarded);
-        free(kept);
-        cli_error("out of memory");
-        return EXIT_INPUT_FAILED;
-    }
-    for (size_t i = 0; i < w->n_roots && !x->o->prune; i++) {
-        bool unlisted = false;
-        for (size_t j = 0; j < w->n_unlisted && !unlisted; j++)
-            unlisted = under(w->roots[i], w->unlisted[j]);
-        guarded[i] = !unlisted && !has_files(w, w->roots[i]);
-    }
-    prune_scope scope = {w, guarded, kept};
-    int64_t removed;
-    raddino_status st = raddino_store_prune(x->store, keep_row, &scope, &removed);
-    int exit_code = -1;
-    if (st.code) {
-        cli_status_error(&st);
-        exit_code = EXIT_INPUT_FAILED;
-    } else {
-        x->counts.removed += removed;
-        for (size_t i = 0; i < w->n_roots; i++) {
-            if (!kept[i]) continue;
-            cli_error("%s: no file found there, but %lld stored file%s under it: kept (a "
-                      "folder that is empty or unmounted removes nothing; --prune removes "
-                      "them)", w->roots[i], (long long)kept[i], kept[i] == 1 ? " is" : "s are");
-            x->guarded_roots++;     /* the run fails, after its summary */
-        }
-    }
-    free(guarded);
-    free(kept);
-    return exit_code;
-}
-
 /* ---- the command ------------------------------------------------------------------------- */
 
 static void command_line(int argc, char **argv, char *out, size_t cap)
@@ -657,101 +289,63 @@ static void command_line(int argc, char **argv, char *out, size_t cap)
         used += (size_t)snprintf(out + used, cap - used, " %s", argv[i]);
 }
 
-static int walk_paths(indexer *x, index_walk *w, char **paths, int n)
+static int run_index(const index_options *o, printer *pr, raddino_encoder *enc,
+                     raddino_store *store, const cli_model_location *loc, int argc, char **argv)
 {
-    w->excludes = x->o->excludes;
-    w->n_excludes = x->o->n_excludes;
-    w->missing_root_is_empty = x->o->prune;
-    w->prune_note = !x->o->keep_missing;
-    for (int i = 0; i < n; i++) {
-        if (!index_walk_add(w, paths[i])) {
-            cli_error("out of memory while listing %s", paths[i]);
-            return EXIT_INPUT_FAILED;
-        }
-    }
-    if (w->errors && w->n_roots == 0) return EXIT_INPUT_FAILED;
-    sort_files(w);
-    x->n_files = w->n_files;
-    return -1;
-}
-
-static int run_index(indexer *x, int argc, char **argv, char **paths, int n_paths)
-{
-    index_walk w;
-    memset(&w, 0, sizeof w);
-    index_hash_set known = {0};
-    size_t *todo = NULL;
-    char command[1024];
+    char command[1024], repo[256], rev[128];
     command_line(argc, argv, command, sizeof command);
-    raddino_status st = raddino_store_run_begin(x->store, command, &x->run_id);
-    if (!st.code) st = check_crashed_decodes(x);
-    int exit_code = st.code ? EXIT_INPUT_FAILED : walk_paths(x, &w, paths, n_paths);
-    if (st.code) cli_status_error(&st);
-    if (exit_code < 0) {
-        todo = malloc((w.n_files ? w.n_files : 1) * sizeof *todo);
-        st = todo ? plan(x, &w, todo, &x->n_todo)
-                  : (raddino_status){RADDINO_ERR_NOMEM, "out of memory"};
-        hash_collect c = {x, &known, false};
-        if (!st.code && x->n_todo) st = raddino_store_foreach_sha256(x->store, collect_hash, &c);
-        index_hash_set_sort(&known);
-        if (st.code) {
-            cli_status_error(&st);
-            exit_code = EXIT_INPUT_FAILED;
-        }
+    const char *dir = o->model.model ? o->model.model : getenv("RADDINO_MODEL");
+    repository_from_path(dir ? dir : "", repo, sizeof repo, rev, sizeof rev);
+    raddino_store_model_origin origin;
+    cli_model_origin_from(&o->model, loc, "", &origin);  /* the sha256: the encoder's identity */
+
+    raddino_ingest_params p = raddino_ingest_default_params();
+    p.excludes = (const char *const *)o->excludes;
+    p.n_excludes = o->n_excludes;
+    p.jobs = o->jobs;
+    p.batch = o->batch;
+    p.batch_seconds = BATCH_MAX_SECONDS;
+    p.keep_missing = o->keep_missing;
+    p.prune = o->prune;
+    p.reembed = o->reembed;
+    p.command = command;
+    p.repository = repo;
+    p.revision = rev;
+    p.origin = &origin;
+    p.decode_check_program = "/proc/self/exe";  /* cmd_decode_check, below */
+    p.on_event = print_event;
+    p.on_progress = draw_progress;
+    p.cancel = is_interrupted;
+    p.user = pr;
+    const char *kill_after = getenv("RADDINO_TEST_KILL_AFTER");
+    p.test_kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0;
+
+    raddino_ingest_result r;
+    raddino_status st = raddino_ingest(store, enc, (const char *const *)argv + optind,
+                                       argc - optind, &p, &r);
+    if (pr->progress_drawn) fputs("\r\033[K", stderr);
+    if (st.code && r.model_refused == 1) {
+        cli_error("%s: %s", st.message, CLI_HINT_OTHER_MODEL);
+        return EXIT_INPUT_FAILED;
     }
-    if (exit_code < 0 && x->n_todo) exit_code = embed_files(x, &w, todo, &known);
-    if (exit_code < 0 && !x->o->keep_missing && !interrupted) exit_code = prune(x, &w);
-    if (exit_code < 0) {
-        st = raddino_store_run_update(x->store, x->run_id, &x->counts, x->encoder_seconds,
-                                      now() - x->start, !interrupted);
-        if (st.code) {
-            cli_status_error(&st);
-            exit_code = EXIT_INPUT_FAILED;
-        }
+    if (st.code) {
+        cli_status_error(&st);
+        return EXIT_INPUT_FAILED;
     }
-    if (x->progress_drawn) fputs("\r\033[K", stderr);
-    if (exit_code < 0) {
-        print_summary(x);
-        /* Files that failed in this run make the run fail (README, "Exit status"); those
-         * recorded by earlier runs and unchanged since count as unchanged. */
-        exit_code = interrupted ? 130
-                    : w.errors || x->counts.failed || x->guarded_roots ? EXIT_INPUT_FAILED
-                                                                       : EXIT_OK;
-    }
-    free(todo);
-    index_hash_set_free(&known);
-    index_walk_free(&w);
-    return exit_code;
+    if (r.nothing_walked) return EXIT_INPUT_FAILED;     /* each PATH's error was printed */
+    print_summary(pr, &r);
+    /* Files that failed in this run make the run fail (README, "Exit status"); those recorded
+     * by earlier runs and unchanged since count as unchanged. */
+    return interrupted ? 130
+           : r.path_errors || r.counts.failed || r.roots_kept ? EXIT_INPUT_FAILED
+                                                               : EXIT_OK;
 }
 
-/* The encoder first: a missing model must not leave an empty database behind. */
-static int open_all(indexer *x)
+/* raddino __decode-check MAX_PIXELS WINDOW CENTER WIDTH FILE: the crash check's child
+ * (raddino_ingest_decode_check). */
+int cmd_decode_check(int argc, char **argv)
 {
-    int exit_code;
-    x->enc = cli_open_encoder_at(&x->o->model, &x->loc, &exit_code);
-    if (!x->enc) return exit_code;
-    raddino_store_params params = raddino_store_default_params();
-    raddino_status st = raddino_store_open(cli_db_path(x->o->db), &params, &x->store);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    raddino_encoder_info(x->enc, &x->info);
-    st = raddino_store_dicom_salt(x->store, x->salt);
-    if (st.code) {
-        cli_status_error(&st);
-        return EXIT_INPUT_FAILED;
-    }
-    x->decode.load = cli_load_options(&x->o->model);
-    x->decode.salt = x->salt;
-    size_t tokens = x->info.tokens > 0 ? (size_t)x->info.tokens : 1;
-    x->cls = malloc((size_t)x->info.hidden * sizeof(float));
-    x->tokens = malloc(tokens * (size_t)x->info.hidden * sizeof(float));
-    if (!x->cls || !x->tokens) {
-        cli_error("out of memory");
-        return EXIT_INPUT_FAILED;
-    }
-    return use_model(x);
+    return raddino_ingest_decode_check(argc, argv);
 }
 
 int cmd_index(int argc, char **argv)
@@ -765,31 +359,37 @@ int cmd_index(int argc, char **argv)
         free(o.excludes);
         return exit_code;
     }
-    indexer x;
-    memset(&x, 0, sizeof x);
-    x.o = &o;
-    x.start = now();
-    x.tty = isatty(STDERR_FILENO);
-    x.last_report = x.start;    /* logs start after 10 s: short runs print only the summary */
+    printer pr;
+    memset(&pr, 0, sizeof pr);
+    pr.o = &o;
+    pr.start = now();
+    pr.tty = isatty(STDERR_FILENO);
+    pr.last_report = pr.start;  /* logs start after 10 s: short runs print only the summary */
     /* The model the database recorded, for when no option names one. */
-    raddino_store_model_origin origin;
-    if (cli_read_model_origin(cli_db_path(o.db), &origin)) {
-        o.model.recorded = &origin;
+    raddino_store_model_origin recorded;
+    if (cli_read_model_origin(cli_db_path(o.db), &recorded)) {
+        o.model.recorded = &recorded;
         o.model.recorded_db = cli_db_path(o.db);
     }
-    const char *kill_after = getenv("RADDINO_TEST_KILL_AFTER");
-    x.kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0;
-    exit_code = open_all(&x);
-    if (exit_code < 0) {
-        interrupted = 0;
-        signal(SIGINT, on_interrupt);
-        exit_code = run_index(&x, argc, argv, argv + optind, argc - optind);
-        signal(SIGINT, SIG_DFL);
+    /* The encoder first: a missing model must not leave an empty database behind. */
+    cli_model_location loc;
+    raddino_store *store = NULL;
+    raddino_encoder *enc = cli_open_encoder_at(&o.model, &loc, &exit_code);
+    if (enc) {
+        raddino_store_params params = raddino_store_default_params();
+        raddino_status st = raddino_store_open(cli_db_path(o.db), &params, &store);
+        if (st.code) {
+            cli_status_error(&st);
+            exit_code = EXIT_INPUT_FAILED;
+        } else {
+            interrupted = 0;
+            signal(SIGINT, on_interrupt);
+            exit_code = run_index(&o, &pr, enc, store, &loc, argc, argv);
+            signal(SIGINT, SIG_DFL);
+        }
     }
-    free(x.cls);
-    free(x.tokens);
-    raddino_encoder_close(x.enc);
-    raddino_store_close(x.store);
+    raddino_encoder_close(enc);
+    raddino_store_close(store);
     free(o.excludes);
     return exit_code;
 }

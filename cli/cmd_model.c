@@ -319,8 +319,9 @@ int cmd_model(int argc, char **argv)
     if (!enc) return exit_code;
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
-    char sha256[65];
-    raddino_status st = cli_file_sha256(info.weights_path, sha256);
+    raddino_model_identity id;
+    raddino_status st = raddino_encoder_identity(enc, &id);
+    const char *sha256 = id.weights_sha256;
     if (!st.code) {
         if (json) print_json(&loc, &info, sha256);
         else print_text(&loc, &info, sha256);

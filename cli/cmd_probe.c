@@ -325,28 +325,30 @@ static raddino_status load_dataset(raddino_collection *c, const probe_options *o
     raddino_collection_info ci;
     raddino_collection_get_info(c, &ci);
     d->dim = ci.dim;
-    raddino_status st = raddino_collection_read_all(c, &d->all, &d->ids, &d->n_all);
+    raddino_collection_row *rows;
+    raddino_status st = raddino_collection_read_rows(c, &d->all, &rows, &d->n_all);
     if (st.code) return st;
-    d->paths = calloc(d->n_all ? d->n_all : 1, sizeof *d->paths);
-    if (!d->paths) return nomem();
-    raddino_store *db = raddino_collection_store(c);
-    for (size_t i = 0; i < d->n_all && !st.code; i++) {
-        raddino_store_image img;
-        int found = 0;
-        st = raddino_store_find_id(db, d->ids[i], NULL, &img, &found);
-        if (!st.code && !(d->paths[i] = strdup(found ? img.path : ""))) st = nomem();
+    size_t n = d->n_all ? d->n_all : 1;
+    d->ids = malloc(n * sizeof *d->ids);
+    d->paths = calloc(n, sizeof *d->paths);
+    if (!d->ids || !d->paths) {
+        raddino_collection_rows_free(rows, d->n_all);
+        return nomem();
     }
-    if (!st.code) st = cli_labels_read(o->labels, &o->lo, d->paths, d->n_all, &d->lab);
-    if (st.code) return st;
-    for (size_t i = 0; i < d->n_all && d->lab.dicom_groups && !st.code; i++) {
+    for (size_t i = 0; i < d->n_all; i++) {
+        d->ids[i] = rows[i].id;
+        d->paths[i] = rows[i].path;     /* taken over */
+        rows[i].path = NULL;
+    }
+    st = cli_labels_read(o->labels, &o->lo, d->paths, d->n_all, &d->lab);
+    /* Images labelled without a group: their DICOM patient key. */
+    for (size_t i = 0; i < d->n_all && !st.code && d->lab.dicom_groups; i++) {
         if (!d->lab.labelled[i] || d->lab.group[i]) continue;
-        raddino_dicom_info info;
-        int found = 0;
-        st = raddino_store_get_dicom(db, d->ids[i], &info, &found);
-        if (!st.code && found && info.patient_key[0] &&
-            !(d->lab.group[i] = strdup(info.patient_key)))
+        if (rows[i].has_dicom && rows[i].patient_key[0] &&
+            !(d->lab.group[i] = strdup(rows[i].patient_key)))
             st = nomem();
     }
+    raddino_collection_rows_free(rows, d->n_all);
     if (st.code) return st;
     size_t L = (size_t)d->lab.n_labels;
     d->rows = malloc((d->n_all ? d->n_all : 1) * sizeof *d->rows);
@@ -1088,7 +1090,9 @@ static int run_predict(probe_options *o)
         st = raddino_collection_check_model(c, &pm);
         if (st.code)
             st = raddino_status_error(RADDINO_ERR_MODEL, "%s: the probe was trained on vectors "
-                                      "of another model: %s", o->probe_file, st.message);
+                                      "of another model: %s%s%s", o->probe_file, st.message,
+                                      st.code == RADDINO_ERR_MODEL ? ": " : "",
+                                      st.code == RADDINO_ERR_MODEL ? CLI_HINT_QUERY_MODEL : "");
         if (!st.code) st = raddino_collection_read_all(c, &v, &ids, &n);
         raddino_collection_info ci;
         raddino_collection_get_info(c, &ci);
@@ -1113,9 +1117,10 @@ static int run_predict(probe_options *o)
     raddino_encoder *enc = cli_open_encoder(&o->model, &exit_code);
     if (!enc) goto done;
     exit_code = EXIT_INPUT_FAILED;
-    char sha[65], config[8192];
-    st = cli_model_identity(enc, &o->model, sha, config, sizeof config);
-    if (!st.code && (strcmp(sha, p.sha) || strcmp(config, p.config)))
+    raddino_model_identity id;
+    st = raddino_encoder_identity(enc, &id);
+    const char *sha = id.weights_sha256;
+    if (!st.code && (strcmp(sha, p.sha) || strcmp(id.config_json, p.config)))
         st = raddino_status_error(RADDINO_ERR_MODEL, "%s: the probe was trained on vectors of "
                                   "another model (weights sha256 %.12s..., not %.12s... of the "
                                   "model given, or other preprocessing)", o->probe_file, p.sha,

@@ -304,23 +304,23 @@ static int prepare_queries(raddino_collection *c, search_options *o, float *vect
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-static void print_dicom_uids(raddino_store *db, int64_t id)
+static void print_dicom_uids(const raddino_collection_row *hit)
 {
-    raddino_dicom_info d;
-    int found = 0;
-    raddino_status st = raddino_store_get_dicom(db, id, &d, &found);
-    if (st.code || !found) return;
+    if (!hit->has_dicom) return;
     fputs(", \"sop_instance_uid\": ", stdout);
-    cli_json_string(stdout, d.sop_instance_uid);
+    cli_json_string(stdout, hit->sop_instance_uid);
     fputs(", \"study_instance_uid\": ", stdout);
-    cli_json_string(stdout, d.study_instance_uid);
+    cli_json_string(stdout, hit->study_instance_uid);
     fputs(", \"series_instance_uid\": ", stdout);
-    cli_json_string(stdout, d.series_instance_uid);
+    cli_json_string(stdout, hit->series_instance_uid);
 }
 
-static void print_hit(raddino_store *db, const search_options *o, const query *q, int rank,
-                      float score, int64_t id, const char *path)
+static void print_hit(const search_options *o, const query *q, int rank,
+                      const raddino_collection_row *hit)
 {
+    float score = hit->score;
+    int64_t id = hit->id;
+    const char *path = hit->path;
     switch (o->format) {
     case OUT_JSON:
         fputs("{\"query\": ", stdout);
@@ -331,7 +331,7 @@ static void print_hit(raddino_store *db, const search_options *o, const query *q
         printf(", \"rank\": %d, \"score\": %.6f, \"id\": %lld, \"path\": ", rank, score,
                (long long)id);
         cli_json_string(stdout, path);
-        print_dicom_uids(db, id);
+        print_dicom_uids(hit);
         fputs("}\n", stdout);
         break;
     case OUT_CSV:
@@ -344,10 +344,8 @@ static void print_hit(raddino_store *db, const search_options *o, const query *q
     }
 }
 
-static int print_results(raddino_collection *c, const search_options *o, const float *scores,
-                         const int64_t *ids)
+static int print_results(const search_options *o, const raddino_collection_row *hits)
 {
-    raddino_store *db = raddino_collection_store(c);
     if (o->format == OUT_CSV) puts("query,rank,score,id,path");
     size_t row = 0;
     for (size_t i = 0; i < o->n_queries; i++) {
@@ -356,16 +354,9 @@ static int print_results(raddino_collection *c, const search_options *o, const f
         if (o->format == OUT_TEXT)
             printf("%s# %s\n", row ? "\n" : "", q->label);
         for (int r = 0; r < o->k; r++) {
-            size_t at = row * (size_t)o->k + (size_t)r;
-            if (ids[at] < 0) break;
-            raddino_store_image img;
-            int found = 0;
-            raddino_status st = raddino_store_find_id(db, ids[at], NULL, &img, &found);
-            if (st.code) {
-                cli_status_error(&st);
-                return EXIT_INPUT_FAILED;
-            }
-            print_hit(db, o, q, r + 1, scores[at], ids[at], found ? img.path : "");
+            const raddino_collection_row *hit = &hits[row * (size_t)o->k + (size_t)r];
+            if (hit->id < 0) break;
+            print_hit(o, q, r + 1, hit);
         }
         row++;
     }
@@ -374,8 +365,8 @@ static int print_results(raddino_collection *c, const search_options *o, const f
 
 /* ---- the HTML page ------------------------------------------------------------------------ */
 
-static void html_query(html_report *r, raddino_store *db, const search_options *o,
-                       const query *q, const float *scores, const int64_t *ids)
+static void html_query(html_report *r, const search_options *o, const query *q,
+                       const raddino_collection_row *hits)
 {
     FILE *f = r->f;
     fputs("<section><div class=\"row\"><figure class=\"query\">", f);
@@ -386,22 +377,16 @@ static void html_query(html_report *r, raddino_store *db, const search_options *
     html_escape(f, q->label);
     fputs("</figcaption></figure><div class=\"grid\">", f);
     int shown = 0, total = 0;
-    for (int i = 0; i < o->k && ids[i] >= 0; i++) {
+    for (int i = 0; i < o->k && hits[i].id >= 0; i++) {
         total++;
         if (shown == HTML_MAX_THUMBS) continue;
-        raddino_store_image img;
-        int found = 0;
-        raddino_status st = raddino_store_find_id(db, ids[i], NULL, &img, &found);
-        const char *path = !st.code && found ? img.path : "";
-        char *copy = strdup(path);  /* img's strings live until the next store call */
         fputs("<figure class=\"hit\">", f);
-        html_thumb(r, copy ? copy : "");
+        html_thumb(r, hits[i].path);
         fprintf(f, "<figcaption><span class=\"rank\">#%d</span> <span class=\"score\">%.4f"
-                   "</span> <span class=\"muted\">id %lld</span><br>", i + 1, scores[i],
-                (long long)ids[i]);
-        html_escape(f, copy ? copy : "");
+                   "</span> <span class=\"muted\">id %lld</span><br>", i + 1, hits[i].score,
+                (long long)hits[i].id);
+        html_escape(f, hits[i].path);
         fputs("</figcaption></figure>", f);
-        free(copy);
         shown++;
     }
     if (!total) fputs("<p class=\"muted\">no results</p>", f);
@@ -411,7 +396,7 @@ static void html_query(html_report *r, raddino_store *db, const search_options *
 }
 
 static int write_search_html(raddino_collection *c, const search_options *o,
-                             const float *scores, const int64_t *ids)
+                             const raddino_collection_row *hits)
 {
     html_report r;
     raddino_load_options load = cli_load_options(&o->model);
@@ -431,8 +416,7 @@ static int write_search_html(raddino_collection *c, const search_options *o,
         const query *q = &o->queries[i];
         if (!q->ok) continue;
         if (sections++ < HTML_MAX_SECTIONS)
-            html_query(&r, raddino_collection_store(c), o, q, scores + row * (size_t)o->k,
-                       ids + row * (size_t)o->k);
+            html_query(&r, o, q, hits + row * (size_t)o->k);
         row++;
     }
     if (sections > HTML_MAX_SECTIONS)
@@ -454,12 +438,11 @@ static int run_search(raddino_collection *c, search_options *o)
     raddino_collection_get_info(c, &info);
     size_t n = o->n_queries, k = (size_t)o->k;
     float *vectors = malloc(n * (size_t)info.dim * sizeof *vectors);
-    float *scores = malloc(n * k * sizeof *scores);
-    int64_t *ids = malloc(n * k * sizeof *ids);
+    raddino_collection_row *hits = NULL;
     int64_t *self = malloc(n * sizeof *self);
     const char **hashes = malloc(n * sizeof *hashes);
     int failures = 0, exit_code = -1;
-    if (!vectors || !scores || !ids || !self || !hashes) {
+    if (!vectors || !self || !hashes) {
         cli_error("out of memory");
         exit_code = EXIT_INPUT_FAILED;
     }
@@ -475,22 +458,21 @@ static int run_search(raddino_collection *c, search_options *o)
         m++;
     }
     if (exit_code < 0 && m) {
-        raddino_status st = raddino_collection_search(c, vectors, m, o->k, o->min_score,
-                                                      o->exclude_self ? self : NULL,
-                                                      o->exclude_self ? hashes : NULL, scores,
-                                                      ids);
+        raddino_status st = raddino_collection_search_rows(c, vectors, m, o->k, o->min_score,
+                                                           o->exclude_self ? self : NULL,
+                                                           o->exclude_self ? hashes : NULL,
+                                                           &hits);
         if (st.code) {
             cli_status_error(&st);
             exit_code = EXIT_INPUT_FAILED;
         } else {
-            exit_code = print_results(c, o, scores, ids);
-            if (exit_code == EXIT_OK && o->html) exit_code = write_search_html(c, o, scores, ids);
+            exit_code = print_results(o, hits);
+            if (exit_code == EXIT_OK && o->html) exit_code = write_search_html(c, o, hits);
+            raddino_collection_rows_free(hits, m * k);
         }
     }
     if (exit_code == EXIT_OK || exit_code < 0) exit_code = failures ? EXIT_INPUT_FAILED : EXIT_OK;
     free(vectors);
-    free(scores);
-    free(ids);
     free(self);
     free(hashes);
     return exit_code;

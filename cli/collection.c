@@ -75,9 +75,9 @@ raddino_collection *cli_open_collection(const cli_collection_options *o, int *ex
     raddino_status st = raddino_collection_open(cli_db_path(o->db), &o->params, &c);
     if (st.code) {
         cli_status_error(&st);
-        *exit_code = st.code == RADDINO_ERR_ARGUMENT && strstr(st.message, "--index-type")
-                         ? EXIT_USAGE
-                         : EXIT_INPUT_FAILED;
+        /* A bad --index-type is refused while parsing (EXIT_USAGE); what fails here, an
+         * unknown factory string included, is the collection's failure. */
+        *exit_code = EXIT_INPUT_FAILED;
         return NULL;
     }
     raddino_collection_info info;
@@ -106,16 +106,16 @@ raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_mode
     cli_model_location loc;
     raddino_encoder *enc = cli_open_encoder_at(&mo, &loc, exit_code);
     if (!enc) return NULL;
-    raddino_model_info info;
-    raddino_encoder_info(enc, &info);
-    char sha[65], json[4096];
-    raddino_status st = {RADDINO_OK, ""};
-    if (loc.weights_sha256[0]) memcpy(sha, loc.weights_sha256, sizeof sha);
-    else st = cli_file_sha256(info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
-    if (!st.code) st = cli_model_json_window(m, json, sizeof json);
-    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
+    raddino_model_identity id;
+    raddino_status st = raddino_encoder_identity(enc, &id);
+    raddino_store_model model = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
     if (!st.code) st = raddino_collection_check_model(c, &model);
+    if (st.code == RADDINO_ERR_MODEL) {
+        cli_error("%s: %s", st.message, CLI_HINT_QUERY_MODEL);
+        raddino_encoder_close(enc);
+        *exit_code = EXIT_INPUT_FAILED;
+        return NULL;
+    }
     if (st.code) {
         cli_status_error(&st);
         raddino_encoder_close(enc);
@@ -123,15 +123,4 @@ raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_mode
         return NULL;
     }
     return enc;
-}
-
-raddino_status cli_model_identity(raddino_encoder *enc, const cli_model_options *m,
-                                  char sha[65], char *json, size_t cap)
-{
-    raddino_model_info info;
-    raddino_encoder_info(enc, &info);
-    raddino_status st = cli_file_sha256(info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&info, json, cap);
-    if (!st.code) st = cli_model_json_window(m, json, cap);
-    return st;
 }

@@ -4,7 +4,7 @@
 #define RADDINO_CLI_COLLECTION_H
 
 #include "cli.h"
-#include "raddino_search.h"
+#include "raddino_collection.h"
 
 typedef struct {
     const char *db;                     /* --db */
@@ -51,11 +51,6 @@ raddino_collection *cli_open_collection(const cli_collection_options *o, int *ex
  * and returns NULL on failure. */
 raddino_encoder *cli_open_collection_model(raddino_collection *c, const cli_model_options *m,
                                            int *exit_code);
-
-/* The identity the store records for vectors of this encoder: weights sha256 and config_json
- * (architecture, preprocessing, DICOM window), as `raddino index` writes them. */
-raddino_status cli_model_identity(raddino_encoder *enc, const cli_model_options *m,
-                                  char sha[65], char *json, size_t cap);
 
 /* "loaded", "refreshed" or "built" (raddino_index_origin). */
 const char *cli_origin_name(int origin);

@@ -57,12 +57,7 @@ void html_thumb(html_report *r, const char *path);
 /* A colour of cluster c (distinct hues, golden-angle steps), as "hsl(H,S%,L%)" into buf. */
 void html_cluster_colour(int c, char *buf, size_t cap);
 
-/* The 2-D principal-component projection of n vectors (n x dim; each L2-normalised here on a
- * copy, then centred): xy gets n (x, y) pairs, the scores on the top two principal
- * components. Power iteration with deflation from a fixed start: the same input gives the same
- * map. Signs are fixed so the largest coefficient of each component is positive. */
-raddino_status html_pca2(const float *v, size_t n, int dim, float *xy);
-
+/* (The 2-D map itself is raddino_pca2, analysis/raddino_analysis.h.) */
 /* Writes an inline SVG scatter plot of n points (xy pairs), coloured by cluster[i], each with a
  * <title> tooltip of label[i] (escaped) and its cluster. */
 void html_scatter_svg(FILE *f, const float *xy, const int *cluster, const char *const *label,

@@ -730,8 +730,7 @@ static int embed_upload(serve_state *s, const serve_search_request *rq, search_q
     return 1;
 }
 
-static void write_hits(raddino_store *db, int dim, FILE *f, const search_query *q,
-                       const float *scores, const int64_t *ids)
+static void write_hits(int dim, FILE *f, const search_query *q, const raddino_collection_row *hits)
 {
     if (q->id >= 0) {
         fprintf(f, "{\"query\": {\"id\": %lld}", (long long)q->id);
@@ -745,13 +744,10 @@ static void write_hits(raddino_store *db, int dim, FILE *f, const search_query *
     }
     fprintf(f, ", \"k\": %d, \"exclude_self\": %s, \"results\": [", q->k,
             q->exclude_self ? "true" : "false");
-    for (int i = 0; i < q->k && ids[i] >= 0; i++) {
-        raddino_store_image img;
-        int found = 0;
-        raddino_status st = raddino_store_find_id(db, ids[i], NULL, &img, &found);
+    for (int i = 0; i < q->k && hits[i].id >= 0; i++) {
         fprintf(f, "%s{\"rank\": %d, \"score\": %.6f, \"id\": %lld, \"path\": ", i ? ", " : "",
-                i + 1, scores[i], (long long)ids[i]);
-        cli_json_string(f, !st.code && found ? img.path : "");
+                i + 1, hits[i].score, (long long)hits[i].id);
+        cli_json_string(f, hits[i].path);
         fputc('}', f);
     }
     fputs("]}\n", f);
@@ -773,8 +769,7 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
         return;
     }
     float *vector = malloc((size_t)s->dim * sizeof *vector);
-    float *scores = NULL;
-    int64_t *ids = NULL;
+    raddino_collection_row *hits = NULL;
     json_out o = {NULL, NULL, 0};
     if (rq->is_json && vector) {
         const char *why = parse_json_query(rq->body, rq->size, &q, s->dim, vector);
@@ -783,14 +778,12 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
             goto done;
         }
     }
-    scores = malloc((size_t)q.k * sizeof *scores);
-    ids = malloc((size_t)q.k * sizeof *ids);
-    if (!vector || !scores || !ids || !json_open(&o)) {
+    if (!vector || !json_open(&o)) {
         serve_error(r, 500, "out of memory");
         goto done;
     }
     if (q.id == -1 && !embed_upload(s, rq, &q, vector, r)) goto done;
-    raddino_store *db = read_lock(s);
+    read_lock(s);
     int found = 1;
     raddino_status st = {RADDINO_OK, ""};
     if (q.id >= 0) {
@@ -800,10 +793,10 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
     int64_t self = q.exclude_self ? q.id : -1;
     const char *const self_sha[1] = {q.sha256};
     if (!st.code && found)
-        st = raddino_collection_search(s->collection, vector, 1, q.k, -2.0f, &self,
-                                       q.exclude_self && q.sha256[0] ? self_sha : NULL, scores,
-                                       ids);
-    if (!st.code && found) write_hits(db, s->dim, o.f, &q, scores, ids);
+        st = raddino_collection_search_rows(s->collection, vector, 1, q.k, -2.0f, &self,
+                                            q.exclude_self && q.sha256[0] ? self_sha : NULL,
+                                            &hits);
+    if (!st.code && found) write_hits(s->dim, o.f, &q, hits);
     read_unlock(s);
     if (st.code) status_error(r, 500, &st);
     else if (!found) serve_error(r, 404, "no such image with a vector");
@@ -817,6 +810,5 @@ done:
         free(o.buf);
     }
     free(vector);
-    free(scores);
-    free(ids);
+    raddino_collection_rows_free(hits, hits ? (size_t)q.k : 0);
 }

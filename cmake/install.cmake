@@ -1,8 +1,8 @@
 # install.cmake — libraddino.so, `cmake --install`, pkg-config, man pages, shell completion and
 # the Debian package (cpack -G DEB). Included at the end of CMakeLists.txt, after the targets.
 #
-# One shared library, libraddino.so.0, holds the public API of encoder/, store/, index/ and
-# search/, probe/ (and lib/: build information, the flat entry points of the Python binding). It is
+# One shared library, libraddino.so.0, holds the public API of common/, encoder/, hub/, store/, index/,
+# collection/, probe/, ingest/, analysis/ (and lib/: build information, the flat entry points of the Python binding). It is
 # made from the objects of the static libraries the tests link (compiled once, position
 # independent, -fvisibility=hidden; the public headers mark their declarations visible), and a
 # version script exports raddino_* only: FAISS (linked statically from Debian's libfaiss.a) and
@@ -10,7 +10,8 @@
 # through RPATH $ORIGIN/../lib, so an installed tree can be moved.
 include(GNUInstallDirs)
 
-set(RADDINO_LIB_PARTS raddino_encoder raddino_store raddino_index raddino_search raddino_probe)
+set(RADDINO_LIB_PARTS raddino_status raddino_encoder raddino_hub raddino_store raddino_index raddino_collection
+  raddino_probe raddino_ingest raddino_analysis)
 set_target_properties(${RADDINO_LIB_PARTS} PROPERTIES POSITION_INDEPENDENT_CODE ON
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 get_target_property(_faiss_c_type raddino_faiss_c TYPE)
@@ -37,9 +38,11 @@ if(RADDINO_FAISS_INDEX_H)
 endif()
 
 add_library(raddino_shared SHARED lib/build_info.c lib/flat.c
-  $<TARGET_OBJECTS:raddino_encoder> $<TARGET_OBJECTS:raddino_store>
-  $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_search>
-  $<TARGET_OBJECTS:raddino_probe>)
+  $<TARGET_OBJECTS:raddino_status> $<TARGET_OBJECTS:raddino_encoder>
+  $<TARGET_OBJECTS:raddino_hub> $<TARGET_OBJECTS:raddino_store>
+  $<TARGET_OBJECTS:raddino_index> $<TARGET_OBJECTS:raddino_collection>
+  $<TARGET_OBJECTS:raddino_probe> $<TARGET_OBJECTS:raddino_ingest>
+  $<TARGET_OBJECTS:raddino_analysis>)
 add_dependencies(raddino_shared raddino_git_commit)
 set_target_properties(raddino_shared PROPERTIES OUTPUT_NAME raddino
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
@@ -47,17 +50,21 @@ set_target_properties(raddino_shared PROPERTIES OUTPUT_NAME raddino
   LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.map)
 target_include_directories(raddino_shared
   PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/lib>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/common>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/encoder>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/hub>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/store>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/index>
-         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/search>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/collection>
          $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/probe>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/ingest>
+         $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/analysis>
   PRIVATE ${RADDINO_GENERATED} ${GDCM_INCLUDE_DIR})
 target_compile_definitions(raddino_shared PRIVATE
   RADDINO_VERSION_STRING="${PROJECT_VERSION}" RADDINO_FAISS_VERSION="${RADDINO_FAISS_VERSION}")
 target_link_libraries(raddino_shared PRIVATE raddino_faiss_c PkgConfig::OPENBLAS
   PkgConfig::CJSON PkgConfig::LIBJPEG PkgConfig::LIBPNG PkgConfig::LIBCURL PkgConfig::LIBCRYPTO
-  PkgConfig::SQLITE3 ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
+  PkgConfig::SQLITE3 Threads::Threads ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
   OpenMP::OpenMP_C m)
 target_link_options(raddino_shared PRIVATE
   -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.map)
@@ -66,6 +73,22 @@ if(NOT RADDINO_SANITIZE)
   # (the sanitizer runtimes are only resolved when the program loads, hence not with them).
   target_link_options(raddino_shared PRIVATE -Wl,--no-undefined)
 endif()
+
+# The public headers, also as build/include/raddino/ so the examples build here as they do
+# against an installed tree: #include <raddino/raddino.h>, the headers and libraddino.so only.
+set(RADDINO_PUBLIC_HEADERS lib/raddino.h common/raddino_status.h encoder/raddino_encoder.h
+    hub/raddino_hub.h
+    store/raddino_store.h index/raddino_index.h collection/raddino_collection.h probe/raddino_probe.h
+    ingest/raddino_ingest.h analysis/raddino_analysis.h)
+foreach(h ${RADDINO_PUBLIC_HEADERS})
+  get_filename_component(_name ${h} NAME)
+  configure_file(${h} ${CMAKE_CURRENT_BINARY_DIR}/include/raddino/${_name} COPYONLY)
+endforeach()
+add_executable(index_folder examples/index_folder.c)
+target_include_directories(index_folder PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/include)
+target_link_libraries(index_folder PRIVATE $<TARGET_LINKER_FILE:raddino_shared>)
+add_dependencies(index_folder raddino_shared)
+set_target_properties(index_folder PROPERTIES BUILD_RPATH $<TARGET_FILE_DIR:raddino_shared>)
 
 set_target_properties(raddino PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 # The library loads the OpenMP OpenBLAS from its own folder, whichever libopenblas.so.0 the
@@ -95,9 +118,7 @@ configure_file(${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.pc.in
 # ---- install ----
 install(TARGETS raddino RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS raddino_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES lib/raddino.h encoder/raddino_encoder.h store/raddino_store.h index/raddino_index.h
-              search/raddino_search.h probe/raddino_probe.h
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
+install(FILES ${RADDINO_PUBLIC_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/raddino)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/raddino.pc
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 install(DIRECTORY ${RADDINO_DOCS}/man1 DESTINATION ${CMAKE_INSTALL_MANDIR})
@@ -106,7 +127,8 @@ install(FILES ${RADDINO_DOCS}/completion/raddino
 install(FILES ${RADDINO_DOCS}/completion/_raddino
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/zsh/vendor-completions)
 install(FILES LICENSE THIRD_PARTY_NOTICES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(FILES examples/nearest.c examples/Makefile DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+install(FILES examples/nearest.c examples/index_folder.c examples/Makefile
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 # ---- Debian package: cpack -G DEB (in the build folder) ----
 set(CPACK_GENERATOR DEB)

@@ -4,7 +4,8 @@
  * transformers still loads. What we cannot compute exactly (SwiGLU, register tokens, another
  * activation, a resampling filter other than bicubic) is refused with the key named, rather than
  * silently giving different numbers. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "model_config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

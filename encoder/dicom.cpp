@@ -10,7 +10,9 @@
  * No exception may leave this file: every entry point catches everything and returns a status.
  * GDCM's console messages are switched off (gdcm::Trace is per process: harmless here, since we
  * never want them). Sizes are checked from the header before anything is decoded. */
-#include "encoder_internal.h"
+#include "dicom_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
 
 #include <cerrno>
 #include <cstdlib>

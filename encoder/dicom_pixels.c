@@ -25,7 +25,9 @@
  * with the PS3.3 C.7.6.3.1.2 equations; YBR_ICT / YBR_RCT are RGB once the JPEG 2000 decoder has
  * undone its component transform. 16-bit colour gets one min-max over R, G and B together, as
  * 16-bit PNGs. */
-#include "encoder_internal.h"
+#include "dicom_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

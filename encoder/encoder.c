@@ -1,9 +1,15 @@
 /* encoder.c — the public API of raddino_encoder.h on top of the private modules. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
+#include "preprocess.h"
+#include "safetensors.h"
+#include "vit.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +21,7 @@ struct raddino_encoder {
     preprocess_config pre;
     safetensors_file file;
     vit_weights weights;
-    vit_kernels kernels;
+    vit_packed_weights packed; /* the weights packed for the chosen GEMM kernel */
     vit_run_state *state;       /* for state_h x state_w inputs; remade when the size changes */
     int state_h, state_w;
     int n_threads;
@@ -24,6 +30,7 @@ struct raddino_encoder {
     uint8_t *crop;
     float *pixels, *tokens;
     size_t crop_cap, pixels_cap, tokens_cap;
+    char weights_sha256[65];    /* "" until raddino_encoder_identity hashed the weights */
 };
 
 raddino_encoder_params raddino_encoder_default_params(void)
@@ -116,11 +123,11 @@ static raddino_status choose_kernel(const raddino_encoder_params *params, gemm_k
 }
 
 /* Packs the weights for our kernels. */
-static raddino_status prepare_kernels(raddino_encoder *enc, gemm_kernel kernel)
+static raddino_status pack_weights(raddino_encoder *enc, gemm_kernel kernel)
 {
     /* Converted or copied tensors (F16/BF16, unaligned F32) are not mapped file pages. */
     bool release = enc->weights.n_owned == 0;
-    return vit_kernels_create(&enc->cfg, &enc->weights, kernel, release, &enc->kernels);
+    return vit_packed_weights_create(&enc->cfg, &enc->weights, kernel, release, &enc->packed);
 }
 
 raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder_params *params,
@@ -165,7 +172,7 @@ raddino_status raddino_encoder_open(const char *model_dir, const raddino_encoder
     st = weights_load(&enc->file, &enc->cfg, &enc->weights);
     if (!st.code) {
         omp_set_num_threads(enc->n_threads);
-        st = prepare_kernels(enc, kernel);
+        st = pack_weights(enc, kernel);
         if (st.code) weights_free(&enc->weights);
     }
     if (st.code) {
@@ -181,7 +188,7 @@ void raddino_encoder_close(raddino_encoder *enc)
 {
     if (!enc) return;
     vit_state_free(enc->state);
-    vit_kernels_free(&enc->kernels);
+    vit_packed_weights_free(&enc->packed);
     weights_free(&enc->weights);
     safetensors_close(&enc->file);
     free(enc->crop);
@@ -233,7 +240,7 @@ raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_in
     for (int i = 0; i < enc->file.n_tensors; i++)
         out->n_file_parameters += enc->file.tensors[i].n_elements;
     out->weights_path = enc->weights_path;
-    gemm_kernel kernel = enc->kernels.kernel;
+    gemm_kernel kernel = enc->packed.kernel;
     out->precision = kernel == GEMM_AVX512_BF16 ? RADDINO_PRECISION_BF16 : RADDINO_PRECISION_FP32;
     out->kernel = kernel == GEMM_AVX512_BF16   ? "avx512-bf16"
                   : kernel == GEMM_AVX512_F32 ? "avx512-fp32"
@@ -263,7 +270,7 @@ static raddino_status ensure_state(raddino_encoder *enc, int h, int w)
     vit_state_free(enc->state);
     enc->state = NULL;
     raddino_status st =
-        vit_state_create(&enc->cfg, enc->kernels.kernel, enc->n_threads, h, w, &enc->state);
+        vit_state_create(&enc->cfg, enc->packed.kernel, enc->n_threads, h, w, &enc->state);
     if (st.code) return st;
     enc->state_h = h;
     enc->state_w = w;
@@ -294,7 +301,7 @@ raddino_status raddino_encode_pixels(raddino_encoder *enc, int n, const float *p
     /* One image at a time: the GEMMs of a ViT are large already at batch 1, and this keeps a
      * batch bit-identical to single calls. */
     for (int i = 0; i < n; i++) {
-        st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state,
+        st = vit_forward(&enc->cfg, &enc->weights, &enc->packed, enc->state,
                          pixels + i * in_size, tokens + i * out_size);
         if (st.code) return st;
     }
@@ -348,7 +355,7 @@ raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *im
     if (st.code) return st;
     preprocess_normalize(&enc->pre, enc->crop, w, h, enc->pixels);
     float *out = tokens ? tokens : enc->tokens;
-    st = vit_forward(&enc->cfg, &enc->weights, &enc->kernels, enc->state, enc->pixels, out);
+    st = vit_forward(&enc->cfg, &enc->weights, &enc->packed, enc->state, enc->pixels, out);
     if (!st.code && cls) memcpy(cls, out, (size_t)enc->cfg.hidden * sizeof(float));
     return st;
 }
@@ -377,4 +384,84 @@ void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_heigh
         const float *row = tokens + (1 + t) * (size_t)hidden;
         for (int d = 0; d < hidden; d++) map[(size_t)d * n + t] = row[d];
     }
+}
+
+raddino_status raddino_encoder_load_options(const raddino_encoder *enc, raddino_load_options *out)
+{
+    if (!enc || !out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_load_options: NULL");
+    *out = enc->load;
+    return status_ok();
+}
+
+/* ---- identity ---------------------------------------------------------------------------- */
+
+static raddino_status file_sha256(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char digest[32];
+    unsigned int digest_len = 0;
+    unsigned char *buffer = malloc(1 << 16);
+    bool ok = ctx && buffer && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    size_t n;
+    while (ok && (n = fread(buffer, 1, 1 << 16, f)) > 0) ok = EVP_DigestUpdate(ctx, buffer, n);
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &digest_len) && digest_len == 32;
+    EVP_MD_CTX_free(ctx);
+    free(buffer);
+    fclose(f);
+    if (!ok) return status_error(RADDINO_ERR_IO, "%s: cannot read to hash it", path);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return status_ok();
+}
+
+/* The text is what collections stored before the identity moved here (raddino_store_model_json
+ * and the command's window suffix): the same bytes, so existing databases keep matching. */
+static raddino_status identity_json(const raddino_model_info *i, const raddino_load_options *load,
+                                    char *out, size_t cap)
+{
+    int n = snprintf(
+        out, cap,
+        "{\"hidden\": %d, \"layers\": %d, \"heads\": %d, \"mlp\": %d, \"patch\": %d, "
+        "\"channels\": %d, \"image_size\": %d, \"layer_norm_eps\": %.9g, "
+        "\"input\": [%d, %d], \"preprocessing\": {\"do_convert_rgb\": %d, \"do_resize\": %d, "
+        "\"do_center_crop\": %d, \"do_rescale\": %d, \"do_normalize\": %d, "
+        "\"resize_shortest_edge\": %d, \"resize\": [%d, %d], \"resample\": %d, "
+        "\"crop\": [%d, %d], \"rescale_factor\": %.17g, \"image_mean\": [%.9g, %.9g, %.9g], "
+        "\"image_std\": [%.9g, %.9g, %.9g]}",
+        i->hidden, i->layers, i->heads, i->mlp, i->patch, i->channels, i->image_size,
+        (double)i->layer_norm_eps, i->input_height, i->input_width, i->do_convert_rgb,
+        i->do_resize, i->do_center_crop, i->do_rescale, i->do_normalize,
+        i->resize_shortest_edge, i->resize_height, i->resize_width, i->resample,
+        i->crop_height, i->crop_width, i->rescale_factor, (double)i->image_mean[0],
+        (double)i->image_mean[1], (double)i->image_mean[2], (double)i->image_std[0],
+        (double)i->image_std[1], (double)i->image_std[2]);
+    size_t len = n < 0 ? cap : (size_t)n;
+    if (len < cap) {
+        if (load->window == RADDINO_WINDOW_AUTO)
+            n = snprintf(out + len, cap - len, ", \"dicom_window\": \"auto\"}");
+        else if (load->window == RADDINO_WINDOW_EXPLICIT)
+            n = snprintf(out + len, cap - len,
+                         ", \"dicom_window\": {\"center\": %.17g, \"width\": %.17g}}",
+                         load->window_center, load->window_width);
+        else
+            n = snprintf(out + len, cap - len, "}");
+        len = n < 0 ? cap : len + (size_t)n;
+    }
+    if (len >= cap) return status_error(RADDINO_ERR_ARGUMENT, "model description too long");
+    return status_ok();
+}
+
+raddino_status raddino_encoder_identity(raddino_encoder *enc, raddino_model_identity *out)
+{
+    if (!enc || !out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_identity: NULL");
+    memset(out, 0, sizeof *out);
+    raddino_model_info info;
+    raddino_status st = raddino_encoder_info(enc, &info);
+    if (!st.code && !enc->weights_sha256[0]) st = file_sha256(enc->weights_path, enc->weights_sha256);
+    if (!st.code) st = identity_json(&info, &enc->load, out->config_json, sizeof out->config_json);
+    if (st.code) return st;
+    memcpy(out->weights_sha256, enc->weights_sha256, sizeof out->weights_sha256);
+    out->dim = info.hidden;
+    return st;
 }

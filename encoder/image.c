@@ -12,7 +12,9 @@
  *
  * Every size is checked from the header before pixels are decoded, and library errors become
  * statuses: hostile bytes must give an error, never a crash or an exit. */
-#include "encoder_internal.h"
+#include "dicom_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -540,6 +543,57 @@ static raddino_status decode_jpeg(const uint8_t *data, size_t size, const char *
 }
 
 /* ---- public ------------------------------------------------------------------------------ */
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), m = strlen(suffix);
+    return n >= m && strcasecmp(name + n - m, suffix) == 0;
+}
+
+static bool is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+int raddino_image_sniff(const void *head, size_t n, const char *name, raddino_sniff *out)
+{
+    const uint8_t *h = head;
+    out->format = NULL;
+    out->decodable = 1;
+    out->why = NULL;
+    if (!h) n = 0;
+    /* DICOM first: its 128-byte preamble is free, and some files put another format's header
+     * there (TIFF/DICOM dual files); the "DICM" marker after it is what decides. */
+    if (n >= 132 && !memcmp(h + 128, "DICM", 4)) out->format = "dicom";
+    else if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) out->format = "jpeg";
+    else if (n >= 8 && !memcmp(h, "\x89PNG\r\n\x1a\n", 8)) out->format = "png";
+    /* "BM" alone is too weak: also ask for a known DIB header size. */
+    else if (n >= 18 && h[0] == 'B' && h[1] == 'M' &&
+             (h[14] == 12 || h[14] == 40 || h[14] == 52 || h[14] == 56 || h[14] == 64 ||
+              h[14] == 108 || h[14] == 124) && !h[15] && !h[16] && !h[17])
+        out->format = "bmp";
+    else if (n >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' && is_space(h[2]))
+        out->format = "pnm";
+    else if (name && has_suffix(name, ".tga")) out->format = "tga";
+    else {
+        out->decodable = 0;
+        if (n >= 4 && (!memcmp(h, "II*\0", 4) || !memcmp(h, "MM\0*", 4))) {
+            out->format = "tiff";
+            out->why = "TIFF images are not supported (convert them to PNG)";
+        } else if ((n >= 12 && !memcmp(h, "\0\0\0\x0cjP  \r\n\x87\n", 12)) ||
+                   (n >= 4 && !memcmp(h, "\xff\x4f\xff\x51", 4))) {
+            out->format = "jpeg2000";
+            out->why = "JPEG 2000 images are not supported (convert them to PNG)";
+        } else if (n >= 6 && (!memcmp(h, "GIF87a", 6) || !memcmp(h, "GIF89a", 6))) {
+            out->format = "gif";
+            out->why = "GIF images are not supported (convert them to PNG)";
+        } else if (n >= 12 && !memcmp(h, "RIFF", 4) && !memcmp(h + 8, "WEBP", 4)) {
+            out->format = "webp";
+            out->why = "WebP images are not supported (convert them to PNG)";
+        } else {
+            out->decodable = 1;
+            return 0;
+        }
+    }
+    return 1;
+}
 
 raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const char *name,
                                             const raddino_load_options *opts, raddino_image *out)

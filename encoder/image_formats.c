@@ -15,7 +15,8 @@
  * Every header field is hostile: sizes are computed in 64 bits, the pixel cap is applied from
  * the header before any pixel buffer exists, and every read is bounds-checked against the file;
  * every output byte is written from the file or from a rule (never left as allocated). */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "image_internal.h"
 
 #include <limits.h>
 #include <math.h>

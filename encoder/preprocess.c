@@ -6,7 +6,8 @@
  * separable resize depends only on its own coefficients, so we compute only the columns and rows
  * that survive the crop: identical bytes, and a 2000x40 image (resized to 25900x518 by Pillow)
  * costs no more than a square one. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "preprocess.h"
 
 #include <limits.h>
 #include <math.h>

@@ -32,6 +32,8 @@
 #ifndef RADDINO_ENCODER_H
 #define RADDINO_ENCODER_H
 
+#include "raddino_status.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,36 +43,6 @@ extern "C" {
 #endif
 /* Exported from libraddino.so, built with -fvisibility=hidden (see cmake/install.cmake). */
 #pragma GCC visibility push(default)
-
-typedef enum {
-    RADDINO_OK = 0,
-    RADDINO_ERR_ARGUMENT,    /* a caller mistake: NULL pointer, bad size, bad parameter */
-    RADDINO_ERR_IO,          /* a file could not be opened, read, mapped or written */
-    RADDINO_ERR_FORMAT,      /* a file's bytes are malformed (image, JSON, safetensors) */
-    RADDINO_ERR_UNSUPPORTED, /* well-formed but not something we handle (SwiGLU, registers...) */
-    RADDINO_ERR_TOO_LARGE,   /* over a limit: pixel cap, tensor size, header length */
-    RADDINO_ERR_MODEL,       /* weights do not fit the config: missing tensor, shape, dtype */
-    RADDINO_ERR_NOMEM,       /* an allocation failed */
-    RADDINO_ERR_NOT_FOUND,   /* not in the Hugging Face cache, or not on the Hub (HTTP 404) */
-    RADDINO_ERR_NETWORK,     /* the Hub could not be reached, failed, or HF_HUB_OFFLINE=1 */
-    RADDINO_ERR_ACCESS,      /* the Hub refused access (HTTP 401/403): a token is needed */
-    RADDINO_ERR_CHECKSUM,    /* a download's bytes do not match the Hub's checksum */
-    RADDINO_ERR_CANCELLED    /* the caller's cancel callback asked to stop */
-} raddino_status_code;
-
-#define RADDINO_MESSAGE_MAX 512
-
-typedef struct {
-    int code;                           /* raddino_status_code */
-    char message[RADDINO_MESSAGE_MAX];  /* one line, empty when code == RADDINO_OK */
-} raddino_status;
-
-/* Status constructors for every module and for callers: `message` is printf-formatted, cut to
- * RADDINO_MESSAGE_MAX and kept on one line (newlines become spaces). */
-raddino_status raddino_status_ok(void);
-raddino_status raddino_status_error(int code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-raddino_status raddino_status_errorv(int code, const char *fmt, va_list ap);
 
 /* Default pixel cap: 200 megapixels, checked from the file header before any pixel is decoded. */
 #define RADDINO_DEFAULT_MAX_PIXELS 200000000ull
@@ -157,6 +129,24 @@ typedef struct {
 
 raddino_status raddino_encoder_info(const raddino_encoder *enc, raddino_model_info *out);
 
+/* What decides the vectors an encoder makes, as a collection records and compares it: two
+ * encoders with the same identity make the same vectors (to rounding), two with different ones
+ * make vectors that must not be mixed. */
+#define RADDINO_IDENTITY_JSON_MAX 4096
+typedef struct {
+    char weights_sha256[65];    /* hex SHA-256 of the weights file's bytes */
+    /* Canonical JSON of everything else: architecture, preprocessing, and the DICOM window
+     * when it is not the default min-max (the default adds nothing, so collections made before
+     * DICOM support keep their model). The same bytes for the same settings, always: stored
+     * collections compare it as text. */
+    char config_json[RADDINO_IDENTITY_JSON_MAX];
+    int dim;                    /* vector length (hidden size) */
+} raddino_model_identity;
+
+/* Fills *out. The first call reads the whole weights file to hash it (346 MB for RAD-DINO) and
+ * keeps the hash; later calls are free. Not to be called while another thread uses enc. */
+raddino_status raddino_encoder_identity(raddino_encoder *enc, raddino_model_identity *out);
+
 /* ---- Images ------------------------------------------------------------------------------ */
 
 /* A decoded image converted to 8-bit RGB, interleaved, row-major (Pillow's convert("RGB")
@@ -206,6 +196,26 @@ typedef struct {
 
 raddino_status raddino_image_load_ex(const char *path, const raddino_load_options *opts,
                                      raddino_image *out);
+
+/* The loading options an encoder was opened with (pixel cap, DICOM window), as
+ * raddino_embed_file uses them: decode with these to embed what raddino_embed_file would. */
+raddino_status raddino_encoder_load_options(const raddino_encoder *enc, raddino_load_options *out);
+
+/* Recognising an image by its content: the one table of magic numbers (raddino index and import
+ * use it to tell images from other files without decoding them). */
+#define RADDINO_SNIFF_BYTES 132     /* enough for every format: DICOM's "DICM" is at 128 */
+typedef struct {
+    const char *format;     /* "png", "jpeg", "dicom", "bmp", "pnm", "tga"; or a format we
+                               recognise but do not decode: "tiff", "jpeg2000", "gif", "webp" */
+    int decodable;          /* 1: raddino_image_load handles it */
+    const char *why;        /* not decodable: why, one line (e.g. "TIFF images are not
+                               supported (convert them to PNG)"); else NULL */
+} raddino_sniff;
+
+/* Looks at the first n bytes of a file (RADDINO_SNIFF_BYTES when the file has them); name is
+ * used only for TGA, which has no magic number (a ".tga" suffix). Returns 1 and fills *out for
+ * an image (decodable or not), 0 for anything else (out->format NULL). */
+int raddino_image_sniff(const void *head, size_t n, const char *name, raddino_sniff *out);
 raddino_status raddino_image_load_memory_ex(const void *data, size_t size, const char *name,
                                             const raddino_load_options *opts, raddino_image *out);
 
@@ -270,90 +280,10 @@ void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_heigh
 /* Number of threads the encoder runs with. */
 int raddino_encoder_threads(const raddino_encoder *enc);
 
-/* ---- Model location and download ------------------------------------------------------------
- *
- * raddino shares the Hugging Face hub cache with the Python tools (huggingface_hub,
- * transformers), so a model downloaded by either is found by both:
- *
- *   CACHE/models--ORG--NAME/refs/REVISION           the commit hash REVISION pointed to
- *   CACHE/models--ORG--NAME/snapshots/COMMIT/FILE   relative symlink to ../../blobs/ETAG
- *   CACHE/models--ORG--NAME/blobs/ETAG              the file's bytes; ETAG is the sha256 of
- *                                                   large (LFS) files, the git blob sha1 of
- *                                                   small ones
- *
- * CACHE is $HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
- * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
- *
- *     raddino_hub_model m;
- *     raddino_status st = raddino_hub_find(NULL, NULL, NULL, &m);   // microsoft/rad-dino, main
- *     if (!st.code) st = raddino_encoder_open(m.model_dir, &params, &enc);
- */
-
-#define RADDINO_DEFAULT_REPO "microsoft/rad-dino"
-#define RADDINO_DEFAULT_REVISION "main"
-#define RADDINO_DEFAULT_ENDPOINT "https://huggingface.co"
+/* Longest path the structs of the public headers hold. */
+#ifndef RADDINO_PATH_MAX
 #define RADDINO_PATH_MAX 4096
-
-/* A model in the hub cache. */
-typedef struct {
-    char cache_dir[RADDINO_PATH_MAX];   /* the hub cache that holds it */
-    char model_dir[RADDINO_PATH_MAX];   /* its snapshot folder: pass to raddino_encoder_open */
-    char repo[128];                     /* ORG/NAME */
-    char revision[256];                 /* as asked: branch, tag or commit */
-    char commit[41];                    /* the commit the revision resolved to */
-} raddino_hub_model;
-
-/* The hub cache folder the environment selects (see above); the folder need not exist. */
-raddino_status raddino_hub_cache_dir(char *out, size_t size);
-
-/* Finds repo (NULL: RADDINO_DEFAULT_REPO) at revision (NULL: "main"; a branch or tag is looked
- * up in refs/, a commit hash names the snapshot directly) in cache_dir (NULL: the environment's
- * cache). The snapshot must hold config.json, preprocessor_config.json and model.safetensors or
- * backbone_compatible.safetensors. RADDINO_ERR_NOT_FOUND when the repo or revision is not in
- * the cache at all. Touches no network. */
-raddino_status raddino_hub_find(const char *cache_dir, const char *repo, const char *revision,
-                                raddino_hub_model *out);
-
-typedef enum {
-    RADDINO_FETCH_START,     /* a download begins; done > 0 when resuming a partial file */
-    RADDINO_FETCH_PROGRESS,  /* bytes arrived: done of total */
-    RADDINO_FETCH_RETRY,     /* the transfer broke (message says how); resuming at done */
-    RADDINO_FETCH_DONE,      /* downloaded, verified and installed; sha256 is set */
-    RADDINO_FETCH_CACHED,    /* already in the cache: nothing downloaded */
-    RADDINO_FETCH_NOTE       /* something worth telling the user (message) */
-} raddino_fetch_event;
-
-typedef struct {
-    raddino_fetch_event event;
-    const char *file;       /* config.json, ... (NULL for some NOTEs) */
-    uint64_t done, total;   /* bytes */
-    const char *sha256;     /* DONE: hex sha256 of the installed file */
-    const char *message;    /* RETRY, NOTE */
-} raddino_fetch_progress;
-
-typedef struct {
-    const char *repo;       /* NULL: RADDINO_DEFAULT_REPO */
-    const char *revision;   /* NULL: "main" */
-    const char *cache_dir;  /* NULL: the environment's cache */
-    const char *endpoint;   /* NULL: $HF_ENDPOINT, else RADDINO_DEFAULT_ENDPOINT */
-    const char *token;      /* NULL: $HF_TOKEN, else the token file huggingface-cli login
-                               writes ($HF_TOKEN_PATH, else $HF_HOME/token) */
-    int offline;            /* 1: never touch the network; 0: allowed; -1: $HF_HUB_OFFLINE */
-    /* Called from the downloading thread; may be NULL. */
-    void (*progress)(void *user, const raddino_fetch_progress *p);
-    void *user;
-} raddino_fetch_params;
-
-raddino_fetch_params raddino_fetch_default_params(void);
-
-/* Downloads config.json, preprocessor_config.json and model.safetensors (or, when the repo has
- * none, backbone_compatible.safetensors) into the hub cache with libcurl, and fills *out as
- * raddino_hub_find would. Files already in the cache are not downloaded again. Sends the token
- * as a Bearer header to the endpoint's host only (never to the CDN it redirects to); resumes
- * partial downloads (FILE.incomplete) with Range requests; installs a file only after its size
- * and its checksum (the Hub's ETag: sha256 or git blob sha1) match, and removes it otherwise.
- * Offline: succeeds only when the model is already in the cache, without any request. */
-raddino_status raddino_hub_fetch(const raddino_fetch_params *params, raddino_hub_model *out);
+#endif
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

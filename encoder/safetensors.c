@@ -4,7 +4,8 @@
  * truncated or crafted file gives a one-line error instead of a read outside the mapping. The
  * format: 8-byte little-endian header length N, N bytes of JSON, then the data section; each
  * tensor's data_offsets are relative to the start of the data section. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

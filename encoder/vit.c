@@ -15,7 +15,8 @@
  * CPUs. Element-wise loops are parallelised with OpenMP over rows. Every buffer lives in the
  * run state, allocated once per input size: a forward pass allocates nothing.
  */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "vit.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -252,7 +253,7 @@ static void im2col(const vit_run_state *s, const float *pixels)
     }
 }
 
-static void embed(const vit_config *cfg, const vit_weights *w, const vit_kernels *kern,
+static void embed(const vit_config *cfg, const vit_weights *w, const vit_packed_weights *kern,
                   vit_run_state *s, const float *pixels)
 {
     int D = cfg->hidden;
@@ -288,7 +289,7 @@ static void blas_attention(const vit_config *cfg, vit_run_state *s)
 }
 
 static void attention(const vit_config *cfg, const vit_layer_weights *lw,
-                      const vit_layer_kernels *lk, vit_run_state *s, const char *prefix)
+                      const vit_layer_packed_weights *lk, vit_run_state *s, const char *prefix)
 {
     int T = s->n_tokens, D = cfg->hidden, hd = D / cfg->heads;
     size_t ld = (size_t)3 * D;
@@ -315,7 +316,7 @@ static void attention(const vit_config *cfg, const vit_layer_weights *lw,
     emit(s, name, s->branch, T, D);
 }
 
-static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_kernels *lk,
+static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_packed_weights *lk,
                 vit_run_state *s, const char *prefix)
 {
     int T = s->n_tokens, D = cfg->hidden, M = cfg->mlp;
@@ -345,7 +346,7 @@ static void mlp(const vit_config *cfg, const vit_layer_weights *lw, const vit_la
     emit(s, name, s->branch, T, D);
 }
 
-static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_kernels *lk,
+static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_layer_packed_weights *lk,
                   vit_run_state *s, int index)
 {
     int T = s->n_tokens, D = cfg->hidden;
@@ -369,7 +370,7 @@ static void layer(const vit_config *cfg, const vit_layer_weights *lw, const vit_
     emit(s, name, s->x, T, D);
 }
 
-raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, const vit_kernels *kern,
+raddino_status vit_forward(const vit_config *cfg, const vit_weights *w, const vit_packed_weights *kern,
                            vit_run_state *s, const float *pixels, float *tokens)
 {
     if (cfg->hidden != s->cfg.hidden || cfg->mlp != s->cfg.mlp || cfg->patch != s->cfg.patch ||
@@ -426,7 +427,7 @@ static gemm_kernel product_kernel(const vit_config *cfg, gemm_kernel kernel, boo
 
 static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights *lw,
                                  gemm_kernel main_kernel, bool planned, int index, bool release,
-                                 vit_layer_kernels *lk)
+                                 vit_layer_packed_weights *lk)
 {
     int D = cfg->hidden, M = cfg->mlp;
     raddino_status st = status_ok();
@@ -462,7 +463,7 @@ static raddino_status pack_layer(const vit_config *cfg, const vit_layer_weights 
 
 static raddino_status create_kernels(const vit_config *cfg, const vit_weights *w,
                                      gemm_kernel kernel, bool planned, bool release_mapped,
-                                     vit_kernels *out)
+                                     vit_packed_weights *out)
 {
     memset(out, 0, sizeof *out);
     out->kernel = kernel;
@@ -474,27 +475,28 @@ static raddino_status create_kernels(const vit_config *cfg, const vit_weights *w
                              w->patch_w, cfg->hidden, patch_len, &out->patch);
     for (int i = 0; !st.code && i < cfg->layers; i++)
         st = pack_layer(cfg, &w->layers[i], kernel, planned, i, release_mapped, &out->layers[i]);
-    if (st.code) vit_kernels_free(out);
+    if (st.code) vit_packed_weights_free(out);
     return st;
 }
 
-raddino_status vit_kernels_create(const vit_config *cfg, const vit_weights *w, gemm_kernel kernel,
-                                  bool release_mapped, vit_kernels *out)
+raddino_status vit_packed_weights_create(const vit_config *cfg, const vit_weights *w,
+                                         gemm_kernel kernel, bool release_mapped,
+                                         vit_packed_weights *out)
 {
     return create_kernels(cfg, w, kernel, true, release_mapped, out);
 }
 
-raddino_status vit_kernels_create_uniform(const vit_config *cfg, const vit_weights *w,
-                                          gemm_kernel kernel, vit_kernels *out)
+raddino_status vit_packed_weights_create_uniform(const vit_config *cfg, const vit_weights *w,
+                                                 gemm_kernel kernel, vit_packed_weights *out)
 {
     return create_kernels(cfg, w, kernel, false, false, out);
 }
 
-void vit_kernels_free(vit_kernels *k)
+void vit_packed_weights_free(vit_packed_weights *k)
 {
     gemm_matrix_free(&k->patch);
     for (int i = 0; k->layers && i < k->n_layers; i++) {
-        vit_layer_kernels *lk = &k->layers[i];
+        vit_layer_packed_weights *lk = &k->layers[i];
         gemm_matrix_free(&lk->q);
         gemm_matrix_free(&lk->k);
         gemm_matrix_free(&lk->v);

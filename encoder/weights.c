@@ -4,7 +4,8 @@
  * DINOv2 names (backbone_compatible.safetensors, with q, k and v fused into one qkv matrix).
  * Every tensor is checked for presence, shape and dtype before the forward pass sees it, so a
  * mismatched file fails here with the tensor named rather than computing garbage. */
-#include "encoder_internal.h"
+#include "encoder_status.h"
+#include "weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
  *     st = raddino_index_save(ix, "raddino.db.faiss", &meta);
  *     raddino_index_free(ix);
  *
- * Every call returns a raddino_status (encoder/raddino_encoder.h): code 0 is success, otherwise
+ * Every call returns a raddino_status (common/raddino_status.h): code 0 is success, otherwise
  * `message` is one line a user can read. FAISS's C++ exceptions never escape: they become
  * statuses. There is no global mutable state; searches on one index may run from several threads
  * at once, but add/remove/set_search_params/free need the index to themselves.
@@ -74,7 +74,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "raddino_encoder.h"   /* raddino_status */
+#include "raddino_status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,7 +6,6 @@
 #include "encoder_internal.h"   /* status_ok / status_error */
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,33 +127,12 @@ raddino_status raddino_collection_find(raddino_collection *c, const char *path, 
 }
 
 /* Hex SHA-256 of a file: the weights' identity in the store's models table. */
-static raddino_status file_sha256(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return status_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buffer[1 << 16], digest[32];
-    unsigned int digest_len = 0;
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    size_t n;
-    while (ok && (n = fread(buffer, 1, sizeof buffer, f)) > 0) ok = EVP_DigestUpdate(ctx, buffer, n);
-    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, digest, &digest_len) && digest_len == 32;
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    if (!ok) return status_error(RADDINO_ERR_IO, "%s: cannot read to hash it", path);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    return status_ok();
-}
-
-raddino_status raddino_collection_check_encoder(raddino_collection *c, const raddino_encoder *enc)
+raddino_status raddino_collection_check_encoder(raddino_collection *c, raddino_encoder *enc)
 {
     if (!c || !enc) return status_error(RADDINO_ERR_ARGUMENT, "raddino_collection_check_encoder: NULL");
-    raddino_model_info info;
-    char sha[65], json[4096];
-    raddino_status st = raddino_encoder_info(enc, &info);
-    if (!st.code) st = file_sha256(info.weights_path, sha);
-    if (!st.code) st = raddino_store_model_json(&info, json, sizeof json);
-    raddino_store_model model = {sha, json, NULL, NULL, info.hidden};
+    raddino_model_identity id;
+    raddino_status st = raddino_encoder_identity(enc, &id);
+    raddino_store_model model = {id.weights_sha256, id.config_json, NULL, NULL, id.dim};
     if (!st.code) st = raddino_collection_check_model(c, &model);
     return st;
 }

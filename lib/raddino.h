@@ -1,5 +1,6 @@
-/* raddino.h — libraddino in one include: the encoder, store, index and search APIs, the
- * library's build information, and a few flat entry points for foreign-function interfaces.
+/* raddino.h — libraddino in one include: the status, encoder, store, index, collection, probe
+ * and ingest APIs, the library's build information, and a few flat entry points for
+ * foreign-function interfaces.
  *
  * Build against the installed library with pkg-config:
  *
@@ -22,10 +23,14 @@
 #ifndef RADDINO_H
 #define RADDINO_H
 
+#include "raddino_status.h"
+#include "raddino_analysis.h"
 #include "raddino_encoder.h"
+#include "raddino_hub.h"
 #include "raddino_index.h"
+#include "raddino_ingest.h"
 #include "raddino_probe.h"
-#include "raddino_search.h"
+#include "raddino_collection.h"
 #include "raddino_store.h"
 
 #include <stddef.h>
@@ -120,11 +125,10 @@ raddino_status raddino_collection_get_vector(raddino_collection *c, int64_t id, 
 raddino_status raddino_collection_find(raddino_collection *c, const char *path, int64_t *id,
                                        int *found);
 
-/* Refuses (RADDINO_ERR_MODEL) an encoder whose model (weights sha256, architecture,
- * preprocessing) is not the collection's, as raddino_collection_check_model. For encoders opened
- * with the default DICOM window (the only kind raddino_encoder_open_simple makes). */
-raddino_status raddino_collection_check_encoder(raddino_collection *c,
-                                                const raddino_encoder *enc);
+/* Refuses (RADDINO_ERR_MODEL) an encoder whose model (raddino_encoder_identity: weights sha256,
+ * architecture, preprocessing, DICOM window) is not the collection's, as
+ * raddino_collection_check_model. The first call on an encoder hashes its weights. */
+raddino_status raddino_collection_check_encoder(raddino_collection *c, raddino_encoder *enc);
 
 /* The collection's statistics as one JSON object: the fields of raddino_store_stats ("images",
  * "ok", "failed", "vectors", "dim", "models", "dicom", "generation", "weights_sha256", ...),

@@ -33,7 +33,7 @@
 #ifndef RADDINO_PROBE_H
 #define RADDINO_PROBE_H
 
-#include "raddino_encoder.h"
+#include "raddino_status.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  *     st = raddino_store_foreach_vector(db, on_vector, user);   // (image id, path, vector)
  *     raddino_store_close(db);
  *
- * Every call returns a raddino_status (encoder/raddino_encoder.h): code 0 is success, otherwise
+ * Every call returns a raddino_status (common/raddino_status.h): code 0 is success, otherwise
  * `message` is one line naming the database file. A raddino_store is used by one thread at a
  * time; any number of processes may hold read-only stores while one writer indexes (WAL mode).
  *
@@ -21,8 +21,8 @@
  *   images      id, path UNIQUE, size, mtime_ns, sha256 (hex, of the file's bytes), width,
  *               height, format, status ('ok' or 'failed'), reason (why it failed, without the
  *               path), embedded_at (unix seconds, when its vector was stored)
- *   models      id, weights_sha256, config_json (architecture + preprocessing, written by
- *               raddino_store_model_json), repository and revision when known, dim;
+ *   models      id, weights_sha256, config_json (architecture, preprocessing, DICOM
+ *               window: raddino_encoder_identity), repository and revision when known, dim;
  *               UNIQUE(weights_sha256, config_json)
  *   embeddings  image_id -> images(id) ON DELETE CASCADE, model_id -> models(id), dim, vector
  *               (dim float32 values, little-endian, as a BLOB); PRIMARY KEY(image_id, model_id)
@@ -121,17 +121,15 @@ raddino_status raddino_store_normalise_path(const char *path, char *out, size_t 
 
 /* ---- Models -------------------------------------------------------------------------------- */
 
+/* A model as the store records it: the identity the encoder gives (raddino_encoder_identity),
+ * and where it came from. */
 typedef struct {
     const char *weights_sha256;     /* 64 hex digits */
-    const char *config_json;        /* from raddino_store_model_json */
+    const char *config_json;        /* raddino_model_identity.config_json */
     const char *repository;         /* e.g. "microsoft/rad-dino", or NULL */
     const char *revision;           /* e.g. a commit hash, or NULL */
     int dim;                        /* vector length (hidden size) */
 } raddino_store_model;
-
-/* The canonical JSON of everything that decides a vector besides the weights: architecture and
- * preprocessing settings. Written into out (at most cap bytes). */
-raddino_status raddino_store_model_json(const raddino_model_info *info, char *out, size_t cap);
 
 /* Registers the model (or finds it) and makes it the one this store writes with. When vectors
  * of another model are stored: refused (ERR_MODEL, naming both) unless reembed, in which case

@@ -610,32 +610,6 @@ raddino_status raddino_store_normalise_path(const char *path, char *out, size_t 
 
 /* ---- models ------------------------------------------------------------------------------ */
 
-raddino_status raddino_store_model_json(const raddino_model_info *i, char *out, size_t cap)
-{
-    raddino_status st = store_ok();
-    int n = snprintf(
-        out, cap,
-        "{\"hidden\": %d, \"layers\": %d, \"heads\": %d, \"mlp\": %d, \"patch\": %d, "
-        "\"channels\": %d, \"image_size\": %d, \"layer_norm_eps\": %.9g, "
-        "\"input\": [%d, %d], \"preprocessing\": {\"do_convert_rgb\": %d, \"do_resize\": %d, "
-        "\"do_center_crop\": %d, \"do_rescale\": %d, \"do_normalize\": %d, "
-        "\"resize_shortest_edge\": %d, \"resize\": [%d, %d], \"resample\": %d, "
-        "\"crop\": [%d, %d], \"rescale_factor\": %.17g, \"image_mean\": [%.9g, %.9g, %.9g], "
-        "\"image_std\": [%.9g, %.9g, %.9g]}}",
-        i->hidden, i->layers, i->heads, i->mlp, i->patch, i->channels, i->image_size,
-        (double)i->layer_norm_eps, i->input_height, i->input_width, i->do_convert_rgb,
-        i->do_resize, i->do_center_crop, i->do_rescale, i->do_normalize,
-        i->resize_shortest_edge, i->resize_height, i->resize_width, i->resample,
-        i->crop_height, i->crop_width, i->rescale_factor, (double)i->image_mean[0],
-        (double)i->image_mean[1], (double)i->image_mean[2], (double)i->image_std[0],
-        (double)i->image_std[1], (double)i->image_std[2]);
-    if (n < 0 || (size_t)n >= cap) {
-        st.code = RADDINO_ERR_ARGUMENT;
-        snprintf(st.message, sizeof st.message, "model description too long");
-    }
-    return st;
-}
-
 raddino_status store_vectors_model(raddino_store *s, int64_t *model_id, int *dim)
 {
     *model_id = 0;
@@ -746,8 +720,7 @@ raddino_status raddino_store_use_model(raddino_store *s, const raddino_store_mod
             describe_model(s, other, what, sizeof what);
             st = store_error(s, RADDINO_ERR_MODEL,
                              "made with another model (%s); this model's weights have sha256 "
-                             "%.12s: pass --reembed to replace every vector, or use another "
-                             "--db", what, m->weights_sha256);
+                             "%.12s", what, m->weights_sha256);
         }
     }
     if (own_batch && s->in_batch) {

@@ -2,6 +2,7 @@
  * environment variable wins, and hand-made caches laid out as huggingface_hub writes them,
  * including damaged ones. (Downloads are tested end to end by tests/test_hub.sh.) */
 #include "raddino_encoder.h"
+#include "raddino_hub.h"
 #include "test_util.h"
 
 #include <check.h>

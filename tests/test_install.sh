@@ -28,9 +28,9 @@ RADDINO=$P/bin/raddino
 # --- install ---
 expect 0 "cmake --install" -- cmake --install "$BUILD" --prefix "$P"
 for f in bin/raddino lib/libraddino.so lib/libraddino.so.0 lib/pkgconfig/raddino.pc \
-         include/raddino/raddino.h include/raddino/raddino_encoder.h \
+         include/raddino/raddino.h include/raddino/raddino_status.h include/raddino/raddino_encoder.h \
          include/raddino/raddino_store.h include/raddino/raddino_index.h \
-         include/raddino/raddino_search.h share/man/man1/raddino.1 \
+         include/raddino/raddino_collection.h share/man/man1/raddino.1 \
          share/bash-completion/completions/raddino share/zsh/vendor-completions/_raddino \
          share/doc/raddino/LICENSE share/doc/raddino/THIRD_PARTY_NOTICES; do
     [ -e "$P/$f" ] && ok || fail "installed $f"
@@ -137,6 +137,13 @@ tail -n +3 "$TMP/ex.out" > "$TMP/ex.rows"
 grep -E '^ +[0-9]+  ' "$TMP/search.out" > "$TMP/search.rows"
 cmp -s "$TMP/ex.rows" "$TMP/search.rows" && [ -s "$TMP/ex.rows" ] && ok ||
     { fail "example's neighbours differ from raddino search"; cat "$TMP/ex.out" "$TMP/search.out"; }
+cp "$SRC/examples/index_folder.c" "$TMP/"
+# shellcheck disable=SC2046
+expect 0 "index_folder example builds with pkg-config" -- cc -Wall -Wextra -Werror \
+    -o "$TMP/index_folder" "$TMP/index_folder.c" $(pkg-config --cflags --libs raddino)
+expect 0 "index_folder example runs on the installed library" -- env LD_LIBRARY_PATH="$P/lib" \
+    "$TMP/index_folder" "$DATA/models/tiny" "$TMP/imgs" "$TMP/ex.db" "$TMP/imgs/gray8_300x400.png" 2
+stdout_has "indexed 4 files: 4 added" "index_folder indexed the folder"
 LD_LIBRARY_PATH="$P/lib" "$TMP/nearest" "$TMP/missing.db" > /dev/null 2> "$TMP/ex.err"
 [ $? -eq 1 ] && grep -q "nearest: .*missing.db" "$TMP/ex.err" && ok || fail "example on a missing database"
 

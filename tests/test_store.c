@@ -269,7 +269,10 @@ START_TEST(one_model_per_collection)
     raddino_status st;
     use_model(db, SHA_B, 0, &st);
     ck_assert_int_eq(st.code, RADDINO_ERR_MODEL);
-    ck_assert_ptr_nonnull(strstr(st.message, "--reembed"));
+    /* It names both models and the database, and no option: the command adds its advice
+     * (tests/test_index.sh checks that `raddino index` says --reembed). */
+    ck_assert_ptr_nonnull(strstr(st.message, "another model"));
+    ck_assert_ptr_null(strstr(st.message, "--"));
     ck_assert_ptr_nonnull(strstr(st.message, path));
     raddino_store_close(db);
     ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM embeddings"), 1);
@@ -654,20 +657,49 @@ START_TEST(salt_per_database)
 }
 END_TEST
 
-START_TEST(model_json_describes_preprocessing)
+/* The encoder's identity is what collections stored before it moved into the encoder (the
+ * store's model JSON and the command's window suffix): these exact bytes, or existing databases
+ * stop matching their model. */
+#define TINY_CONFIG_JSON                                                                        \
+    "{\"hidden\": 64, \"layers\": 2, \"heads\": 2, \"mlp\": 256, \"patch\": 14, \"channels\": 3, " \
+    "\"image_size\": 518, \"layer_norm_eps\": 9.99999997e-07, \"input\": [518, 518], "          \
+    "\"preprocessing\": {\"do_convert_rgb\": 1, \"do_resize\": 1, \"do_center_crop\": 1, "     \
+    "\"do_rescale\": 1, \"do_normalize\": 1, \"resize_shortest_edge\": 518, \"resize\": [0, 0], " \
+    "\"resample\": 3, \"crop\": [518, 518], \"rescale_factor\": 0.0039215686274509803, "        \
+    "\"image_mean\": [0.530700028, 0.530700028, 0.530700028], "                                 \
+    "\"image_std\": [0.258300006, 0.258300006, 0.258300006]}"
+#define TINY_WEIGHTS_SHA256 "ab391fa7e1b2f88a3bb086c85ab71d2374877103b19e7ed5041be340ae804596"
+
+static void identity_with(int window, double center, double width, raddino_model_identity *id)
 {
-    raddino_model_info info;
-    memset(&info, 0, sizeof info);
-    info.hidden = 768;
-    info.crop_height = info.crop_width = 518;
-    info.image_mean[0] = 0.5307f;
-    char a[4096], b[4096];
-    ck_assert_int_eq(raddino_store_model_json(&info, a, sizeof a).code, 0);
-    info.image_mean[0] = 0.5f;
-    ck_assert_int_eq(raddino_store_model_json(&info, b, sizeof b).code, 0);
-    ck_assert_str_ne(a, b);
-    ck_assert_ptr_nonnull(strstr(a, "\"hidden\": 768"));
-    ck_assert_int_ne(raddino_store_model_json(&info, a, 10).code, 0);
+    raddino_encoder_params p = raddino_encoder_default_params();
+    p.n_threads = 1;
+    p.window = window;
+    p.window_center = center;
+    p.window_width = width;
+    raddino_encoder *enc;
+    ck_assert_int_eq(raddino_encoder_open(RADDINO_TEST_DATA "/models/tiny", &p, &enc).code, 0);
+    ck_assert_int_eq(raddino_encoder_identity(enc, id).code, 0);
+    raddino_model_identity again;   /* the hash is kept: the same answer */
+    ck_assert_int_eq(raddino_encoder_identity(enc, &again).code, 0);
+    ck_assert_str_eq(again.weights_sha256, id->weights_sha256);
+    ck_assert_str_eq(again.config_json, id->config_json);
+    raddino_encoder_close(enc);
+}
+
+START_TEST(encoder_identity_is_the_stored_model)
+{
+    raddino_model_identity id;
+    identity_with(RADDINO_WINDOW_MINMAX, 0, 0, &id);
+    ck_assert_str_eq(id.weights_sha256, TINY_WEIGHTS_SHA256);
+    ck_assert_str_eq(id.config_json, TINY_CONFIG_JSON "}");
+    ck_assert_int_eq(id.dim, 64);
+    identity_with(RADDINO_WINDOW_AUTO, 0, 0, &id);
+    ck_assert_str_eq(id.config_json, TINY_CONFIG_JSON ", \"dicom_window\": \"auto\"}");
+    identity_with(RADDINO_WINDOW_EXPLICIT, 40, 400.5, &id);
+    ck_assert_str_eq(id.config_json,
+                     TINY_CONFIG_JSON ", \"dicom_window\": {\"center\": 40, \"width\": 400.5}}");
+    ck_assert_int_ne(raddino_encoder_identity(NULL, &id).code, 0);
 }
 END_TEST
 
@@ -862,7 +894,7 @@ int main(void)
     tcase_add_test(t, vector_dimension_checked_on_read);
     tcase_add_test(t, runs_recorded);
     tcase_add_test(t, foreign_and_future_databases_refused);
-    tcase_add_test(t, model_json_describes_preprocessing);
+    tcase_add_test(t, encoder_identity_is_the_stored_model);
     tcase_add_test(t, schema_1_database_upgrades);
     tcase_add_test(t, dicom_metadata_rows);
     tcase_add_test(t, salt_per_database);

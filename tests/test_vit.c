@@ -85,8 +85,8 @@ static void run_stages(const char *weights_file, gemm_kernel kernel)
     ck_assert_msg(!st.code, "%s", st.message);
     st = weights_load(&file, &cfg, &w);
     ck_assert_msg(!st.code, "%s", st.message);
-    vit_kernels kern;
-    st = vit_kernels_create(&cfg, &w, kernel, false, &kern);
+    vit_packed_weights kern;
+    st = vit_packed_weights_create(&cfg, &w, kernel, false, &kern);
     ck_assert_msg(!st.code, "%s", st.message);
     vit_run_state *s;
     st = vit_state_create(&cfg, kernel, 2, 518, 518, &s);
@@ -108,7 +108,7 @@ static void run_stages(const char *weights_file, gemm_kernel kernel)
     free(tokens);
     free(pixels);
     vit_state_free(s);
-    vit_kernels_free(&kern);
+    vit_packed_weights_free(&kern);
     weights_free(&w);
     safetensors_close(&file);
 }
@@ -125,12 +125,12 @@ static float *tiny_tokens(gemm_kernel kernel, bool watched)
     safetensors_file file;
     vit_config cfg;
     vit_weights w;
-    vit_kernels kern;
+    vit_packed_weights kern;
     vit_run_state *s;
     ck_assert(!config_load_model(test_path("models/tiny/config.json"), &cfg).code);
     ck_assert(!safetensors_open(test_path("models/tiny/model.safetensors"), &file).code);
     ck_assert(!weights_load(&file, &cfg, &w).code);
-    ck_assert(!vit_kernels_create(&cfg, &w, kernel, false, &kern).code);
+    ck_assert(!vit_packed_weights_create(&cfg, &w, kernel, false, &kern).code);
     ck_assert(!vit_state_create(&cfg, kernel, 2, 518, 518, &s).code);
     if (watched) vit_state_set_hook(s, ignore_stage, NULL);
     size_t n;
@@ -140,7 +140,7 @@ static float *tiny_tokens(gemm_kernel kernel, bool watched)
     ck_assert(!vit_forward(&cfg, &w, &kern, s, pixels, tokens).code);
     free(pixels);
     vit_state_free(s);
-    vit_kernels_free(&kern);
+    vit_packed_weights_free(&kern);
     weights_free(&w);
     safetensors_close(&file);
     return tokens;
@@ -280,7 +280,7 @@ START_TEST(bf16_close_to_fp32)
 }
 END_TEST
 
-/* The bf16 plan against every product in bf16 (vit_kernels_create_uniform), on vitb1: the plan
+/* The bf16 plan against every product in bf16 (vit_packed_weights_create_uniform), on vitb1: the plan
  * meets BF16_PLAN_ONE_LAYER_MIN_COSINE on every golden image, the uniform scheme does not on
  * all of them (so the bound tells the two apart). */
 START_TEST(bf16_plan_beats_uniform)
@@ -292,13 +292,13 @@ START_TEST(bf16_plan_beats_uniform)
     safetensors_file file;
     vit_config cfg;
     vit_weights w;
-    vit_kernels uniform, planned;
+    vit_packed_weights uniform, planned;
     vit_run_state *s;
     ck_assert(!config_load_model(test_path("models/vitb1/config.json"), &cfg).code);
     ck_assert(!safetensors_open(test_path("models/vitb1/model.safetensors"), &file).code);
     ck_assert(!weights_load(&file, &cfg, &w).code);
-    ck_assert(!vit_kernels_create_uniform(&cfg, &w, GEMM_AVX512_BF16, &uniform).code);
-    ck_assert(!vit_kernels_create(&cfg, &w, GEMM_AVX512_BF16, false, &planned).code);
+    ck_assert(!vit_packed_weights_create_uniform(&cfg, &w, GEMM_AVX512_BF16, &uniform).code);
+    ck_assert(!vit_packed_weights_create(&cfg, &w, GEMM_AVX512_BF16, false, &planned).code);
     ck_assert(!vit_state_create(&cfg, GEMM_AVX512_BF16, 2, 518, 518, &s).code);
     /* The plan as vit.c describes it: patch embedding and layer 0's linear products float32. */
     ck_assert_int_eq(planned.patch.kernel, GEMM_AVX512_F32);
@@ -332,8 +332,8 @@ START_TEST(bf16_plan_beats_uniform)
                   worst_uniform);
     free(pixels), free(tokens);
     vit_state_free(s);
-    vit_kernels_free(&uniform);
-    vit_kernels_free(&planned);
+    vit_packed_weights_free(&uniform);
+    vit_packed_weights_free(&planned);
     weights_free(&w);
     safetensors_close(&file);
     raddino_encoder_close(bf16);

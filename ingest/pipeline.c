@@ -1,4 +1,4 @@
-/* index_pipeline.c — decoder threads for `raddino index`: while the encoder (one thread, the
+/* ingest_pipeline.c — decoder threads for `raddino index`: while the encoder (one thread, the
  * caller's) embeds image i, `jobs` threads read, hash, decode and preprocess images i+1 ...
  * i+window, so the encoder does not wait for the disk or the decoders.
  *
@@ -9,8 +9,7 @@
  * The threads call only raddino_dicom_read_info_memory, raddino_image_load_memory_ex and
  * raddino_preprocess, which read the encoder's configuration and never its scratch buffers
  * (see raddino_encoder.h), so they may run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count. */
-#include "cli.h"
-#include "index.h"
+#include "ingest_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,9 +22,9 @@
 #include <unistd.h>
 
 /* Files larger than this are not read (the image decoder has the same limit). */
-#define INDEX_MAX_FILE_BYTES ((size_t)2 << 30)
-/* Enough bytes to recognise every format index_sniff knows. */
-#define SNIFF_BYTES 132
+#define INGEST_MAX_FILE_BYTES ((size_t)2 << 30)
+/* Enough bytes to recognise every format raddino_image_sniff knows. */
+#define SNIFF_BYTES RADDINO_SNIFF_BYTES
 
 /* ---- hash set ---------------------------------------------------------------------------- */
 
@@ -48,7 +47,7 @@ static bool hex_to_digest(const char *hex, uint8_t out[32])
     return true;
 }
 
-bool index_hash_set_add_hex(index_hash_set *set, const char *hex)
+bool ingest_hash_set_add_hex(ingest_hash_set *set, const char *hex)
 {
     uint8_t digest[32];
     if (!hex_to_digest(hex, digest)) return true;   /* not a hash: nothing to remember */
@@ -65,19 +64,19 @@ bool index_hash_set_add_hex(index_hash_set *set, const char *hex)
 
 static int compare_digests(const void *a, const void *b) { return memcmp(a, b, 32); }
 
-void index_hash_set_sort(index_hash_set *set)
+void ingest_hash_set_sort(ingest_hash_set *set)
 {
     if (set->n) qsort(set->digests, set->n, 32, compare_digests);
 }
 
-static bool hash_set_has(const index_hash_set *set, const char *hex)
+static bool hash_set_has(const ingest_hash_set *set, const char *hex)
 {
     uint8_t digest[32];
     return set && set->n && hex_to_digest(hex, digest) &&
            bsearch(digest, set->digests, set->n, 32, compare_digests) != NULL;
 }
 
-void index_hash_set_free(index_hash_set *set)
+void ingest_hash_set_free(ingest_hash_set *set)
 {
     free(set->digests);
     memset(set, 0, sizeof *set);
@@ -94,13 +93,13 @@ static void sha256_hex(const uint8_t *data, size_t size, char hex[65])
 }
 
 /* The reason of a status without the leading "PATH: " the library puts there. */
-static void set_reason(index_item *item, const char *path, const char *message)
+static void set_reason(ingest_item *item, const char *path, const char *message)
 {
     size_t n = strlen(path);
     if (!strncmp(message, path, n) && message[n] == ':' && message[n + 1] == ' ')
         message += n + 2;
     snprintf(item->reason, sizeof item->reason, "%s", message);
-    item->state = ITEM_FAILED;
+    item->state = INGEST_ITEM_FAILED;
 }
 
 static bool read_all(int fd, uint8_t *buf, size_t size, size_t *got)
@@ -117,13 +116,13 @@ static bool read_all(int fd, uint8_t *buf, size_t size, size_t *got)
 }
 
 /* Reads the first bytes, and the whole file only when it is an image. *data NULL: not one. */
-static void read_candidate(const char *path, index_item *item, uint8_t **data, size_t *size)
+static void read_candidate(const char *path, ingest_item *item, uint8_t **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) item->state = ITEM_GONE;
+        if (errno == ENOENT) item->state = INGEST_ITEM_GONE;
         else set_reason(item, path, strerror(errno));
         return;
     }
@@ -135,14 +134,17 @@ static void read_candidate(const char *path, index_item *item, uint8_t **data, s
         close(fd);
         return;
     }
-    bool decodable;
-    const char *why;
-    if (!index_sniff(head, got, path, &item->format, &decodable, &why)) {
-        item->state = ITEM_NOT_IMAGE;
+    raddino_sniff sniff;
+    int is_image = raddino_image_sniff(head, got, path, &sniff);
+    item->format = sniff.format;
+    bool decodable = sniff.decodable;
+    const char *why = sniff.why;
+    if (!is_image) {
+        item->state = INGEST_ITEM_NOT_IMAGE;
         close(fd);
         return;
     }
-    if ((uint64_t)sb.st_size > INDEX_MAX_FILE_BYTES) {
+    if ((uint64_t)sb.st_size > INGEST_MAX_FILE_BYTES) {
         set_reason(item, path, "file over 2 GiB, not read");
         close(fd);
         return;
@@ -167,17 +169,17 @@ static void read_candidate(const char *path, index_item *item, uint8_t **data, s
     if (!decodable) set_reason(item, path, why);
 }
 
-static void decode(const raddino_encoder *enc, const index_decode_options *o, int guard_slot,
-                   const char *path, const uint8_t *data, size_t size, index_item *item)
+static void decode(const raddino_encoder *enc, const ingest_decode_options *o, int guard_slot,
+                   const char *path, const uint8_t *data, size_t size, ingest_item *item)
 {
     /* The header first: a file the decoder refuses (multi-frame, say) still says what it is. */
-    index_guard_enter(o->guard, guard_slot, path);
+    ingest_guard_enter(o->guard, guard_slot, path);
     if (item->format && !strcmp(item->format, "dicom"))
         item->has_dicom = !raddino_dicom_read_info_memory(data, size, path, o->salt,
                                                           &item->dicom).code;
-    index_guard_test_hook(path);
+    ingest_guard_test_hook(path);
     raddino_status st = raddino_image_load_memory_ex(data, size, path, &o->load, &item->image);
-    index_guard_leave(o->guard, guard_slot);
+    ingest_guard_leave(o->guard, guard_slot);
     if (st.code) {
         set_reason(item, path, st.message);
         return;
@@ -188,7 +190,7 @@ static void decode(const raddino_encoder *enc, const index_decode_options *o, in
     raddino_model_info info;
     raddino_encoder_info(enc, &info);
     if (info.input_height <= 0) {
-        item->state = ITEM_READY;   /* size depends on the image: the encoder preprocesses */
+        item->state = INGEST_ITEM_READY;   /* size depends on the image: the encoder preprocesses */
         return;
     }
     item->pixels = malloc((size_t)3 * info.input_height * info.input_width * sizeof(float));
@@ -197,34 +199,34 @@ static void decode(const raddino_encoder *enc, const index_decode_options *o, in
     } else {
         st = raddino_preprocess(enc, &item->image, NULL, item->pixels);
         if (st.code) set_reason(item, path, st.message);
-        else item->state = ITEM_READY;
+        else item->state = INGEST_ITEM_READY;
     }
     raddino_image_free(&item->image);
 }
 
-void index_item_load(const raddino_encoder *enc, const index_decode_options *options,
-                     const char *path, const index_hash_set *known, int guard_slot,
-                     index_item *item)
+void ingest_item_load(const raddino_encoder *enc, const ingest_decode_options *options,
+                     const char *path, const ingest_hash_set *known, int guard_slot,
+                     ingest_item *item)
 {
     size_t file = item->file;
-    index_item_clear(item);
+    ingest_item_clear(item);
     item->file = file;
     uint8_t *data;
     size_t size;
     read_candidate(path, item, &data, &size);
     if (!data) return;
     sha256_hex(data, size, item->sha256);
-    if (item->state == ITEM_FAILED) {
+    if (item->state == INGEST_ITEM_FAILED) {
         /* recognised but not decodable: recorded with its hash */
     } else if (hash_set_has(known, item->sha256)) {
-        item->state = ITEM_KNOWN_HASH;
+        item->state = INGEST_ITEM_KNOWN_HASH;
     } else {
         decode(enc, options, guard_slot, path, data, size, item);
     }
     free(data);
 }
 
-void index_item_clear(index_item *item)
+void ingest_item_clear(ingest_item *item)
 {
     free(item->pixels);
     raddino_image_free(&item->image);
@@ -234,23 +236,23 @@ void index_item_clear(index_item *item)
 /* ---- the pipeline -------------------------------------------------------------------------- */
 
 typedef struct {
-    index_item item;
+    ingest_item item;
     bool ready;
 } slot;
 
 /* What a decoder thread is started with: the pipeline and its own slot in the guard. */
 typedef struct {
-    index_pipeline *pipeline;
+    ingest_pipeline *pipeline;
     int guard_slot;
 } decoder_start;
 
-struct index_pipeline {
+struct ingest_pipeline {
     const raddino_encoder *enc;
-    const index_decode_options *options;
-    const index_file *files;
+    const ingest_decode_options *options;
+    const ingest_file *files;
     const size_t *todo;
     size_t n_todo;
-    const index_hash_set *known;
+    const ingest_hash_set *known;
     slot *slots;
     size_t window;
     size_t next_take;       /* next item a thread will take */
@@ -268,7 +270,7 @@ struct index_pipeline {
 static void *decoder_thread(void *arg)
 {
     const decoder_start *start = arg;
-    index_pipeline *p = start->pipeline;
+    ingest_pipeline *p = start->pipeline;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stopping && p->next_take < p->n_todo &&
@@ -280,7 +282,7 @@ static void *decoder_thread(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         s->item.file = p->todo[i];
-        index_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known,
+        ingest_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known,
                         start->guard_slot, &s->item);
 
         pthread_mutex_lock(&p->lock);
@@ -291,15 +293,15 @@ static void *decoder_thread(void *arg)
     return NULL;
 }
 
-raddino_status index_pipeline_start(const raddino_encoder *enc,
-                                     const index_decode_options *options,
-                                     const index_file *files, const size_t *todo, size_t n_todo,
-                                     int jobs, const index_hash_set *known,
-                                     index_pipeline **out)
+raddino_status ingest_pipeline_start(const raddino_encoder *enc,
+                                     const ingest_decode_options *options,
+                                     const ingest_file *files, const size_t *todo, size_t n_todo,
+                                     int jobs, const ingest_hash_set *known,
+                                     ingest_pipeline **out)
 {
     raddino_status st = {RADDINO_OK, ""};
     *out = NULL;
-    index_pipeline *p = calloc(1, sizeof *p);
+    ingest_pipeline *p = calloc(1, sizeof *p);
     if (jobs < 1) jobs = 1;
     size_t window = (size_t)jobs * 2 + 2;
     if (p) p->slots = calloc(window, sizeof *p->slots);
@@ -330,7 +332,7 @@ raddino_status index_pipeline_start(const raddino_encoder *enc,
                 st.code = RADDINO_ERR_NOMEM;
                 snprintf(st.message, sizeof st.message, "cannot start a thread: %s",
                          strerror(rc));
-                index_pipeline_free(p);
+                ingest_pipeline_free(p);
                 return st;
             }
             break;      /* fewer threads than asked: still works */
@@ -348,11 +350,11 @@ static double seconds_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-index_item *index_pipeline_next(index_pipeline *p, double *waited)
+ingest_item *ingest_pipeline_next(ingest_pipeline *p, double *waited)
 {
     pthread_mutex_lock(&p->lock);
     /* The previous item is consumed: free its slot for the threads. Its buffers are freed by
-     * the decoder thread that takes the slot next (index_item_load clears the item first), not
+     * the decoder thread that takes the slot next (ingest_item_load clears the item first), not
      * here: returning a network input's megabytes to the system is not the encoder's work. */
     if (p->next_give > p->released) {
         slot *done = &p->slots[(p->next_give - 1) % p->window];
@@ -375,7 +377,7 @@ index_item *index_pipeline_next(index_pipeline *p, double *waited)
     return &s->item;
 }
 
-void index_pipeline_free(index_pipeline *p)
+void ingest_pipeline_free(ingest_pipeline *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
@@ -383,7 +385,7 @@ void index_pipeline_free(index_pipeline *p)
     pthread_cond_broadcast(&p->taken_room);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
-    for (size_t i = 0; i < p->window; i++) index_item_clear(&p->slots[i].item);
+    for (size_t i = 0; i < p->window; i++) ingest_item_clear(&p->slots[i].item);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->taken_room);
     pthread_cond_destroy(&p->item_ready);

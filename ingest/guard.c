@@ -1,4 +1,4 @@
-/* index_guard.c — one file that crashes a decoder must not stop every later `raddino index`.
+/* ingest_guard.c — one file that crashes a decoder must not stop every later `raddino index`.
  *
  * Debian's GDCM keeps its assert()s, and some damaged compressed DICOM pixel data reaches one:
  * the process aborts. Resuming would decode the same file again and die again, run after run.
@@ -6,19 +6,19 @@
  * database) holds the file's path, and the slot is emptied when the decode returns. A run that
  * ends in any way short of dying leaves every slot empty and removes the file. At the start of
  * the next run, a path still in a slot was being decoded when a run died: it is decoded again,
- * alone, in a child process (`raddino __decode-check`, a fresh process of this program); if
+ * alone, in a child process (`raddino __decode-check`, a fresh process of the program, or a
+ * fork of the caller when it names no such program: raddino_ingest_params); if
  * that one dies too (or runs past a minute), the file is recorded as failed, like any file that
  * cannot be decoded, and skipped until it changes. Files that were merely in flight when a run
  * was killed decode fine in the child and are indexed as usual.
  *
- * A slot is a 4-byte length and up to INDEX_GUARD_PATH_MAX bytes of path, written with one
+ * A slot is a 4-byte length and up to INGEST_GUARD_PATH_MAX bytes of path, written with one
  * pwrite: no fsync, because the page cache outlives a process that dies (a power cut loses the
  * slots, and with them only this protection for that one run).
  *
  * Testing hook: RADDINO_TEST_CRASH_DECODING=TEXT makes the decode of any path containing TEXT
  * abort(), in the indexer's threads and in the check child alike. */
-#include "cli.h"
-#include "index.h"
+#include "ingest_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +32,8 @@
 
 extern char **environ;
 
-#define INDEX_GUARD_PATH_MAX 4096
-#define SLOT_BYTES (4 + INDEX_GUARD_PATH_MAX)
+#define INGEST_GUARD_PATH_MAX 4096
+#define SLOT_BYTES (4 + INGEST_GUARD_PATH_MAX)
 #define CHECK_SECONDS 60    /* a check child still decoding after this is taken as hung */
 
 static void journal_path(const char *db, char *out, size_t cap)
@@ -41,13 +41,13 @@ static void journal_path(const char *db, char *out, size_t cap)
     snprintf(out, cap, "%s-decoding", db);
 }
 
-void index_guard_test_hook(const char *path)
+void ingest_guard_test_hook(const char *path)
 {
     const char *text = getenv("RADDINO_TEST_CRASH_DECODING");
     if (text && *text && strstr(path, text)) abort();
 }
 
-size_t index_guard_suspects(const char *db, char ***out)
+size_t ingest_guard_suspects(const char *db, char ***out)
 {
     *out = NULL;
     char name[4200];
@@ -59,7 +59,7 @@ size_t index_guard_suspects(const char *db, char ***out)
     for (off_t at = 0; pread(fd, slot, SLOT_BYTES, at) == SLOT_BYTES; at += SLOT_BYTES) {
         uint32_t len = (uint32_t)slot[0] | (uint32_t)slot[1] << 8 | (uint32_t)slot[2] << 16 |
                        (uint32_t)slot[3] << 24;
-        if (len == 0 || len > INDEX_GUARD_PATH_MAX) continue;
+        if (len == 0 || len > INGEST_GUARD_PATH_MAX) continue;
         char **grown = realloc(*out, (n + 1) * sizeof *grown);
         char *path = grown ? malloc(len + 1) : NULL;
         if (grown) *out = grown;
@@ -72,54 +72,72 @@ size_t index_guard_suspects(const char *db, char ***out)
     return n;
 }
 
-void index_guard_free_suspects(char **paths, size_t n)
+void ingest_guard_free_suspects(char **paths, size_t n)
 {
     for (size_t i = 0; i < n; i++) free(paths[i]);
     free(paths);
 }
 
-int index_guard_check(const char *path, const raddino_load_options *load)
+/* What the child does: decode, nothing else. */
+static void decode_alone(const char *path, const raddino_load_options *load)
 {
-    char max_pixels[32], window[16], center[40], width[40];
-    snprintf(max_pixels, sizeof max_pixels, "%llu", (unsigned long long)load->max_pixels);
-    snprintf(window, sizeof window, "%d", load->window);
-    snprintf(center, sizeof center, "%.17g", load->window_center);
-    snprintf(width, sizeof width, "%.17g", load->window_width);
-    char *argv[] = {"raddino", "__decode-check", max_pixels, window, center, width,
-                    (char *)path, NULL};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    alarm(CHECK_SECONDS);       /* SIGALRM ends a decode that hangs */
+    ingest_guard_test_hook(path);
+    raddino_image image;
+    if (!raddino_image_load_ex(path, load, &image).code) raddino_image_free(&image);
+}
+
+int ingest_guard_check(const char *program, const char *path, const raddino_load_options *load)
+{
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &actions, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return 0;      /* cannot tell: let the run try the file */
+    if (program) {
+        char max_pixels[32], window[16], center[40], width[40];
+        snprintf(max_pixels, sizeof max_pixels, "%llu", (unsigned long long)load->max_pixels);
+        snprintf(window, sizeof window, "%d", load->window);
+        snprintf(center, sizeof center, "%.17g", load->window_center);
+        snprintf(width, sizeof width, "%.17g", load->window_width);
+        char *argv[] = {"raddino", "__decode-check", max_pixels, window, center, width,
+                        (char *)path, NULL};
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        int rc = posix_spawn(&pid, program, &actions, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) return 0;      /* cannot tell: let the run try the file */
+    } else {
+        /* No program to run: a fork decodes it. No decoder thread runs yet (the check comes
+         * before the pipeline starts), and the decoders fork for GDCM's codecs the same way. */
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0) return 0;
+        if (pid == 0) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null >= 0) dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
+            decode_alone(path, load);
+            _exit(0);
+        }
+    }
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return 0;
     return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
-/* raddino __decode-check MAX_PIXELS WINDOW CENTER WIDTH FILE: decodes FILE as the indexer
- * would, and nothing else. Exit 0 whether or not it decodes; only dying matters. */
-int cmd_decode_check(int argc, char **argv)
+int raddino_ingest_decode_check(int argc, char **argv)
 {
-    if (argc != 6) return EXIT_USAGE;
+    if (argc != 6) return 2;
     raddino_load_options load;
     memset(&load, 0, sizeof load);
     load.max_pixels = strtoull(argv[1], NULL, 10);
     load.window = (int)strtol(argv[2], NULL, 10);
     load.window_center = strtod(argv[3], NULL);
     load.window_width = strtod(argv[4], NULL);
-    alarm(CHECK_SECONDS);       /* SIGALRM ends a decode that hangs */
-    index_guard_test_hook(argv[5]);
-    raddino_image image;
-    if (!raddino_image_load_ex(argv[5], &load, &image).code) raddino_image_free(&image);
-    return EXIT_OK;
+    decode_alone(argv[5], &load);
+    return 0;
 }
 
-bool index_guard_open(index_guard *g, const char *db, int slots)
+bool ingest_guard_open(ingest_guard *g, const char *db, int slots)
 {
     char name[4200];
     journal_path(db, name, sizeof name);
@@ -133,7 +151,7 @@ bool index_guard_open(index_guard *g, const char *db, int slots)
     return g->fd >= 0;
 }
 
-static void write_slot(const index_guard *g, int slot, const char *path, uint32_t len)
+static void write_slot(const ingest_guard *g, int slot, const char *path, uint32_t len)
 {
     uint8_t buf[SLOT_BYTES];
     buf[0] = (uint8_t)len, buf[1] = (uint8_t)(len >> 8);
@@ -144,20 +162,20 @@ static void write_slot(const index_guard *g, int slot, const char *path, uint32_
     (void)wrote;
 }
 
-void index_guard_enter(const index_guard *g, int slot, const char *path)
+void ingest_guard_enter(const ingest_guard *g, int slot, const char *path)
 {
     if (!g || g->fd < 0 || slot < 0 || slot >= g->slots) return;
     size_t len = strlen(path);
-    write_slot(g, slot, path, len <= INDEX_GUARD_PATH_MAX ? (uint32_t)len : 0);
+    write_slot(g, slot, path, len <= INGEST_GUARD_PATH_MAX ? (uint32_t)len : 0);
 }
 
-void index_guard_leave(const index_guard *g, int slot)
+void ingest_guard_leave(const ingest_guard *g, int slot)
 {
     if (!g || g->fd < 0 || slot < 0 || slot >= g->slots) return;
     write_slot(g, slot, NULL, 0);
 }
 
-void index_guard_close(index_guard *g, const char *db)
+void ingest_guard_close(ingest_guard *g, const char *db)
 {
     if (g->fd < 0) return;
     close(g->fd);

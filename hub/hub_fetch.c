@@ -15,7 +15,7 @@
  * Later files are asked for at the commit the first one resolved to, so the three files always
  * come from one commit even if the branch moves meanwhile.
  */
-#include "encoder_internal.h"
+#include "hub_internal.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

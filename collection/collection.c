@@ -1,5 +1,5 @@
-/* search.c — a store and its derived FAISS index kept in step (see raddino_search.h). */
-#include "raddino_search.h"
+/* collection.c — a store and its derived FAISS index kept in step (see raddino_collection.h). */
+#include "raddino_collection.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -294,7 +294,7 @@ raddino_status raddino_collection_check_model(raddino_collection *c,
     if (st.code || same) return st;
     return error(RADDINO_ERR_MODEL,
                  "%s: made with another model (%s); the query model's weights have sha256 "
-                 "%.12s: embed queries with the collection's model (--model)",
+                 "%.12s",
                  c->info.db_path, why, model->weights_sha256);
 }
 
@@ -381,4 +381,94 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
         if (st.code || all_complete || fetch >= most) return st;
         fetch = (int64_t)fetch * 4 < most ? fetch * 4 : (int)most;
     }
+}
+
+/* ---- rows ---------------------------------------------------------------------------------- */
+
+void raddino_collection_rows_free(raddino_collection_row *rows, size_t n)
+{
+    if (!rows) return;
+    for (size_t i = 0; i < n; i++) free(rows[i].path);
+    free(rows);
+}
+
+/* Fills row with image id's path, hash and DICOM metadata from the snapshot. */
+static raddino_status fill_row(raddino_collection *c, int64_t id, float score,
+                               raddino_collection_row *row)
+{
+    memset(row, 0, sizeof *row);
+    row->id = id;
+    row->score = score;
+    if (id < 0) return ok_status();
+    raddino_store_image img;
+    int found = 0;
+    raddino_status st = raddino_store_find_id(c->store, id, NULL, &img, &found);
+    if (st.code) return st;
+    if (found) snprintf(row->sha256, sizeof row->sha256, "%s", img.sha256);
+    row->path = strdup(found ? img.path : "");
+    if (!row->path) return error(RADDINO_ERR_NOMEM, "out of memory");
+    raddino_dicom_info d;
+    int has_dicom = 0;
+    st = raddino_store_get_dicom(c->store, id, &d, &has_dicom);
+    if (st.code || !has_dicom) return st;
+    row->has_dicom = 1;
+    memcpy(row->sop_instance_uid, d.sop_instance_uid, sizeof row->sop_instance_uid);
+    memcpy(row->study_instance_uid, d.study_instance_uid, sizeof row->study_instance_uid);
+    memcpy(row->series_instance_uid, d.series_instance_uid, sizeof row->series_instance_uid);
+    memcpy(row->patient_key, d.patient_key, sizeof row->patient_key);
+    return st;
+}
+
+raddino_status raddino_collection_search_rows(raddino_collection *c, const float *queries,
+                                              size_t nq, int k, float min_score,
+                                              const int64_t *exclude_ids,
+                                              const char *const *exclude_sha256,
+                                              raddino_collection_row **rows)
+{
+    if (!rows || k <= 0) return error(RADDINO_ERR_ARGUMENT, "collection search: bad arguments");
+    *rows = NULL;
+    size_t n = nq * (size_t)k;
+    float *scores = malloc((n ? n : 1) * sizeof *scores);
+    int64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    raddino_collection_row *out = calloc(n ? n : 1, sizeof *out);
+    raddino_status st = scores && ids && out ? ok_status() : error(RADDINO_ERR_NOMEM, "out of memory");
+    if (!st.code)
+        st = raddino_collection_search(c, queries, nq, k, min_score, exclude_ids, exclude_sha256,
+                                       scores, ids);
+    for (size_t i = 0; i < n && !st.code; i++) st = fill_row(c, ids[i], scores[i], &out[i]);
+    free(scores);
+    free(ids);
+    if (st.code) {
+        raddino_collection_rows_free(out, n);
+        return st;
+    }
+    *rows = out;
+    return st;
+}
+
+raddino_status raddino_collection_read_rows(raddino_collection *c, float **vectors,
+                                            raddino_collection_row **rows, size_t *n)
+{
+    if (!c || !vectors || !rows || !n)
+        return error(RADDINO_ERR_ARGUMENT, "collection read_rows: bad arguments");
+    *vectors = NULL;
+    *rows = NULL;
+    *n = 0;
+    int64_t *ids = NULL;
+    size_t count = 0;
+    raddino_status st = raddino_collection_read_all(c, vectors, &ids, &count);
+    if (st.code) return st;
+    raddino_collection_row *out = calloc(count ? count : 1, sizeof *out);
+    if (!out) st = error(RADDINO_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < count && !st.code; i++) st = fill_row(c, ids[i], 0, &out[i]);
+    free(ids);
+    if (st.code) {
+        raddino_collection_rows_free(out, count);
+        free(*vectors);
+        *vectors = NULL;
+        return st;
+    }
+    *rows = out;
+    *n = count;
+    return st;
 }

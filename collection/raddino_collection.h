@@ -1,4 +1,4 @@
-/* raddino_search.h — a collection ready to search: the SQLite store (store/) and its FAISS index
+/* raddino_collection.h — a collection ready to search: the SQLite store (store/) and its FAISS index
  * (index/) kept in step. The library behind raddino search, index-info, cluster, dedup and eval.
  *
  * What it does: opens a database read-only, takes one read snapshot of it, and makes sure the
@@ -18,8 +18,10 @@
  *     st = raddino_collection_vector(c, 42, q, &img, &found);       // image 42 as the query
  *     float scores[5]; int64_t ids[5];
  *     int64_t self = 42;
- *     st = raddino_collection_search(c, q, 1, 5, -1.0f, &self, NULL, scores, ids);
- *     // ids[i] -> raddino_store_find_id(raddino_collection_store(c), ids[i], NULL, &img, ...)
+ *     raddino_collection_row *hits;                                // id, score, path, sha256,
+ *     st = raddino_collection_search_rows(c, q, 1, 5, -1.0f, &self, NULL, &hits);  // DICOM UIDs
+ *     ...
+ *     raddino_collection_rows_free(hits, 5);
  *     raddino_collection_close(c);
  *
  * Staleness: the store's embeddings generation (raised by SQL triggers on every change of a
@@ -48,8 +50,8 @@
  * collection holds its read snapshot until closed: lookups see the rows the index was made
  * from, whatever a concurrent `raddino index` commits meanwhile. One thread at a time.
  */
-#ifndef RADDINO_SEARCH_H
-#define RADDINO_SEARCH_H
+#ifndef RADDINO_COLLECTION_H
+#define RADDINO_COLLECTION_H
 
 #include "raddino_index.h"
 #include "raddino_store.h"
@@ -126,6 +128,37 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
                                          int k, float min_score, const int64_t *exclude_ids,
                                          const char *const *exclude_sha256, float *scores,
                                          int64_t *ids);
+
+/* ---- Rows: results with what the commands show about them ------------------------------- */
+
+/* A stored image as a search or a read returns it: everything a caller shows about a hit, so
+ * that it need not look each one up again in the store. */
+typedef struct {
+    int64_t id;                 /* image id; -1: no result in this place (path NULL) */
+    float score;                /* cosine to the query (read_rows: 0) */
+    char *path;                 /* owned by the rows (raddino_collection_rows_free); "" when the
+                                   row is not in the snapshot */
+    char sha256[65];            /* content hash of the file ("" when unknown) */
+    int has_dicom;              /* 1: the image has DICOM metadata, and these are its: */
+    char sop_instance_uid[65], study_instance_uid[65], series_instance_uid[65];
+    char patient_key[65];       /* salted (raddino_store.h) */
+} raddino_collection_row;
+
+/* raddino_collection_search, returning rows: *rows is nq x k (malloc'd; free with
+ * raddino_collection_rows_free(*rows, nq * k)), missing results have id -1. */
+raddino_status raddino_collection_search_rows(raddino_collection *c, const float *queries,
+                                              size_t nq, int k, float min_score,
+                                              const int64_t *exclude_ids,
+                                              const char *const *exclude_sha256,
+                                              raddino_collection_row **rows);
+
+/* raddino_collection_read_all, returning rows: every vector of the snapshot (*vectors, n x dim)
+ * and its row, in image id order. Free *vectors with free() and *rows with
+ * raddino_collection_rows_free(*rows, *n). */
+raddino_status raddino_collection_read_rows(raddino_collection *c, float **vectors,
+                                            raddino_collection_row **rows, size_t *n);
+
+void raddino_collection_rows_free(raddino_collection_row *rows, size_t n);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

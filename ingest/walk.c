@@ -1,70 +1,20 @@
-/* index_files.c — which files `raddino index` looks at: the recursive walk (hidden entries,
- * symlink loops, exclusions) and recognising images by their first bytes. */
-#include "cli.h"
-#include "index.h"
-#include "raddino_store.h"
+/* walk.c — which files an ingest run looks at: the recursive walk (hidden entries, symlink
+ * loops, exclusions). Images are told from other files later, by content
+ * (raddino_image_sniff, in pipeline.c). */
+#include "ingest_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- sniffing ------------------------------------------------------------------------------ */
-
-static bool has_suffix(const char *name, const char *suffix)
-{
-    size_t n = strlen(name), m = strlen(suffix);
-    return n >= m && strcasecmp(name + n - m, suffix) == 0;
-}
-
-static bool is_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-bool index_sniff(const uint8_t *h, size_t n, const char *name, const char **format,
-                 bool *decodable, const char **why)
-{
-    *decodable = true;
-    *why = NULL;
-    /* DICOM first: its 128-byte preamble is free, and some files put another format's header
-     * there (TIFF/DICOM dual files); the "DICM" marker after it is what decides. */
-    if (n >= 132 && !memcmp(h + 128, "DICM", 4)) *format = "dicom";
-    else if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) *format = "jpeg";
-    else if (n >= 8 && !memcmp(h, "\x89PNG\r\n\x1a\n", 8)) *format = "png";
-    /* "BM" alone is too weak: also ask for a known DIB header size. */
-    else if (n >= 18 && h[0] == 'B' && h[1] == 'M' &&
-             (h[14] == 12 || h[14] == 40 || h[14] == 52 || h[14] == 56 || h[14] == 64 ||
-              h[14] == 108 || h[14] == 124) && !h[15] && !h[16] && !h[17])
-        *format = "bmp";
-    else if (n >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' && is_space(h[2]))
-        *format = "pnm";
-    else if (name && has_suffix(name, ".tga")) *format = "tga";
-    else {
-        *decodable = false;
-        if (n >= 4 && (!memcmp(h, "II*\0", 4) || !memcmp(h, "MM\0*", 4))) {
-            *format = "tiff";
-            *why = "TIFF images are not supported (convert them to PNG)";
-        } else if ((n >= 12 && !memcmp(h, "\0\0\0\x0cjP  \r\n\x87\n", 12)) ||
-                   (n >= 4 && !memcmp(h, "\xff\x4f\xff\x51", 4))) {
-            *format = "jpeg2000";
-            *why = "JPEG 2000 images are not supported (convert them to PNG)";
-        } else if (n >= 6 && (!memcmp(h, "GIF87a", 6) || !memcmp(h, "GIF89a", 6))) {
-            *format = "gif";
-            *why = "GIF images are not supported (convert them to PNG)";
-        } else if (n >= 12 && !memcmp(h, "RIFF", 4) && !memcmp(h + 8, "WEBP", 4)) {
-            *format = "webp";
-            *why = "WebP images are not supported (convert them to PNG)";
-        } else {
-            *format = NULL;
-            return false;
-        }
-    }
-    return true;
-}
-
 /* ---- exclusions ---------------------------------------------------------------------------- */
 
-bool index_excluded(char *const *globs, int n, const char *path)
+bool ingest_excluded(const char *const *globs, int n, const char *path)
 {
     for (int i = 0; i < n; i++) {
         if (strchr(globs[i], '/')) {
@@ -111,37 +61,37 @@ static bool push_string(char ***list, size_t *n, size_t *cap, const char *s)
     return true;
 }
 
-int64_t index_mtime_ns(const struct stat *sb)
+int64_t ingest_mtime_ns(const struct stat *sb)
 {
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
 
-static bool add_file(index_walk *w, const char *path, const struct stat *sb)
+static bool add_file(ingest_walk *w, const char *path, const struct stat *sb)
 {
     if (!grow((void **)&w->files, &w->cap_files, w->n_files, sizeof *w->files)) return false;
     char *copy = strdup(path);
     if (!copy) return false;
-    index_file *f = &w->files[w->n_files++];
+    ingest_file *f = &w->files[w->n_files++];
     f->path = copy;
     f->size = (int64_t)sb->st_size;
-    f->mtime_ns = index_mtime_ns(sb);
+    f->mtime_ns = ingest_mtime_ns(sb);
     return true;
 }
 
 /* True the first time a folder is seen. A linear scan would make a tree of many folders
  * quadratic, so the ids live in an open-addressing table (capacity a power of two). */
-static bool first_visit(index_walk *w, const struct stat *sb, bool *oom)
+static bool first_visit(ingest_walk *w, const struct stat *sb, bool *oom)
 {
     *oom = false;
     if (w->n_dirs * 2 >= w->cap_dirs) {
         size_t cap = w->cap_dirs ? w->cap_dirs * 2 : 256;
-        index_dir_id *table = calloc(cap, sizeof *table);
+        ingest_dir_id *table = calloc(cap, sizeof *table);
         if (!table) {
             *oom = true;
             return false;
         }
         for (size_t i = 0; i < w->cap_dirs; i++) {
-            index_dir_id d = w->dirs[i];
+            ingest_dir_id d = w->dirs[i];
             if (!d.ino && !d.dev) continue;
             size_t h = ((size_t)d.ino * 0x9E3779B97F4A7C15ull ^ (size_t)d.dev) & (cap - 1);
             while (table[h].ino || table[h].dev) h = (h + 1) & (cap - 1);
@@ -193,12 +143,12 @@ static bool list_folder(const char *path, char ***names, size_t *n, int *error)
     return ok;
 }
 
-static bool walk_folder(index_walk *w, const char *path);
+static bool walk_folder(ingest_walk *w, const char *path);
 
 /* One entry of a folder: files are added, folders walked once, anything else skipped. */
-static bool walk_entry(index_walk *w, const char *path)
+static bool walk_entry(ingest_walk *w, const char *path)
 {
-    if (index_excluded(w->excludes, w->n_excludes, path)) return true;
+    if (ingest_excluded(w->excludes, w->n_excludes, path)) return true;
     struct stat sb;
     if (stat(path, &sb) != 0) return true;      /* broken symbolic link, or gone meanwhile */
     if (S_ISREG(sb.st_mode)) return add_file(w, path, &sb);
@@ -208,7 +158,7 @@ static bool walk_entry(index_walk *w, const char *path)
     return walk_folder(w, path);
 }
 
-static bool walk_folder(index_walk *w, const char *path)
+static bool walk_folder(ingest_walk *w, const char *path)
 {
     char **names;
     size_t n;
@@ -216,7 +166,7 @@ static bool walk_folder(index_walk *w, const char *path)
     if (!list_folder(path, &names, &n, &error)) return false;
     bool ok = true;
     if (error) {
-        cli_error("%s: cannot list: %s (its rows are kept)", path, strerror(error));
+        ingest_event(w->params, RADDINO_INGEST_FOLDER_UNLISTED, path, strerror(error), 0);
         ok = push_string(&w->unlisted, &w->n_unlisted, &w->cap_unlisted, path);
     }
     char child[PATH_MAX];
@@ -230,12 +180,12 @@ static bool walk_folder(index_walk *w, const char *path)
     return ok;
 }
 
-bool index_walk_add(index_walk *w, const char *arg)
+bool ingest_walk_add(ingest_walk *w, const char *arg)
 {
     char path[PATH_MAX];
     raddino_status st = raddino_store_normalise_path(arg, path, sizeof path);
     if (st.code) {
-        cli_status_error(&st);
+        ingest_event(w->params, RADDINO_INGEST_PATH_ERROR, NULL, st.message, 0);
         w->errors++;
         return true;
     }
@@ -245,12 +195,11 @@ bool index_walk_add(index_walk *w, const char *arg)
         if (errno == ENOENT && w->missing_root_is_empty) return true;   /* prune it all */
         /* A PATH that is gone is more often an unmounted disk or a typo than a deletion:
          * it leaves the walk's scope, so none of its rows is removed. */
-        if (errno == ENOENT && w->prune_note)
-            cli_error("%s: %s: nothing stored under it is removed (a PATH that is gone or "
-                      "unmounted removes nothing; --prune removes its rows)", arg,
-                      strerror(errno));
-        else
-            cli_error("%s: %s", arg, strerror(errno));
+        int err = errno;
+        ingest_event(w->params,
+                     err == ENOENT && w->prune_note ? RADDINO_INGEST_PATH_GONE
+                                                    : RADDINO_INGEST_PATH_ERROR,
+                     arg, strerror(err), 0);
         w->errors++;
         w->n_roots--;
         free(w->roots[w->n_roots]);
@@ -258,7 +207,7 @@ bool index_walk_add(index_walk *w, const char *arg)
     }
     if (S_ISREG(sb.st_mode)) return add_file(w, path, &sb);
     if (!S_ISDIR(sb.st_mode)) {
-        cli_error("%s: not a file or a folder", arg);
+        ingest_event(w->params, RADDINO_INGEST_PATH_ERROR, arg, "not a file or a folder", 0);
         w->errors++;
         return true;
     }
@@ -267,7 +216,7 @@ bool index_walk_add(index_walk *w, const char *arg)
     return walk_folder(w, path);
 }
 
-void index_walk_free(index_walk *w)
+void ingest_walk_free(ingest_walk *w)
 {
     for (size_t i = 0; i < w->n_files; i++) free(w->files[i].path);
     for (size_t i = 0; i < w->n_roots; i++) free(w->roots[i]);

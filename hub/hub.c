@@ -1,7 +1,7 @@
 /* hub.c — finding a model in the Hugging Face hub cache (no network), and the names and paths
- * that hub_fetch.c shares. Layout: see "Model location and download" in raddino_encoder.h.
+ * that hub_fetch.c shares. Layout: see raddino_hub.h.
  */
-#include "encoder_internal.h"
+#include "hub_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
