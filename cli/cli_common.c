@@ -173,11 +173,21 @@ bool cli_locate_model(const cli_model_options *o, cli_model_location *loc, int *
     raddino_status st = raddino_hub_find(o->cache_dir, o->repo, o->revision, &loc->hub);
     if (st.code == RADDINO_ERR_NOT_FOUND && !o->repo && !o->revision) {
         /* Nothing named anywhere: say every way to name a model. */
-        cli_error("no model: %s; or pass --model DIR or set RADDINO_MODEL to a folder holding "
+        cli_error("no model: %s; run 'raddino model fetch', or pass --model DIR or set "
+                  "RADDINO_MODEL to a folder holding "
                   "config.json, preprocessor_config.json and model.safetensors "
                   "(for RAD-DINO, the files of https://huggingface.co/microsoft/rad-dino)",
                   st.message);
         return false;   /* a failure, not a usage error: the command line may be right */
+    }
+    if (st.code == RADDINO_ERR_NOT_FOUND || st.code == RADDINO_ERR_IO) {
+        /* Missing or half-downloaded: the library says what is wrong, the command says how
+         * to put it right. */
+        cli_error("%s; 'raddino model fetch%s%s%s%s' downloads it", st.message,
+                  o->repo ? " --repo " : "", o->repo ? o->repo : "",
+                  o->revision ? " --revision " : "", o->revision ? o->revision : "");
+        *exit_code = EXIT_INPUT_FAILED;
+        return false;
     }
     if (st.code) {
         cli_status_error(&st);

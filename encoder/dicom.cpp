@@ -298,8 +298,8 @@ raddino_status check_header(const dicom_header *h, const char *name, uint64_t ma
     uint64_t all = per_frame * (uint64_t)h->frames;
     if (all > limit)
         return status_error(RADDINO_ERR_TOO_LARGE,
-                            "%s: DICOM image is %dx%d x %d frame(s) = %llu pixels, over the limit "
-                            "of %llu (--max-pixels)",
+                            "%s: DICOM image is %dx%d x %d frame(s) = %llu pixels, over the pixel "
+                            "limit of %llu",
                             name, h->columns, h->rows, h->frames, (unsigned long long)all,
                             (unsigned long long)limit);
     if (h->bits_allocated != 1 && h->bits_allocated != 8 && h->bits_allocated != 16 &&

@@ -52,8 +52,7 @@ raddino_status image_check_size(const char *name, uint64_t w, uint64_t h, uint64
                             (unsigned long long)w, (unsigned long long)h);
     if (w > INT_MAX || h > INT_MAX || w * h > limit)
         return status_error(RADDINO_ERR_TOO_LARGE,
-                            "%s: image is %llux%llu = %llu pixels, over the limit of %llu "
-                            "(--max-pixels)",
+                            "%s: image is %llux%llu = %llu pixels, over the pixel limit of %llu",
                             name, (unsigned long long)w, (unsigned long long)h,
                             (unsigned long long)(w * h), (unsigned long long)limit);
     return status_ok();

@@ -161,12 +161,10 @@ raddino_status hub_find_in(const char *cache, const char *repo, const char *revi
     char root[RADDINO_PATH_MAX], path[RADDINO_PATH_MAX];
     if (!hub_repo_folder(root, sizeof root, cache, repo))
         return status_error(RADDINO_ERR_ARGUMENT, "%s: path too long", cache);
-    bool other = strcmp(repo, RADDINO_DEFAULT_REPO) != 0;
     if (!hub_is_dir(root))
         return status_error(RADDINO_ERR_NOT_FOUND,
-                            "%s is not in the Hugging Face cache %s (run 'raddino model "
-                            "fetch%s%s')",
-                            repo, cache, other ? " --repo " : "", other ? repo : "");
+                            "%s is not in the Hugging Face cache %s (not downloaded yet)",
+                            repo, cache);
     char commit[41];
     int n = snprintf(path, sizeof path, "%s/snapshots/%s", root, revision);
     if (hub_is_commit(revision) && n > 0 && (size_t)n < sizeof path && hub_is_dir(path)) {
@@ -194,19 +192,18 @@ raddino_status hub_find_in(const char *cache, const char *repo, const char *revi
     for (int i = 0; i < 2; i++) {
         if (!hub_path_join(path, sizeof path, out->model_dir, needed[i]) || !hub_is_file(path))
             return status_error(RADDINO_ERR_IO,
-                                "%s: incomplete snapshot of %s: no %s (run 'raddino model fetch "
-                                "--repo %s --revision %s')",
-                                out->model_dir, repo, needed[i], repo, revision);
+                                "%s: incomplete snapshot of %s at revision %s: no %s (download it "
+                                "again)",
+                                out->model_dir, repo, revision, needed[i]);
     }
     bool weights = false;
     for (int i = 0; i < 2 && !weights; i++)
         weights = hub_path_join(path, sizeof path, out->model_dir, hub_weights_files[i]) && hub_is_file(path);
     if (!weights)
         return status_error(RADDINO_ERR_IO,
-                            "%s: incomplete snapshot of %s: no model.safetensors or "
-                            "backbone_compatible.safetensors (run 'raddino model fetch --repo %s "
-                            "--revision %s')",
-                            out->model_dir, repo, repo, revision);
+                            "%s: incomplete snapshot of %s at revision %s: no model.safetensors or "
+                            "backbone_compatible.safetensors (download it again)",
+                            out->model_dir, repo, revision);
     snprintf(out->cache_dir, sizeof out->cache_dir, "%s", cache);
     snprintf(out->repo, sizeof out->repo, "%s", repo);
     snprintf(out->revision, sizeof out->revision, "%s", revision);

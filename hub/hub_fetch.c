@@ -255,7 +255,7 @@ static raddino_status http_failure(const fetch_ctx *c, const char *revision, con
         if (!strcmp(h->error_code, "RepoNotFound"))
             return status_error(RADDINO_ERR_ACCESS,
                                 "%s: repository not found at %s, or private and %s (HTTP %ld): "
-                                "check --repo%s",
+                                "check the repository name%s",
                                 repo, c->endpoint,
                                 c->token[0] ? "the token has no access" : "needs a token",
                                 h->status, c->token[0] ? "" : ", or set HF_TOKEN");
@@ -274,7 +274,7 @@ static raddino_status http_failure(const fetch_ctx *c, const char *revision, con
     if (h->status == 404) {
         if (!strcmp(h->error_code, "RevisionNotFound"))
             return status_error(RADDINO_ERR_NOT_FOUND,
-                                "%s: revision '%s' not found (HTTP 404): check --revision", repo,
+                                "%s: revision '%s' not found (HTTP 404): check the revision", repo,
                                 revision);
         if (!strcmp(h->error_code, "EntryNotFound"))
             return status_error(RADDINO_ERR_NOT_FOUND,
@@ -282,10 +282,10 @@ static raddino_status http_failure(const fetch_ctx *c, const char *revision, con
                                 revision);
         if (!strcmp(h->error_code, "RepoNotFound"))
             return status_error(RADDINO_ERR_NOT_FOUND,
-                                "%s: repository not found at %s (HTTP 404): check --repo", repo,
+                                "%s: repository not found at %s (HTTP 404): check the repository name", repo,
                                 c->endpoint);
         return status_error(RADDINO_ERR_NOT_FOUND,
-                            "%s: not found (HTTP 404): check --repo and --revision", url);
+                            "%s: not found (HTTP 404): check the repository name and revision", url);
     }
     if (h->status >= 500)
         return status_error(RADDINO_ERR_NETWORK, "%s: server error (HTTP %ld)%s: try again later",
@@ -437,7 +437,7 @@ static raddino_status disk_full(const char *path, int err)
 {
     unlink(path);
     return status_error(RADDINO_ERR_IO, "%s: disk full (%s): the partial file was removed; free "
-                        "some space, or choose another --cache-dir", path, strerror(err));
+                        "some space, or choose another cache folder", path, strerror(err));
 }
 
 /* Refuses to start a download that cannot fit. */
@@ -449,7 +449,7 @@ static raddino_status check_space(const char *dir, const char *file, uint64_t ne
     if (need > free_bytes)
         return status_error(RADDINO_ERR_IO,
                             "%s: disk full: %s needs %.1f MB more, %.1f MB are free; free some "
-                            "space, or choose another --cache-dir",
+                            "space, or choose another cache folder",
                             dir, file, need / 1e6, free_bytes / 1e6);
     return status_ok();
 }

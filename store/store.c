@@ -631,7 +631,7 @@ raddino_status store_vectors_model(raddino_store *s, int64_t *model_id, int *dim
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return store_sql_error(s, "reading models");
     if (rows > 1)
         return store_error(s, RADDINO_ERR_MODEL,
-                           "holds vectors of several models; run 'raddino index --reembed'");
+                           "holds vectors of several models; embed them again with one model");
     return store_ok();
 }
 

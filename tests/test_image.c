@@ -525,7 +525,7 @@ START_TEST(truncated_tga_is_refused)
     ck_assert_ptr_null(img.rgb);
     /* The header alone passes the pixel cap first. */
     expect_error(raddino_image_load_memory(tga, sizeof tga, "short.tga", 63, &img),
-                 RADDINO_ERR_TOO_LARGE, "short.tga", "over the limit of 63");
+                 RADDINO_ERR_TOO_LARGE, "short.tga", "over the pixel limit of 63");
 }
 END_TEST
 
@@ -572,7 +572,7 @@ START_TEST(pixel_cap)
         const char *path = test_path("images/%s", files[f]);
         raddino_image img;
         expect_error(raddino_image_load(path, 1000, &img), RADDINO_ERR_TOO_LARGE, path,
-                     "over the limit of 1000");
+                     "over the pixel limit of 1000");
         ck_assert_ptr_null(img.rgb);
         /* Exactly at the cap is allowed. */
         raddino_status st = raddino_image_load(path, f ? 640 * 480 : 600 * 700, &img);

@@ -413,7 +413,7 @@ try:
     # uploads: their own pixel cap (32 MP) refuses a 186 KB PNG of 14000 x 14000 from its header
     bomb = serve_bombs.png_zeros(14000, 14000)
     st, _, body = request(base, "/api/search", bomb, {})
-    check(st == 413 and b"over the limit of 32000000" in body, "14000x14000 PNG: %d %r" % (st, body[:200]))
+    check(st == 413 and b"over the pixel limit of 32000000" in body, "14000x14000 PNG: %d %r" % (st, body[:200]))
     # a progressive JPEG with more scans than the budget (64)
     st, _, body = request(base, "/api/search", serve_bombs.jpeg_scans(1000, 1000, 200), {})
     check(st == 400 and b"more than 64 scans" in body, "200-scan JPEG: %d %r" % (st, body[:200]))
