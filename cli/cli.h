@@ -141,6 +141,7 @@ void cli_csv_field(FILE *f, const char *s);
 
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 /* Hidden: `raddino index` runs it in a child to decode one file alone (index_guard.c). */
 int cmd_decode_check(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
@@ -157,5 +158,14 @@ int cmd_serve(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_version(int argc, char **argv);   /* raddino --version */
+
+/* Merges shard databases into main_db (raddino_store_merge) and prints the outcome: errors
+ * with the command's hints, and unless quiet a summary (one JSON object with json). command is
+ * recorded as the run. Returns the exit status; *result (may be NULL) receives the counts. */
+int cli_merge_with(const char *main_db, const char *const *shards, int n, const char *command,
+                   bool quiet, bool json, raddino_store_merge_result *result);
+/* The same, without a summary: `index --mpi` prints its own. */
+int cli_merge(const char *main_db, const char *const *shards, int n, const char *command,
+              raddino_store_merge_result *result);
 
 #endif

@@ -17,6 +17,7 @@ static const char usage[] =
     "  model info   describe the model: where it was found, config, tensors, sha256\n"
     "  model fetch  download RAD-DINO into the Hugging Face cache\n"
     "  index        embed whole folders into a database, keeping it up to date\n"
+    "  merge        merge shard databases (index --shard, --mpi) into the collection\n"
     "  stats        summarise a database: images, failures, model, last run\n"
     "  export       write a database's vectors as .npy (and their paths as CSV)\n"
     "  search       the stored images most similar to images, ids or stored paths\n"
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
     if (!strcmp(command, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(command, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(command, "index")) return cmd_index(argc - 1, argv + 1);
+    if (!strcmp(command, "merge")) return cmd_merge(argc - 1, argv + 1);
     if (!strcmp(command, "__decode-check")) return cmd_decode_check(argc - 1, argv + 1);
     if (!strcmp(command, "stats")) return cmd_stats(argc - 1, argv + 1);
     if (!strcmp(command, "export")) return cmd_export(argc - 1, argv + 1);

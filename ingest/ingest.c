@@ -362,8 +362,21 @@ static raddino_status embed_files(ingester *x, const ingest_walk *w, const size_
 
 /* ---- pruning ------------------------------------------------------------------------------- */
 
+static bool sharded(const raddino_ingest_params *p)
+{
+    return p->shard_count > 0;
+}
+
+static bool in_shard(const raddino_ingest_params *p, const char *path)
+{
+    return !sharded(p) ||
+           raddino_store_shard_of(path, (uint32_t)p->shard_count) == (uint32_t)p->shard_index;
+}
+
+
 typedef struct {
     const ingest_walk *w;
+    const raddino_ingest_params *p;
     const bool *guarded;    /* per root: a folder where the walk found no file at all */
     int64_t *kept;          /* per root: rows kept because of that */
 } prune_scope;
@@ -380,6 +393,7 @@ static bool under(const char *path, const char *folder)
 static int keep_row(void *user, const char *path)
 {
     const prune_scope *s = user;
+    if (!in_shard(s->p, path)) return 1;    /* another shard's file: not this run's to remove */
     bool in_scope = false;
     for (size_t i = 0; i < s->w->n_roots && !in_scope; i++) {
         if (!under(path, s->w->roots[i])) continue;
@@ -427,9 +441,10 @@ static raddino_status prune(ingester *x, const ingest_walk *w)
         bool unlisted = false;
         for (size_t j = 0; j < w->n_unlisted && !unlisted; j++)
             unlisted = under(w->roots[i], w->unlisted[j]);
-        guarded[i] = !unlisted && !has_files(w, w->roots[i]);
+        bool any = w->root_has_files ? w->root_has_files[i] : has_files(w, w->roots[i]);
+        guarded[i] = !unlisted && !any;
     }
-    prune_scope scope = {w, guarded, kept};
+    prune_scope scope = {w, x->p, guarded, kept};
     int64_t removed;
     raddino_status st = raddino_store_prune(x->store, keep_row, &scope, &removed);
     if (!st.code) {
@@ -447,6 +462,23 @@ static raddino_status prune(ingester *x, const ingest_walk *w)
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
+/* Drops the files of other shards, remembering first which PATHs held any file at all (a PATH
+ * whose files all belong to other shards is not an empty or unmounted folder). */
+static bool keep_own_shard(const raddino_ingest_params *p, ingest_walk *w)
+{
+    if (!sharded(p)) return true;
+    w->root_has_files = calloc(w->n_roots ? w->n_roots : 1, sizeof *w->root_has_files);
+    if (!w->root_has_files) return false;
+    for (size_t i = 0; i < w->n_roots; i++) w->root_has_files[i] = has_files(w, w->roots[i]);
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n_files; i++) {
+        if (in_shard(p, w->files[i].path)) w->files[kept++] = w->files[i];
+        else free(w->files[i].path);
+    }
+    w->n_files = kept;
+    return true;
+}
+
 static raddino_status walk_paths(ingester *x, ingest_walk *w, const char *const *paths, int n)
 {
     w->excludes = x->p->excludes;
@@ -459,6 +491,7 @@ static raddino_status walk_paths(ingester *x, ingest_walk *w, const char *const 
             return raddino_status_error(RADDINO_ERR_NOMEM, "out of memory while listing %s",
                                         paths[i]);
     sort_files(w);
+    if (!keep_own_shard(x->p, w)) return nomem();
     x->n_files = w->n_files;
     return ok();
 }
@@ -526,6 +559,12 @@ raddino_status raddino_ingest(raddino_store *db, raddino_encoder *enc, const cha
         x.tokens = malloc(tokens * (size_t)x.info.hidden * sizeof(float));
         if (!x.cls || !x.tokens) st = nomem();
     }
+    if (!st.code && sharded(params) &&
+        (params->shard_index < 0 || params->shard_index >= params->shard_count))
+        st = raddino_status_error(RADDINO_ERR_ARGUMENT, "raddino_ingest: shard %d of %d",
+                                  params->shard_index, params->shard_count);
+    if (!st.code && sharded(params))
+        st = raddino_store_set_shard(db, params->shard_index, params->shard_count);
     if (!st.code) st = use_model(&x);
     if (!st.code) st = run(&x, paths, n_paths, r);
     r->counts = x.counts;

@@ -35,6 +35,8 @@ typedef struct {
     size_t n_files, cap_files;
     char **roots;           /* normalised PATH arguments: the prune scope */
     size_t n_roots, cap_roots;
+    bool *root_has_files;   /* sharded runs: per root, whether the walk found any file under it
+                               before the other shards' files were dropped (else NULL) */
     char **unlisted;        /* folders that could not be read: their rows are never pruned */
     size_t n_unlisted, cap_unlisted;
     int errors;             /* PATH arguments that could not be walked (already reported) */

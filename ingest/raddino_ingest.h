@@ -115,6 +115,13 @@ typedef struct {
      * result says cancelled; files that are gone are not removed). NULL: never. */
     int (*cancel)(void *user);
     void *user;
+    /* Shards (raddino_store.h, "Shards"): shard_count > 0 makes this run index only the files
+     * whose stored path has raddino_store_shard_of(path, shard_count) == shard_index, into a
+     * store that is (or becomes, when empty) that shard's database (raddino_store_set_shard;
+     * another shard's database, or a whole collection's, is refused). Files of other shards
+     * are not read, not counted and never treated as gone; a PATH holding files of other
+     * shards only is not "empty". 0: every file (the default). */
+    int shard_index, shard_count;
     /* Tests only: > 0 makes the process SIGKILL itself right after writing its Nth file into
      * the open batch (not committed), to check that a killed run resumes correctly. */
     long test_kill_after;

@@ -224,6 +224,7 @@ void ingest_walk_free(ingest_walk *w)
     free(w->files);
     free(w->roots);
     free(w->unlisted);
+    free(w->root_has_files);
     free(w->dirs);
     memset(w, 0, sizeof *w);
 }

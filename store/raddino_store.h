@@ -368,6 +368,73 @@ typedef void (*raddino_store_modality_fn)(void *user, const char *modality, int6
 raddino_status raddino_store_dicom_modalities(raddino_store *db, raddino_store_modality_fn fn,
                                               void *user);
 
+/* ---- Shards -------------------------------------------------------------------------------- */
+
+/* A collection can be indexed by N independent processes (MPI ranks, Slurm array tasks), each
+ * writing its own shard database, and merged into one afterwards: never two writers on one
+ * SQLite file (a shared file system's locking cannot be trusted).
+ *
+ * The shard of a file is raddino_store_shard_of(its stored path, N): FNV-1a 64 (offset basis
+ * 0xcbf29ce484222325, prime 0x100000001b3) over the bytes of the normalised absolute path
+ * (raddino_store_normalise_path, as stored in images.path, without its terminating NUL),
+ * modulo N. It depends on the path only: the same on every machine, run and byte order.
+ * (count 0 gives 0.) */
+uint32_t raddino_store_shard_of(const char *path, uint32_t count);
+
+/* A shard database records which shard it is (meta 'shard_index', 'shard_count'). set_shard
+ * (writers) records it on a database that holds no images yet, is a no-op when the same shard
+ * is recorded, and refuses (ERR_ARGUMENT) another shard number or a database of a whole
+ * collection. get_shard gives 0, 0 when the database is not a shard. */
+raddino_status raddino_store_set_shard(raddino_store *db, int index, int count);
+raddino_status raddino_store_get_shard(raddino_store *db, int *index, int *count);
+
+/* The file of shard index (0..count-1) of the collection main_db: "MAIN_DB.shard-I-of-N" in
+ * the same folder (e.g. raddino.db.shard-0-of-3), I and N in decimal without padding. */
+raddino_status raddino_store_shard_path(const char *main_db, int index, int count, char *out,
+                                        size_t cap);
+
+/* Finds the shard files of main_db next to it: *paths (free with
+ * raddino_store_free_shard_paths) holds shard 0..N-1 of the one N found. Fails with
+ * ERR_NOT_FOUND naming the missing shards (or saying there is none), and with ERR_ARGUMENT
+ * when shards of two different N lie there. */
+raddino_status raddino_store_find_shards(const char *main_db, char ***paths, int *n_paths);
+void raddino_store_free_shard_paths(char **paths, int n_paths);
+
+typedef struct {
+    int shards;             /* shard databases given */
+    int shards_unchanged;   /* of them, unchanged since the last merge: not read */
+    int64_t added, updated, removed;    /* rows of the collection */
+    int64_t unchanged;      /* rows of the shards read that were already the same */
+    int64_t failed;         /* of the added and updated rows, those recorded as failed */
+} raddino_store_merge_result;
+
+/* Merges shard databases into db (opened for writing, not itself a shard), so that it holds
+ * what one `index` run over the same files would: the same paths, the same image ids (new rows
+ * are added in path order, as one run adds them), the same vectors bit for bit, failure
+ * records, DICOM metadata, model and model origin. Refused before anything is written: a
+ * shard that is not one (ERR_ARGUMENT), shards of different N or the same shard twice, a shard
+ * whose last run did not finish, shards made with different models or preprocessing (DICOM
+ * window), or a model other than that of db's vectors (ERR_MODEL).
+ *
+ * Each shard owns the rows of db whose path hashes to it: rows the shard holds are added or
+ * updated, rows it no longer holds are removed; rows of shards not given are left alone. A
+ * shard unchanged since the last merge (its stamp, kept in db's meta as 'merged_shard.I': its
+ * database's random salt, generation and last run) is not read again while db is as that
+ * merge left it ('merged_generation'); merging unchanged shards again changes nothing. All
+ * changes are one transaction: a merge killed at any moment leaves db as it was. Records a
+ * run (command, counts) like an index run. */
+typedef struct {
+    const char *command;    /* recorded as the run's command (NULL: "merge") */
+    /* Tests only: 1 makes the process SIGKILL itself after every change was written into the
+     * open transaction, just before it commits. */
+    int test_kill_before_commit;
+} raddino_store_merge_params;
+
+/* params may be NULL (defaults); result may be NULL. */
+raddino_status raddino_store_merge(raddino_store *db, const char *const *shards, int n_shards,
+                                   const raddino_store_merge_params *params,
+                                   raddino_store_merge_result *result);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }
