@@ -263,7 +263,7 @@ raddino_status raddino_store_find_shards(const char *main_db, char ***paths, int
                                     n_missing > 8 ? ", ..." : "");
     }
     free(seen);
-    char **out = calloc((size_t)count, sizeof *out);
+    char **out = calloc((size_t)(unsigned)count, sizeof *out);
     if (!out) return raddino_status_error(RADDINO_ERR_NOMEM, "out of memory");
     for (int i = 0; i < count; i++) {
         char path[PATH_MAX];

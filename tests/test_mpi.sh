@@ -54,7 +54,7 @@ cp "$TMP/err" "$TMP/mpi.err"
 echo "--- mpirun output (stdout):"
 cat "$TMP/mpi.out"
 [ "$(grep -c '^raddino index: 3 ranks' "$TMP/mpi.out")" = 1 ] && ok || fail "not one summary"
-grep -q "merged into $M: 17 added, 0 updated, 0 removed" "$TMP/mpi.out" && ok || fail "merge counts"
+grep -q "merged into $M: 16 added, 0 updated, 0 removed" "$TMP/mpi.out" && ok || fail "merge counts"
 for i in 0 1 2; do [ -f "$M.shard-$i-of-3" ] && ok || fail "no shard file $i"; done
 same_collection "$TMP/one.db" "$M" "mpirun -n 3"
 expect 0 "merge --db finds the MPI shards" -- "$RADDINO" merge --db "$M" --json

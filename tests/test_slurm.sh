@@ -13,6 +13,10 @@ RADDINO=$1
 DATA=$2
 SOURCE=$3
 PY=/usr/bin/python3
+# The jobs run in another folder: absolute paths.
+case $RADDINO in /*) ;; *) RADDINO=$PWD/$RADDINO ;; esac
+case $DATA in /*) ;; *) DATA=$PWD/$DATA ;; esac
+case $SOURCE in /*) ;; *) SOURCE=$PWD/$SOURCE ;; esac
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 PIDS=""
