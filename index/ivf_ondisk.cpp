@@ -1,0 +1,197 @@
+/* ivf_ondisk.cpp — the C++ side of the on-disk IVF index (index/ivf.c): copies of a trained IVF
+ * with empty lists, the merge of parts' inverted lists into one FAISS OnDiskInvertedLists file,
+ * reading an index file whose lists live beside it, and the checks of a loaded lists table.
+ *
+ * FAISS's C API has none of this, and this file is compiled whether or not the system has a
+ * libfaiss_c (faiss_c_api.cpp is not), so it reports errors through a caller's buffer rather
+ * than faiss_get_last_error(). No exception crosses into C.
+ */
+#include "ivf_internal.h"
+
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace {
+
+void set_error(char *err, size_t size, const char *msg)
+{
+    if (!err || size == 0) return;
+    /* FAISS messages look like "Error in void faiss::f(...) at file.cpp:12: the reason". */
+    const char *reason = std::strstr(msg, "Error in ") == msg ? std::strstr(msg, ": ") : nullptr;
+    std::snprintf(err, size, "%s", reason ? reason + 2 : msg);
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
+template <typename F>
+int guarded(char *err, size_t size, F body)
+{
+    try {
+        body();
+        return 0;
+    } catch (const std::bad_alloc &) {
+        set_error(err, size, "out of memory");
+        return -3;
+    } catch (const std::exception &e) {
+        set_error(err, size, e.what());
+        return -2;
+    } catch (...) {
+        set_error(err, size, "unknown error");
+        return -1;
+    }
+}
+
+faiss::Index *cxx(FaissIndex *index) { return reinterpret_cast<faiss::Index *>(index); }
+const faiss::Index *cxx(const FaissIndex *index)
+{
+    return reinterpret_cast<const faiss::Index *>(index);
+}
+
+/* The IVF of an index made by index_factory("IVF..."): the top level itself. */
+const faiss::IndexIVF *top_ivf(const FaissIndex *index)
+{
+    const faiss::IndexIVF *ivf = dynamic_cast<const faiss::IndexIVF *>(cxx(index));
+    if (!ivf) throw std::runtime_error("not an IVF index (an on-disk index needs type IVF...)");
+    return ivf;
+}
+
+/* A copy of `src` (trained quantizer, codec) with empty in-memory lists. Serialising is the one
+ * copy FAISS offers for every IVF type; lists on disk are mapped read-only meanwhile and
+ * dropped, so `src` is only read. */
+faiss::IndexIVF *empty_copy(const FaissIndex *src)
+{
+    const faiss::IndexIVF *ivf = top_ivf(src);
+    faiss::VectorIOWriter w;
+    faiss::write_index(ivf, &w);
+    faiss::VectorIOReader r;
+    r.data.swap(w.data);
+    faiss::Index *copy = faiss::read_index(&r, faiss::IO_FLAG_READ_ONLY);
+    faiss::IndexIVF *out = dynamic_cast<faiss::IndexIVF *>(copy);
+    if (!out) {
+        delete copy;
+        throw std::runtime_error("copy of the IVF index is not an IVF index");
+    }
+    out->replace_invlists(new faiss::ArrayInvertedLists(out->nlist, out->code_size), true);
+    out->ntotal = 0;
+    return out;
+}
+
+} // namespace
+
+extern "C" {
+
+int index_ivf_describe(const FaissIndex *index, size_t *nlist, size_t *code_size, int *on_disk,
+                       const char **lists_file, uint64_t *lists_bytes)
+{
+    const faiss::IndexIVF *ivf = dynamic_cast<const faiss::IndexIVF *>(cxx(index));
+    if (!ivf) return 0;
+    if (nlist) *nlist = ivf->nlist;
+    if (code_size) *code_size = ivf->code_size;
+    auto *od = dynamic_cast<const faiss::OnDiskInvertedLists *>(ivf->invlists);
+    if (on_disk) *on_disk = od != nullptr;
+    if (lists_file) *lists_file = od ? od->filename.c_str() : nullptr;
+    if (lists_bytes) *lists_bytes = od ? od->totsize : 0;
+    return 1;
+}
+
+int index_ivf_empty_copy(const FaissIndex *src, FaissIndex **out, char *err, size_t err_size)
+{
+    *out = nullptr;
+    return guarded(err, err_size, [&] {
+        *out = reinterpret_cast<FaissIndex *>(static_cast<faiss::Index *>(empty_copy(src)));
+    });
+}
+
+int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, size_t n_parts,
+                           const char *lists_path, FaissIndex **out, char *err, size_t err_size)
+{
+    *out = nullptr;
+    return guarded(err, err_size, [&] {
+        faiss::IndexIVF *merged = empty_copy(trained);
+        try {
+            std::vector<const faiss::InvertedLists *> ils;
+            faiss::Index::idx_t ntotal = 0;
+            for (size_t i = 0; i < n_parts; i++) {
+                const faiss::IndexIVF *part = top_ivf(parts[i]);
+                /* Same type, dimension, lists and codes, and (FAISS's expensive check, on by
+                 * default) the same coarse centroids: parts of one training only. */
+                merged->check_compatible_for_merge(*part);
+                ils.push_back(part->invlists);
+                ntotal += part->ntotal;
+            }
+            if (ntotal == 0) throw std::runtime_error("no vectors to merge");
+            auto *od = new faiss::OnDiskInvertedLists(merged->nlist, merged->code_size,
+                                                      lists_path);
+            merged->replace_invlists(od, true);
+            od->merge_from(ils.data(), (int)ils.size());
+            merged->ntotal = ntotal;
+            /* The lists were written through a shared mapping: make them durable before an
+             * index file that points at them is saved. */
+            if (od->ptr && od->totsize && msync(od->ptr, od->totsize, MS_SYNC) != 0)
+                throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
+            int fd = open(lists_path, O_RDONLY);
+            if (fd < 0 || fsync(fd) != 0) {
+                std::string why = std::strerror(errno);
+                if (fd >= 0) close(fd);
+                throw std::runtime_error(std::string(lists_path) + ": " + why);
+            }
+            close(fd);
+        } catch (...) {
+            delete merged;
+            throw;
+        }
+        *out = reinterpret_cast<FaissIndex *>(static_cast<faiss::Index *>(merged));
+    });
+}
+
+int index_read_faiss_at(FILE *f, const char *path, FaissIndex **out, char *err, size_t err_size)
+{
+    *out = nullptr;
+    return guarded(err, err_size, [&] {
+        faiss::FileIOReader reader(f);
+        /* ONDISK_SAME_DIR resolves an on-disk index's lists file in this file's folder (so the
+         * pair can be moved together); READ_ONLY maps it read-only: a search process never
+         * writes it. Neither flag changes how other index types are read. */
+        reader.name = path;
+        *out = reinterpret_cast<FaissIndex *>(faiss::read_index(
+                &reader, faiss::IO_FLAG_ONDISK_SAME_DIR | faiss::IO_FLAG_READ_ONLY));
+    });
+}
+
+int index_ivf_check_lists(const FaissIndex *index, char *err, size_t err_size)
+{
+    const faiss::IndexIVF *ivf = dynamic_cast<const faiss::IndexIVF *>(cxx(index));
+    auto *od = ivf ? dynamic_cast<const faiss::OnDiskInvertedLists *>(ivf->invlists) : nullptr;
+    if (!od) return 0;
+    size_t entry = od->code_size + sizeof(faiss::Index::idx_t), total = 0;
+    for (size_t i = 0; i < od->lists.size(); i++) {
+        const auto &l = od->lists[i];
+        if (l.size > l.capacity || l.capacity > od->totsize / (entry ? entry : 1) ||
+            l.offset > od->totsize || l.capacity * entry > od->totsize - l.offset) {
+            set_error(err, err_size, "inverted list outside the lists file");
+            return -2;
+        }
+        total += l.size;
+    }
+    if (od->lists.size() != ivf->nlist || total != (size_t)ivf->ntotal) {
+        set_error(err, err_size, "inverted lists do not add up to the index's vectors");
+        return -2;
+    }
+    return 0;
+}
+
+} /* extern "C" */
