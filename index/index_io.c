@@ -554,8 +554,7 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
         int on_disk = 0;
         if (!rc) index_ivf_describe(faiss, NULL, NULL, &on_disk, &lists, &lists_bytes);
         if (rc) {
-            st = index_error(rc == -3 ? RADDINO_ERR_NOMEM : RADDINO_ERR_FORMAT, "%s: %s", path,
-                             err);
+            st = index_error(RADDINO_ERR_FORMAT, "%s: %s", path, err);
         } else if (on_disk != sm.lists.present || (on_disk && lists_bytes != sm.lists.bytes)) {
             st = index_error(RADDINO_ERR_FORMAT, "%s: index does not match its lists file", path);
         } else if (index_ivf_check_lists(faiss, err, sizeof err)) {

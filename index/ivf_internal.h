@@ -23,7 +23,7 @@ int index_ivf_describe(const FaissIndex *index, size_t *nlist, size_t *code_size
 int index_ivf_empty_copy(const FaissIndex *src, FaissIndex **out, char *err, size_t err_size);
 
 /* One index with the trained index's quantizer and every part's lists, written to lists_path
- * (FAISS OnDiskInvertedLists, memory-mapped; msync'd and fsync'd before returning). */
+ * in FAISS OnDiskInvertedLists's layout (temporary name, fsync, rename), mapped read-only. */
 int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, size_t n_parts,
                            const char *lists_path, FaissIndex **out, char *err, size_t err_size);
 

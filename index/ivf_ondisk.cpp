@@ -15,6 +15,7 @@
 #include <faiss/invlists/InvertedLists.h>
 #include <faiss/invlists/OnDiskInvertedLists.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -22,7 +23,7 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace {
@@ -116,12 +117,28 @@ int index_ivf_empty_copy(const FaissIndex *src, FaissIndex **out, char *err, siz
     });
 }
 
+/* Writes all of buf at offset, or throws. */
+static void write_at(int fd, const void *buf, size_t size, off_t offset, const char *path)
+{
+    const char *p = static_cast<const char *>(buf);
+    while (size > 0) {
+        ssize_t w = pwrite(fd, p, size, offset);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) throw std::runtime_error(std::string(path) + ": " + std::strerror(w < 0 ? errno : EIO));
+        p += w;
+        size -= (size_t)w;
+        offset += w;
+    }
+}
+
 int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, size_t n_parts,
                            const char *lists_path, FaissIndex **out, char *err, size_t err_size)
 {
     *out = nullptr;
     return guarded(err, err_size, [&] {
         faiss::IndexIVF *merged = empty_copy(trained);
+        int fd = -1;
+        std::string tmp_name;
         try {
             std::vector<const faiss::InvertedLists *> ils;
             faiss::Index::idx_t ntotal = 0;
@@ -134,23 +151,64 @@ int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, 
                 ntotal += part->ntotal;
             }
             if (ntotal == 0) throw std::runtime_error("no vectors to merge");
-            auto *od = new faiss::OnDiskInvertedLists(merged->nlist, merged->code_size,
-                                                      lists_path);
+            /* The file in OnDiskInvertedLists's layout, written here rather than by its
+             * merge_from, which grows the file through a writable mapping and prints a line to
+             * stdout (the commands' output): list l at lists[l].offset, its codes
+             * (capacity x code_size bytes) then its ids (capacity x 8), lists end to end. */
+            size_t nlist = merged->nlist, cs = merged->code_size;
+            size_t entry = cs + sizeof(faiss::Index::idx_t);
+            auto *od = new faiss::OnDiskInvertedLists(nlist, cs, lists_path);
             merged->replace_invlists(od, true);
-            od->merge_from(ils.data(), (int)ils.size());
-            merged->ntotal = ntotal;
-            /* The lists were written through a shared mapping: make them durable before an
-             * index file that points at them is saved. */
-            if (od->ptr && od->totsize && msync(od->ptr, od->totsize, MS_SYNC) != 0)
-                throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
-            int fd = open(lists_path, O_RDONLY);
-            if (fd < 0 || fsync(fd) != 0) {
-                std::string why = std::strerror(errno);
-                if (fd >= 0) close(fd);
-                throw std::runtime_error(std::string(lists_path) + ": " + why);
+            size_t total = 0;
+            for (size_t l = 0; l < nlist; l++) {
+                size_t n = 0;
+                for (auto *il : ils) n += il->list_size(l);
+                if (n == 0) continue;   /* an empty list keeps FAISS's "no offset" */
+                od->lists[l].size = n;
+                od->lists[l].capacity = n;
+                od->lists[l].offset = total;
+                total += n * entry;
             }
-            close(fd);
+            /* Written under a temporary name and renamed: a process that maps an older file of
+             * this name keeps reading that one, never a file changing under it. */
+            std::string tmp = std::string(lists_path) + ".tmp.XXXXXX";
+            fd = mkstemp(&tmp[0]);
+            if (fd < 0) throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
+            tmp_name = tmp;
+            if (fchmod(fd, 0644) != 0)
+                throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
+            for (size_t l = 0; l < nlist; l++) {
+                const auto &dst = od->lists[l];
+                size_t at = 0;
+                for (auto *il : ils) {
+                    size_t n = il->list_size(l);
+                    if (n == 0) continue;
+                    faiss::InvertedLists::ScopedCodes codes(il, l);
+                    faiss::InvertedLists::ScopedIds ids(il, l);
+                    write_at(fd, codes.get(), n * cs, (off_t)(dst.offset + at * cs), lists_path);
+                    write_at(fd, ids.get(), n * sizeof(faiss::Index::idx_t),
+                             (off_t)(dst.offset + dst.capacity * cs +
+                                     at * sizeof(faiss::Index::idx_t)),
+                             lists_path);
+                    at += n;
+                }
+            }
+            /* Durable before an index file that names it is saved. */
+            if (fsync(fd) != 0 || close(fd) != 0) {
+                fd = -1;
+                throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
+            }
+            fd = -1;
+            if (rename(tmp_name.c_str(), lists_path) != 0)
+                throw std::runtime_error(std::string(lists_path) + ": " + std::strerror(errno));
+            tmp_name.clear();
+            od->totsize = total;
+            od->read_only = true;   /* mapped read-only: nothing writes it after this */
+            od->do_mmap();
+            merged->ntotal = ntotal;
         } catch (...) {
+            if (fd >= 0) close(fd);
+            if (!tmp_name.empty()) unlink(tmp_name.c_str());
             delete merged;
             throw;
         }
@@ -180,6 +238,7 @@ int index_ivf_check_lists(const FaissIndex *index, char *err, size_t err_size)
     size_t entry = od->code_size + sizeof(faiss::Index::idx_t), total = 0;
     for (size_t i = 0; i < od->lists.size(); i++) {
         const auto &l = od->lists[i];
+        if (l.size == 0 && l.capacity == 0) continue;   /* empty: no place in the file */
         if (l.size > l.capacity || l.capacity > od->totsize / (entry ? entry : 1) ||
             l.offset > od->totsize || l.capacity * entry > od->totsize - l.offset) {
             set_error(err, err_size, "inverted list outside the lists file");

@@ -254,7 +254,8 @@ raddino_status raddino_index_ivf_train(const float *sample, size_t n, int dim,
  * n vectors (normalised inside) under their ids, in memory. */
 raddino_status raddino_index_ivf_add_part(const raddino_index *trained, const float *vectors,
                                           const int64_t *ids, size_t n, raddino_index **part);
-/* Merges the parts' inverted lists into lists_path (created; an existing file is replaced) and
+/* Merges the parts' inverted lists into lists_path (written under a temporary name, fsync'd,
+ * renamed over any file of that name: processes mapping the old one keep it) and
  * returns the on-disk index. The parts are only read and stay the caller's to free. Refuses
  * parts of another training (FAISS compares the coarse centroids). */
 raddino_status raddino_index_ivf_merge_parts(const raddino_index *trained,
