@@ -19,6 +19,7 @@ struct raddino_collection {
     raddino_index_params params;
     int64_t n_vectors;              /* in the snapshot */
     char old_lists[RADDINO_PATH_MAX];   /* the lists file replaced by this open's save */
+    char new_lists[RADDINO_PATH_MAX + 64];  /* the lists file this open built ("" if none) */
 };
 
 static raddino_status ok_status(void)
@@ -268,8 +269,11 @@ static raddino_status build_ondisk(raddino_collection *c, const char *type, int 
         if (!st.code)
             st = raddino_store_foreach_vector(c->store, c->info.model_id, sample_vector, &s);
         if (!st.code) st = s.st;
-        if (!st.code && s.next_row < m)
-            st = error(RADDINO_ERR_FORMAT, "%s: fewer vectors than counted", c->info.db_path);
+        /* The count is the store's (every model, every status): an upper bound of what
+         * foreach_vector yields, so the sample may come out a little smaller. */
+        if (!st.code && s.next_row == 0)
+            st = error(RADDINO_ERR_ARGUMENT, "%s: no vectors to train on", c->info.db_path);
+        m = s.next_row;
         raddino_index_params p = c->params;
         p.type = type;
         if (!st.code) st = raddino_index_ivf_train(s.buf, m, dim, &p, &trained);
@@ -297,6 +301,7 @@ static raddino_status build_ondisk(raddino_collection *c, const char *type, int 
     raddino_index *merged = NULL;
     if (!st.code) st = raddino_index_ivf_merge_parts(trained, s.parts, s.n_parts, lists, &merged);
     if (!st.code && !beside) unlink(lists);   /* mapped: lives until the index is freed */
+    if (!st.code && beside) snprintf(c->new_lists, sizeof c->new_lists, "%s", lists);
     for (size_t i = 0; i < s.n_parts; i++) raddino_index_free(s.parts[i]);
     free(s.parts);
     if (trained != trained_from) raddino_index_free(trained);
@@ -341,14 +346,13 @@ static raddino_status build(raddino_collection *c, const char *type, int no_save
 }
 
 /* Loaded index of the right model and type, stale: keep its training, replace its vectors. */
-static raddino_status refresh(raddino_collection *c, int no_save)
+static raddino_status refresh(raddino_collection *c, const char *type, int no_save)
 {
-    raddino_index_info ii;
-    if (!raddino_index_get_info(c->index, &ii).code && ii.on_disk) {
+    if (!strncmp(type, "ondisk:", 7)) {
         /* Read-only lists: new parts with the loaded training, merged into a new file. */
         raddino_index *loaded = c->index;
         c->index = NULL;
-        raddino_status st = build_ondisk(c, ii.type, no_save, loaded);
+        raddino_status st = build_ondisk(c, type, no_save, loaded);
         raddino_index_free(loaded);
         c->info.origin = RADDINO_INDEX_REFRESHED;
         return st;
@@ -372,19 +376,17 @@ static void save(raddino_collection *c)
     memset(&meta, 0, sizeof meta);
     meta.generation = (uint64_t)c->info.generation;
     snprintf(meta.model_id, sizeof meta.model_id, "%s", c->model_key);
-    raddino_index_info ii;
-    if (c->info.save_error[0] || raddino_index_get_info(c->index, &ii).code) return;
+    if (c->info.save_error[0]) return;   /* an on-disk index built in the temporary folder */
     raddino_status st = raddino_index_save(c->index, c->info.index_path, &meta);
     if (st.code) {
         snprintf(c->info.save_error, sizeof c->info.save_error, "%s", st.message);
         /* Mapped already: the file can go, the index stays usable until closed. */
-        if (ii.on_disk) unlink(ii.lists_path);
+        if (c->new_lists[0]) unlink(c->new_lists);
         return;
     }
     c->info.saved = 1;
     /* The new index file names the new lists file; the previous one is no longer named. */
-    if (c->old_lists[0] && (!ii.on_disk || strcmp(c->old_lists, ii.lists_path) != 0))
-        unlink(c->old_lists);
+    if (c->old_lists[0] && strcmp(c->old_lists, c->new_lists) != 0) unlink(c->old_lists);
 }
 
 /* Loads the saved index when it fits, refreshes or builds otherwise. */
@@ -412,7 +414,7 @@ static raddino_status ensure_index(raddino_collection *c, const raddino_collecti
             c->info.origin = RADDINO_INDEX_LOADED;
             return st;
         }
-        if (!st.code) st = refresh(c, p->no_save);
+        if (!st.code) st = refresh(c, meta.type, p->no_save);
         if (st.code) {      /* damaged since read_meta, or refresh failed: build afresh */
             raddino_index_free(c->index);
             c->index = NULL;
