@@ -351,12 +351,29 @@ static raddino_status write_body(const raddino_index *ix, const raddino_index_me
     char *json = meta_json(ix, meta, &lists);
     sink s;
     FILE *f = json ? sink_open(&s, fd) : NULL;
+    /* An on-disk index records its lists file by its bare name (load finds it in the index
+     * file's folder); the mapped path is put back after writing. */
+    char *full = NULL;
+    if (f && lists.present) {
+        const char *now = NULL;
+        index_ivf_describe(ix->faiss, NULL, NULL, NULL, &now, NULL);
+        full = now ? strdup(now) : NULL;
+        if (!full || index_ivf_set_lists_name(ix->faiss, lists.file) != 0) {
+            fclose(f);
+            f = NULL;
+        }
+    }
     if (!f) {
         free(json);
+        free(full);
         return index_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
     }
     raddino_status st = index_ok();
     int rc = faiss_write_index(ix->faiss, f);
+    if (full) {
+        index_ivf_set_lists_name(ix->faiss, full);
+        free(full);
+    }
     if (rc == 0 && fflush(f) != 0) rc = -1;
     uint64_t faiss_bytes = s.bytes;
     size_t json_len = strlen(json);
@@ -548,12 +565,32 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
         st = index_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
     if (!st.code) {
         char err[RADDINO_MESSAGE_MAX];
-        int rc = index_read_faiss_at(f, path, &faiss, err, sizeof err);
+        int rc = 0;
+        if (sm.lists.present) {
+            /* Small (quantizer and list table): read whole, the lists file named in place. */
+            char *lp = NULL;
+            unsigned char *bytes = lay.faiss_bytes <= ((uint64_t)1 << 34)
+                                       ? malloc(lay.faiss_bytes ? lay.faiss_bytes : 1)
+                                       : NULL;
+            st = bytes ? lists_path_of(path, &sm.lists, &lp)
+                       : index_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
+            if (!st.code && fread(bytes, 1, lay.faiss_bytes, f) != lay.faiss_bytes)
+                st = index_error(RADDINO_ERR_IO, "%s: read error", path);
+            if (!st.code)
+                rc = index_read_ondisk(bytes, lay.faiss_bytes, sm.lists.file, lp, &faiss, err,
+                                       sizeof err);
+            free(bytes);
+            free(lp);
+        } else {
+            rc = index_read_faiss_at(f, &faiss, err, sizeof err);
+        }
         const char *lists = NULL;
         uint64_t lists_bytes = 0;
         int on_disk = 0;
-        if (!rc) index_ivf_describe(faiss, NULL, NULL, &on_disk, &lists, &lists_bytes);
-        if (rc) {
+        if (!rc && faiss) index_ivf_describe(faiss, NULL, NULL, &on_disk, &lists, &lists_bytes);
+        if (st.code) {
+            /* reading the bytes failed: st says why */
+        } else if (rc) {
             st = index_error(RADDINO_ERR_FORMAT, "%s: %s", path, err);
         } else if (on_disk != sm.lists.present || (on_disk && lists_bytes != sm.lists.bytes)) {
             st = index_error(RADDINO_ERR_FORMAT, "%s: index does not match its lists file", path);

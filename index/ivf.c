@@ -138,9 +138,14 @@ raddino_status raddino_index_ivf_merge_parts(const raddino_index *trained,
     if (rc)
         return index_error(rc == -3 ? RADDINO_ERR_NOMEM : RADDINO_ERR_ARGUMENT,
                            "%s: merging the index parts: %s", lists_path, err);
-    char type[RADDINO_INDEX_TYPE_MAX];
+    /* The trained index's type with the prefix (train refuses types too long for it). */
+    char type[RADDINO_INDEX_TYPE_MAX + 8];
     snprintf(type, sizeof type, "%s%s", index_is_ondisk_type(trained->type) ? "" : ONDISK_PREFIX,
              trained->type);
+    if (strlen(type) >= RADDINO_INDEX_TYPE_MAX) {
+        faiss_Index_free(merged);
+        return index_error(RADDINO_ERR_ARGUMENT, "index type %s: too long", type);
+    }
     raddino_index *ix;
     raddino_status st = index_wrap(merged, type, trained->n_threads, trained->nprobe, 0, &ix);
     if (st.code) return st;

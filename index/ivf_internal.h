@@ -27,8 +27,16 @@ int index_ivf_empty_copy(const FaissIndex *src, FaissIndex **out, char *err, siz
 int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, size_t n_parts,
                            const char *lists_path, FaissIndex **out, char *err, size_t err_size);
 
-/* faiss::read_index from f, resolving an on-disk lists file in path's folder, read-only. */
-int index_read_faiss_at(FILE *f, const char *path, FaissIndex **out, char *err, size_t err_size);
+/* faiss::read_index from f (on-disk lists, if any, mapped read-only). */
+int index_read_faiss_at(FILE *f, FaissIndex **out, char *err, size_t err_size);
+
+/* Sets the lists file name an on-disk index records (-1: not one). */
+int index_ivf_set_lists_name(FaissIndex *index, const char *name);
+
+/* Reads a saved on-disk index from its FAISS bytes, which name the lists file stored_name,
+ * mapping lists_path instead. */
+int index_read_ondisk(const void *bytes, size_t size, const char *stored_name,
+                      const char *lists_path, FaissIndex **out, char *err, size_t err_size);
 
 /* For an on-disk IVF: every list lies within the mapped file and the sizes add up to ntotal
  * (-2 otherwise). 0 for other indexes. */

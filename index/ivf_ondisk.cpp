@@ -56,7 +56,6 @@ int guarded(char *err, size_t size, F body)
     }
 }
 
-faiss::Index *cxx(FaissIndex *index) { return reinterpret_cast<faiss::Index *>(index); }
 const faiss::Index *cxx(const FaissIndex *index)
 {
     return reinterpret_cast<const faiss::Index *>(index);
@@ -216,17 +215,65 @@ int index_ivf_merge_ondisk(const FaissIndex *trained, FaissIndex *const *parts, 
     });
 }
 
-int index_read_faiss_at(FILE *f, const char *path, FaissIndex **out, char *err, size_t err_size)
+int index_read_faiss_at(FILE *f, FaissIndex **out, char *err, size_t err_size)
 {
     *out = nullptr;
     return guarded(err, err_size, [&] {
         faiss::FileIOReader reader(f);
-        /* ONDISK_SAME_DIR resolves an on-disk index's lists file in this file's folder (so the
-         * pair can be moved together); READ_ONLY maps it read-only: a search process never
-         * writes it. Neither flag changes how other index types are read. */
-        reader.name = path;
-        *out = reinterpret_cast<FaissIndex *>(faiss::read_index(
-                &reader, faiss::IO_FLAG_ONDISK_SAME_DIR | faiss::IO_FLAG_READ_ONLY));
+        *out = reinterpret_cast<FaissIndex *>(
+                faiss::read_index(&reader, faiss::IO_FLAG_READ_ONLY));
+    });
+}
+
+int index_ivf_set_lists_name(FaissIndex *index, const char *name)
+{
+    auto *ivf = dynamic_cast<faiss::IndexIVF *>(reinterpret_cast<faiss::Index *>(index));
+    auto *od = ivf ? dynamic_cast<faiss::OnDiskInvertedLists *>(ivf->invlists) : nullptr;
+    if (!od) return -1;
+    try {
+        od->filename = name;
+    } catch (...) {
+        return -3;
+    }
+    return 0;
+}
+
+int index_read_ondisk(const void *bytes, size_t size, const char *stored_name,
+                      const char *lists_path, FaissIndex **out, char *err, size_t err_size)
+{
+    *out = nullptr;
+    return guarded(err, err_size, [&] {
+        /* Saved indexes name their lists file by its bare name (index_io.c), a string FAISS
+         * writes as its length (8 bytes) and its bytes. It is replaced by the path in the
+         * index file's folder before FAISS reads it, so FAISS maps the right file; FAISS's own
+         * IO_FLAG_ONDISK_SAME_DIR does this too but prints a line on stdout, the commands'
+         * output. The bytes were checksummed by the caller. */
+        const unsigned char *b = static_cast<const unsigned char *>(bytes);
+        uint64_t len = std::strlen(stored_name);
+        size_t at = (size_t)-1, found = 0;
+        for (size_t i = 0; i + 8 + len <= size; i++) {
+            uint64_t v;
+            std::memcpy(&v, b + i, 8);
+            if (v == len && std::memcmp(b + i + 8, stored_name, len) == 0) {
+                at = i;
+                found++;
+            }
+        }
+        if (found != 1) throw std::runtime_error("the index does not name its lists file once");
+        uint64_t new_len = std::strlen(lists_path);
+        faiss::VectorIOReader r;
+        r.data.reserve(size - len + new_len);
+        r.data.insert(r.data.end(), b, b + at);
+        const unsigned char *nl = reinterpret_cast<const unsigned char *>(&new_len);
+        r.data.insert(r.data.end(), nl, nl + 8);
+        r.data.insert(r.data.end(), lists_path, lists_path + new_len);
+        r.data.insert(r.data.end(), b + at + 8 + len, b + size);
+        faiss::Index *index = faiss::read_index(&r, faiss::IO_FLAG_READ_ONLY);
+        if (r.rp != r.data.size()) {
+            delete index;
+            throw std::runtime_error("index bytes left unread");
+        }
+        *out = reinterpret_cast<FaissIndex *>(index);
     });
 }
 
