@@ -205,6 +205,11 @@ static int search_process(const char *dir, size_t n, int d, size_t nq)
            "peak (VmHWM) %.1f MB; index in memory %.1f MB, lists file %.1f MB mapped\n",
            load_s, rss_before / 1024.0, rss_loaded / 1024.0, status_kb("VmHWM") / 1024.0,
            (double)info.memory_bytes / 1e6, (double)info.lists_bytes / 1e6);
+    /* VmHWM counts the mapped lists file's pages the queries touched (page cache, shared and
+     * reclaimable); the process's own memory is RssAnon. */
+    printf("search process at the end: RssAnon %.1f MB (its own), RssFile %.1f MB (mapped "
+           "lists pages touched by %zu x 2 queries)\n",
+           status_kb("RssAnon") / 1024.0, status_kb("RssFile") / 1024.0, nq);
     raddino_index_free(ix);
     free(truth);
     free(q);

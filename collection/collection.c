@@ -310,9 +310,8 @@ static raddino_status build_ondisk(raddino_collection *c, const char *type, int 
         return error(st.code, "%s: building the search index: %s", c->info.db_path, st.message);
     }
     if (!beside && !no_save)
-        snprintf(c->info.save_error, sizeof c->info.save_error,
-                 "%s: folder not writable: the index is used from a temporary file",
-                 c->info.index_path);
+        snprintf(c->info.save_error, sizeof c->info.save_error, "%.400s: %s",
+                 c->info.index_path, "folder not writable: the index is used from a temporary file");
     c->index = merged;
     return st;
 }
