@@ -100,10 +100,17 @@ static void print_info(const raddino_collection_info *ci, const raddino_index_in
         cli_json_string(stdout, ii->type);
         printf(", \"exact\": %s, \"vectors\": %lld, \"dim\": %d, \"memory_bytes\": %llu, "
                "\"generation\": %lld, \"origin\": \"%s\", \"seconds\": %.3f, \"nprobe\": %d, "
-               "\"ef_search\": %d, \"nlist\": %d, \"recall_at_10\": ",
+               "\"ef_search\": %d, \"nlist\": %d",
                ii->exact ? "true" : "false", (long long)ii->ntotal, ii->dim,
                (unsigned long long)ii->memory_bytes, (long long)ci->generation,
                cli_origin_name(ci->origin), ci->seconds, ii->nprobe, ii->ef_search, ii->nlist);
+        if (ii->on_disk) {   /* only then: the other types' output stays as it was */
+            fputs(", \"lists_file\": ", stdout);
+            cli_json_string(stdout, ii->lists_path);
+            printf(", \"lists_bytes\": %llu, \"rerank\": %d", (unsigned long long)ii->lists_bytes,
+                   ii->rerank);
+        }
+        fputs(", \"recall_at_10\": ", stdout);
         if (measured) printf("%.4f, \"recall_queries\": %zu}\n", recall, sample);
         else puts("null}");
         return;
@@ -115,6 +122,12 @@ static void print_info(const raddino_collection_info *ci, const raddino_index_in
     printf("vectors:    %lld of dim %d\n", (long long)ii->ntotal, ii->dim);
     printf("memory:     %.1f MiB\n", (double)ii->memory_bytes / (1024.0 * 1024.0));
     if (ii->nlist) printf("ivf:        %d lists, nprobe %d\n", ii->nlist, ii->nprobe);
+    if (ii->on_disk) {
+        printf("lists file: %s (%.1f MiB, memory-mapped)\n", ii->lists_path,
+               (double)ii->lists_bytes / (1024.0 * 1024.0));
+        printf("re-rank:    shortlist of %d x k re-scored from the stored vectors\n",
+               ii->rerank);
+    }
     if (ii->ef_search) printf("hnsw:       efSearch %d\n", ii->ef_search);
     if (measured) printf("recall@10:  %.4f (%zu queries against exact search)\n", recall, sample);
 }

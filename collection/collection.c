@@ -1,12 +1,15 @@
 /* collection.c — a store and its derived FAISS index kept in step (see raddino_collection.h). */
 #include "raddino_collection.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct raddino_collection {
     raddino_store *store;
@@ -14,6 +17,9 @@ struct raddino_collection {
     raddino_collection_info info;
     char model_key[RADDINO_INDEX_MODEL_ID_MAX];
     raddino_index_params params;
+    int64_t n_vectors;              /* in the snapshot */
+    char old_lists[RADDINO_PATH_MAX];   /* the lists file replaced by this open's save */
+    char new_lists[RADDINO_PATH_MAX + 64];  /* the lists file this open built ("" if none) */
 };
 
 static raddino_status ok_status(void)
@@ -133,8 +139,195 @@ static int has_training(const char *type)
             strstr(type, "SQ"));
 }
 
-static raddino_status build(raddino_collection *c, const char *type)
+/* ---- the on-disk IVF, built in parts ------------------------------------------------------
+ *
+ * The store's vectors are streamed twice: once for the seeded training sample (unless a loaded
+ * index gives its training), once in chunks of PART_ROWS, each chunk added to a part of its
+ * own (in memory: codes and ids, 776 bytes a vector for SQ8 at 768-d; FAISS's add is itself
+ * multi-threaded). The parts are then merged into a new lists file beside the index file, named
+ * with a nonce so that a process still searching the previous pair keeps its files; the
+ * previous lists file is deleted once the new index file is in place. */
+#define PART_ROWS 131072
+
+typedef struct {
+    raddino_collection *c;
+    const raddino_index *trained;
+    const size_t *rows;         /* pass 1: the sample's ordinals, sorted */
+    size_t n_rows, next_row, ordinal;
+    float *buf;
+    int64_t *ids;
+    size_t n, cap;
+    raddino_index **parts;
+    size_t n_parts, cap_parts;
+    raddino_status st;
+} part_sink;
+
+static int sample_vector(void *user, int64_t id, const char *path, const char *sha256,
+                         const float *vector, int dim)
 {
+    (void)id;
+    (void)path;
+    (void)sha256;
+    part_sink *s = user;
+    if (dim != s->c->info.dim) {
+        s->st = error(RADDINO_ERR_FORMAT, "image %lld: vector of dim %d, expected %d",
+                      (long long)id, dim, s->c->info.dim);
+        return 1;
+    }
+    if (s->next_row < s->n_rows && s->rows[s->next_row] == s->ordinal) {
+        memcpy(s->buf + s->next_row * (size_t)dim, vector, (size_t)dim * sizeof *vector);
+        s->next_row++;
+    }
+    s->ordinal++;
+    return s->next_row == s->n_rows;   /* stop once the sample is complete */
+}
+
+static int flush_part(part_sink *s)
+{
+    if (s->n == 0) return 0;
+    if (s->n_parts == s->cap_parts) {
+        size_t cap = s->cap_parts ? s->cap_parts * 2 : 16;
+        raddino_index **p = realloc(s->parts, cap * sizeof *p);
+        if (!p) {
+            s->st = error(RADDINO_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        s->parts = p;
+        s->cap_parts = cap;
+    }
+    s->st = raddino_index_ivf_add_part(s->trained, s->buf, s->ids, s->n, &s->parts[s->n_parts]);
+    if (s->st.code) return 1;
+    s->n_parts++;
+    s->n = 0;
+    return 0;
+}
+
+static int part_vector(void *user, int64_t id, const char *path, const char *sha256,
+                       const float *vector, int dim)
+{
+    (void)path;
+    (void)sha256;
+    part_sink *s = user;
+    if (dim != s->c->info.dim) {
+        s->st = error(RADDINO_ERR_FORMAT, "image %lld: vector of dim %d, expected %d",
+                      (long long)id, dim, s->c->info.dim);
+        return 1;
+    }
+    memcpy(s->buf + s->n * (size_t)dim, vector, (size_t)dim * sizeof *vector);
+    s->ids[s->n++] = id;
+    return s->n == s->cap ? flush_part(s) : 0;
+}
+
+/* A lists file path for a new on-disk index: beside the index file when it will be saved
+ * there, else in the temporary folder (unlinked once mapped). */
+static void new_lists_path(const raddino_collection *c, int beside, char *out, size_t size)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long nonce = ((unsigned long long)ts.tv_sec * 1000000000ull +
+                                (unsigned long long)ts.tv_nsec) ^
+                               ((unsigned long long)getpid() << 40);
+    if (beside) {
+        snprintf(out, size, "%s.%016llx.ivfdata", c->info.index_path, nonce);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(out, size, "%s/raddino-%016llx.ivfdata", tmp && *tmp ? tmp : "/tmp", nonce);
+    }
+}
+
+static int folder_writable(const char *path)
+{
+    char *copy = strdup(path);
+    int ok = copy && access(dirname(copy), W_OK) == 0;
+    free(copy);
+    return ok;
+}
+
+static raddino_status build_ondisk(raddino_collection *c, const char *type, int no_save,
+                                   raddino_index *trained_from)
+{
+    size_t n = (size_t)c->n_vectors;
+    int dim = c->info.dim;
+    part_sink s;
+    memset(&s, 0, sizeof s);
+    s.c = c;
+    s.st = ok_status();
+    raddino_status st = ok_status();
+    raddino_index *trained = trained_from;
+    if (!trained) {
+        size_t nlist = 0;
+        const char *ivf = strstr(type, "IVF");
+        if (ivf) nlist = strtoull(ivf + 3, NULL, 10);
+        size_t m = c->params.train_size ? c->params.train_size : 64 * (nlist ? nlist : 1024);
+        if (m > n) m = n;
+        size_t *rows = NULL;
+        st = raddino_index_sample_rows(n, m, c->params.seed, &rows);
+        s.buf = st.code ? NULL : malloc((m ? m : 1) * (size_t)dim * sizeof *s.buf);
+        if (!st.code && !s.buf) st = error(RADDINO_ERR_NOMEM, "out of memory for the sample");
+        s.rows = rows;
+        s.n_rows = m;
+        if (!st.code)
+            st = raddino_store_foreach_vector(c->store, c->info.model_id, sample_vector, &s);
+        if (!st.code) st = s.st;
+        /* The count is the store's (every model, every status): an upper bound of what
+         * foreach_vector yields, so the sample may come out a little smaller. */
+        if (!st.code && s.next_row == 0)
+            st = error(RADDINO_ERR_ARGUMENT, "%s: no vectors to train on", c->info.db_path);
+        m = s.next_row;
+        raddino_index_params p = c->params;
+        p.type = type;
+        if (!st.code) st = raddino_index_ivf_train(s.buf, m, dim, &p, &trained);
+        free(rows);
+        free(s.buf);
+        s.buf = NULL;
+        if (st.code) return st;
+    }
+    s.trained = trained;
+    s.cap = n < PART_ROWS ? (n ? n : 1) : PART_ROWS;
+    s.buf = malloc(s.cap * (size_t)dim * sizeof *s.buf);
+    s.ids = malloc(s.cap * sizeof *s.ids);
+    if (!s.buf || !s.ids) st = error(RADDINO_ERR_NOMEM, "out of memory for an index part");
+    if (!st.code) st = raddino_store_foreach_vector(c->store, c->info.model_id, part_vector, &s);
+    if (!st.code) st = s.st;
+    if (!st.code) {
+        flush_part(&s);
+        st = s.st;
+    }
+    free(s.buf);
+    free(s.ids);
+    char lists[RADDINO_PATH_MAX + 64];
+    int beside = !no_save && folder_writable(c->info.index_path);
+    new_lists_path(c, beside, lists, sizeof lists);
+    raddino_index *merged = NULL;
+    if (!st.code) st = raddino_index_ivf_merge_parts(trained, s.parts, s.n_parts, lists, &merged);
+    if (!st.code && !beside) unlink(lists);   /* mapped: lives until the index is freed */
+    if (!st.code && beside) snprintf(c->new_lists, sizeof c->new_lists, "%s", lists);
+    for (size_t i = 0; i < s.n_parts; i++) raddino_index_free(s.parts[i]);
+    free(s.parts);
+    if (trained != trained_from) raddino_index_free(trained);
+    if (st.code) {
+        unlink(lists);
+        return error(st.code, "%s: building the search index: %s", c->info.db_path, st.message);
+    }
+    if (!beside && !no_save)
+        snprintf(c->info.save_error, sizeof c->info.save_error, "%.400s: %s",
+                 c->info.index_path, "folder not writable: the index is used from a temporary file");
+    c->index = merged;
+    return st;
+}
+
+static raddino_status build(raddino_collection *c, const char *type, int no_save)
+{
+    char chosen[RADDINO_INDEX_TYPE_MAX];
+    if (type && !strcmp(type, "auto") &&
+        !raddino_index_choose_type((size_t)c->n_vectors, c->info.dim, c->params.max_memory,
+                                   chosen, sizeof chosen).code &&
+        !strncmp(chosen, "ondisk:", 7))
+        type = chosen;
+    if (type && !strncmp(type, "ondisk:", 7)) {
+        c->info.origin = RADDINO_INDEX_BUILT;
+        return build_ondisk(c, type, no_save, NULL);
+    }
     float *vectors;
     int64_t *ids;
     size_t n;
@@ -152,8 +345,17 @@ static raddino_status build(raddino_collection *c, const char *type)
 }
 
 /* Loaded index of the right model and type, stale: keep its training, replace its vectors. */
-static raddino_status refresh(raddino_collection *c)
+static raddino_status refresh(raddino_collection *c, const char *type, int no_save)
 {
+    if (!strncmp(type, "ondisk:", 7)) {
+        /* Read-only lists: new parts with the loaded training, merged into a new file. */
+        raddino_index *loaded = c->index;
+        c->index = NULL;
+        raddino_status st = build_ondisk(c, type, no_save, loaded);
+        raddino_index_free(loaded);
+        c->info.origin = RADDINO_INDEX_REFRESHED;
+        return st;
+    }
     float *vectors;
     int64_t *ids;
     size_t n;
@@ -173,9 +375,17 @@ static void save(raddino_collection *c)
     memset(&meta, 0, sizeof meta);
     meta.generation = (uint64_t)c->info.generation;
     snprintf(meta.model_id, sizeof meta.model_id, "%s", c->model_key);
+    if (c->info.save_error[0]) return;   /* an on-disk index built in the temporary folder */
     raddino_status st = raddino_index_save(c->index, c->info.index_path, &meta);
-    if (st.code) snprintf(c->info.save_error, sizeof c->info.save_error, "%s", st.message);
-    else c->info.saved = 1;
+    if (st.code) {
+        snprintf(c->info.save_error, sizeof c->info.save_error, "%s", st.message);
+        /* Mapped already: the file can go, the index stays usable until closed. */
+        if (c->new_lists[0]) unlink(c->new_lists);
+        return;
+    }
+    c->info.saved = 1;
+    /* The new index file names the new lists file; the previous one is no longer named. */
+    if (c->old_lists[0] && strcmp(c->old_lists, c->new_lists) != 0) unlink(c->old_lists);
 }
 
 /* Loads the saved index when it fits, refreshes or builds otherwise. */
@@ -189,6 +399,13 @@ static raddino_status ensure_index(raddino_collection *c, const raddino_collecti
                  type_matches(c, requested, meta.type, n_vectors);
     int current = usable && meta.generation == (uint64_t)c->info.generation;
     raddino_status st = ok_status();
+    raddino_index_meta old;
+    if (!raddino_index_read_meta(c->info.index_path, &old).code && old.lists_file[0]) {
+        const char *slash = strrchr(c->info.index_path, '/');
+        int dir = slash ? (int)(slash - c->info.index_path) + 1 : 0;
+        snprintf(c->old_lists, sizeof c->old_lists, "%.*s%s", dir, c->info.index_path,
+                 old.lists_file);
+    }
     if (current || (usable && has_training(meta.type))) {
         raddino_index_meta loaded;
         st = raddino_index_load(c->info.index_path, &c->params, &c->index, &loaded);
@@ -196,14 +413,15 @@ static raddino_status ensure_index(raddino_collection *c, const raddino_collecti
             c->info.origin = RADDINO_INDEX_LOADED;
             return st;
         }
-        if (!st.code) st = refresh(c);
+        if (!st.code) st = refresh(c, meta.type, p->no_save);
         if (st.code) {      /* damaged since read_meta, or refresh failed: build afresh */
             raddino_index_free(c->index);
             c->index = NULL;
-            st = build(c, meta.type);
+            c->info.save_error[0] = 0;
+            st = build(c, meta.type, p->no_save);
         }
     } else {
-        st = build(c, requested ? requested : usable ? meta.type : "auto");
+        st = build(c, requested ? requested : usable ? meta.type : "auto", p->no_save);
     }
     if (!st.code && !p->no_save) save(c);
     return st;
@@ -253,6 +471,7 @@ raddino_status raddino_collection_open(const char *db_path, const raddino_collec
         st = error(RADDINO_ERR_ARGUMENT, "%s: path too long", db_path);
     int64_t n_vectors = 0;
     if (!st.code) st = open_snapshot(c, db_path, &n_vectors);
+    c->n_vectors = n_vectors;
     if (!st.code && !p->no_index) st = ensure_index(c, p, n_vectors);
     raddino_index_info ii;
     ii.ntotal = n_vectors;
@@ -348,6 +567,20 @@ static raddino_status filter_row(raddino_collection *c, const float *fs, const i
     return st;
 }
 
+/* raddino_index_fetch_fn over the snapshot: the stored vectors of ids. */
+static int fetch_stored(void *user, const int64_t *ids, size_t n, float *vectors)
+{
+    raddino_collection *c = user;
+    for (size_t i = 0; i < n; i++) {
+        raddino_store_image img;
+        int found = 0;
+        raddino_status st = raddino_store_find_id(c->store, ids[i],
+                                                  vectors + i * (size_t)c->info.dim, &img, &found);
+        if (st.code || !found || !img.has_vector) return 1;
+    }
+    return 0;
+}
+
 raddino_status raddino_collection_search(raddino_collection *c, const float *queries, size_t nq,
                                          int k, float min_score, const int64_t *exclude_ids,
                                          const char *const *exclude_sha256, float *scores,
@@ -365,7 +598,11 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
         float *fs = malloc(nq * (size_t)fetch * sizeof *fs);
         int64_t *fi = malloc(nq * (size_t)fetch * sizeof *fi);
         raddino_status st = fs && fi ? ok_status() : error(RADDINO_ERR_NOMEM, "out of memory");
-        if (!st.code) st = raddino_index_search(c->index, queries, nq, fetch, fs, fi);
+        /* An index that re-ranks (on-disk, quantised) gets its shortlist's float32 vectors
+         * from the store; for the others this is raddino_index_search. */
+        if (!st.code)
+            st = raddino_index_search_rerank(c->index, queries, nq, fetch, 0, fetch_stored, c,
+                                             fs, fi);
         if (!st.code) st = raddino_index_apply_min_score(fs, fi, nq, fetch, min_score, NULL);
         int all_complete = 1;
         for (size_t q = 0; q < nq && !st.code; q++) {

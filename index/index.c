@@ -1,5 +1,6 @@
 /* index.c — building, updating and searching a FAISS index through its C API. */
 #include "index_internal.h"
+#include "ivf_internal.h"
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
@@ -129,6 +130,14 @@ raddino_status raddino_index_choose_type(size_t n, int dim, uint64_t max_memory,
         return index_error(RADDINO_ERR_ARGUMENT, "index type: bad arguments");
     uint64_t budget = max_memory ? max_memory : physical_memory() / 2;
     double d = dim, nn = (double)n;
+    if (n > RADDINO_INDEX_ONDISK_MIN) {
+        /* sqrt(n) lists rather than the in-memory 4 sqrt(n): training costs 64 L^2 d per
+         * iteration, and a probe of L/32 lists scans the same n/32 codes whatever L is. */
+        size_t nlist = 256;
+        while (nlist < 65536 && (double)(nlist * 2) <= sqrt(nn) * 1.41421356) nlist *= 2;
+        snprintf(type, type_size, "ondisk:IVF%zu,SQ8", nlist);
+        return index_ok();
+    }
     if (n <= 10000 || (n <= 200000 && nn * (4 * d + 8) <= (double)budget)) {
         snprintf(type, type_size, "flat");
         return index_ok();
@@ -212,6 +221,7 @@ raddino_status index_wrap(FaissIndex *faiss, const char *type, int n_threads, in
     ix->dim = faiss_Index_d(faiss);
     snprintf(ix->type, sizeof ix->type, "%s", type);
     ix->n_threads = index_threads(n_threads);
+    ix->rerank = index_default_rerank(type);
     apply_search_params(ix, nprobe, ef_search);
     *out = ix;
     return index_ok();
@@ -325,6 +335,11 @@ raddino_status raddino_index_build(const float *vectors, const int64_t *ids, siz
     } else {
         snprintf(type, sizeof type, "%s", p.type);
     }
+    if (index_is_ondisk_type(type))
+        return index_error(RADDINO_ERR_ARGUMENT,
+                           "index type %s is built in parts (raddino_index_ivf_train, "
+                           "raddino_index_ivf_add_part, raddino_index_ivf_merge_parts)",
+                           type);
     omp_set_num_threads(index_threads(p.n_threads));
     FaissIndex *faiss;
     st = create_faiss(type, vectors, n, dim, p.train_size, p.seed, &faiss);
@@ -334,6 +349,7 @@ raddino_status raddino_index_build(const float *vectors, const int64_t *ids, siz
     if (st.code) return st;
     ix->train_size = p.train_size;
     ix->seed = p.seed;
+    if (p.rerank > 0) ix->rerank = p.rerank;
     st = raddino_index_add(ix, vectors, ids, n);
     if (st.code) {
         raddino_index_free(ix);
@@ -352,11 +368,24 @@ void raddino_index_free(raddino_index *index)
 
 /* ---- Updates ------------------------------------------------------------------------------ */
 
+/* FAISS would throw inside an OpenMP loop when writing read-only lists (std::terminate):
+ * an on-disk index is never changed in place, it is rebuilt from parts. */
+static raddino_status refuse_if_ondisk(const raddino_index *index, const char *what)
+{
+    int on_disk = 0;
+    if (index_ivf_describe(index->faiss, NULL, NULL, &on_disk, NULL, NULL) && on_disk)
+        return index_error(RADDINO_ERR_UNSUPPORTED,
+                           "%s: an on-disk index is read-only (rebuild it from parts)", what);
+    return index_ok();
+}
+
 raddino_status raddino_index_add(raddino_index *index, const float *vectors, const int64_t *ids,
                                  size_t n)
 {
     if (!index || (n > 0 && (!vectors || !ids)))
         return index_error(RADDINO_ERR_ARGUMENT, "index add: bad arguments");
+    raddino_status ro = refuse_if_ondisk(index, "adding vectors");
+    if (ro.code) return ro;
     raddino_status st = check_ids(ids, n);
     if (st.code || n == 0) return st;
     size_t chunk = n < CHUNK_ROWS ? n : CHUNK_ROWS;
@@ -377,6 +406,8 @@ raddino_status raddino_index_add(raddino_index *index, const float *vectors, con
 raddino_status raddino_index_clear(raddino_index *index)
 {
     if (!index) return index_error(RADDINO_ERR_ARGUMENT, "index clear: no index");
+    raddino_status ro = refuse_if_ondisk(index, "emptying the index");
+    if (ro.code) return ro;
     int rc = faiss_Index_reset(index->faiss);
     return rc ? index_faiss_error(rc, "emptying the index") : index_ok();
 }
@@ -449,6 +480,8 @@ raddino_status raddino_index_remove(raddino_index *index, const int64_t *ids, si
     if (!index || (n > 0 && !ids))
         return index_error(RADDINO_ERR_ARGUMENT, "index remove: bad arguments");
     if (n == 0) return index_ok();
+    raddino_status ro = refuse_if_ondisk(index, "removing vectors");
+    if (ro.code) return ro;
     omp_set_num_threads(index->n_threads);
     FaissIDSelectorBatch *sel = NULL;
     int rc = faiss_IDSelectorBatch_new(&sel, n, ids);
@@ -728,5 +761,10 @@ raddino_status raddino_index_get_info(const raddino_index *index, raddino_index_
     out->ef_search = index->ef_search;
     FaissIndexIVF *ivf = find_ivf(index->faiss);
     out->nlist = ivf ? (int)faiss_IndexIVF_nlist(ivf) : 0;
+    out->rerank = index->rerank > 0 ? index->rerank : 1;
+    const char *lists = NULL;
+    if (index_ivf_describe(index->faiss, NULL, NULL, &out->on_disk, &lists, &out->lists_bytes) &&
+        lists)
+        snprintf(out->lists_path, sizeof out->lists_path, "%s", lists);
     return index_serialised_size(index->faiss, &out->memory_bytes);
 }

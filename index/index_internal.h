@@ -18,7 +18,12 @@ struct raddino_index {
     int ef_search;      /* in force; 0 = no HNSW inside */
     size_t train_size;  /* as given at build, reused when a remove rebuilds */
     uint64_t seed;
+    int rerank;         /* shortlist factor of search_rerank (1: none) */
 };
+
+/* "ondisk:..." types (ivf.c) and their default re-ranking factor. */
+int index_is_ondisk_type(const char *type);
+int index_default_rerank(const char *type);
 
 raddino_status index_ok(void);
 raddino_status index_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,11 +1,13 @@
 /* index_io.c — index files: FAISS's bytes + JSON metadata + footer, written atomically. */
 #define _GNU_SOURCE   /* fopencookie: FAISS writes to a FILE*, we hash and count what it writes */
 #include "index_internal.h"
+#include "ivf_internal.h"
 
 #include <faiss/c_api/index_io_c.h>
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -136,7 +138,18 @@ raddino_status index_serialised_size(const FaissIndex *faiss, uint64_t *bytes)
 
 /* ---- Metadata ------------------------------------------------------------------------------ */
 
-static char *meta_json(const raddino_index *ix, const raddino_index_meta *meta)
+/* What the metadata of an on-disk index says about its lists file. */
+typedef struct {
+    int present;
+    char file[256];         /* its name, in the index file's folder */
+    uint64_t bytes;
+    uint64_t checksum;      /* of every byte */
+    uint64_t sample;        /* of the first and the last MiB */
+    int rerank;
+} lists_meta;
+
+static char *meta_json(const raddino_index *ix, const raddino_index_meta *meta,
+                       const lists_meta *lists)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -148,6 +161,17 @@ static char *meta_json(const raddino_index *ix, const raddino_index_meta *meta)
     cJSON_AddNumberToObject(o, "ntotal", (double)faiss_Index_ntotal(ix->faiss));
     cJSON_AddNumberToObject(o, "nprobe", ix->nprobe);
     cJSON_AddNumberToObject(o, "ef_search", ix->ef_search);
+    if (lists && lists->present) {
+        /* 64-bit values as hex text: a JSON number (a double) would round them. */
+        char hex[17];
+        cJSON_AddStringToObject(o, "lists_file", lists->file);
+        cJSON_AddNumberToObject(o, "lists_bytes", (double)lists->bytes);
+        snprintf(hex, sizeof hex, "%016" PRIx64, lists->checksum);
+        cJSON_AddStringToObject(o, "lists_checksum", hex);
+        snprintf(hex, sizeof hex, "%016" PRIx64, lists->sample);
+        cJSON_AddStringToObject(o, "lists_sample", hex);
+        cJSON_AddNumberToObject(o, "rerank", lists->rerank);
+    }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
@@ -156,6 +180,7 @@ static char *meta_json(const raddino_index *ix, const raddino_index_meta *meta)
 typedef struct {
     raddino_index_meta meta;
     int nprobe, ef_search;
+    lists_meta lists;
 } saved_meta;
 
 static int json_count(const cJSON *o, const char *key, double max, double *out)
@@ -180,13 +205,30 @@ static raddino_status parse_meta(const char *path, const char *text, size_t size
 {
     memset(out, 0, sizeof *out);
     cJSON *o = cJSON_ParseWithLength(text, size);
-    double format = 0, generation = 0, dim = 0, ntotal = 0, nprobe = 0, ef = 0;
+    double format = 0, generation = 0, dim = 0, ntotal = 0, nprobe = 0, ef = 0, bytes = 0,
+           rerank = 0;
+    char sum[17] = "", sample[17] = "";
     int ok = o && json_count(o, "format", 1e9, &format) &&
              json_count(o, "generation", 9007199254740992.0, &generation) &&
              json_count(o, "dim", 65536, &dim) && json_count(o, "ntotal", 1e18, &ntotal) &&
              json_count(o, "nprobe", 1e9, &nprobe) && json_count(o, "ef_search", 1e9, &ef) &&
              json_text(o, "model_id", out->meta.model_id, sizeof out->meta.model_id) &&
              json_text(o, "type", out->meta.type, sizeof out->meta.type);
+    if (ok && cJSON_GetObjectItemCaseSensitive(o, "lists_file")) {
+        char *end1, *end2;
+        ok = json_text(o, "lists_file", out->lists.file, sizeof out->lists.file) &&
+             out->lists.file[0] && !strchr(out->lists.file, '/') &&
+             json_count(o, "lists_bytes", 1e18, &bytes) && json_count(o, "rerank", 1e6, &rerank) &&
+             json_text(o, "lists_checksum", sum, sizeof sum) &&
+             json_text(o, "lists_sample", sample, sizeof sample);
+        out->lists.checksum = ok ? strtoull(sum, &end1, 16) : 0;
+        out->lists.sample = ok ? strtoull(sample, &end2, 16) : 0;
+        ok = ok && strlen(sum) == 16 && !*end1 && strlen(sample) == 16 && !*end2;
+        out->lists.present = ok;
+        if (ok) snprintf(out->meta.lists_file, sizeof out->meta.lists_file, "%s", out->lists.file);
+        out->lists.bytes = (uint64_t)bytes;
+        out->lists.rerank = (int)rerank;
+    }
     cJSON_Delete(o);
     if (!ok) return index_error(RADDINO_ERR_FORMAT, "%s: damaged index metadata", path);
     if (format != FORMAT_VERSION)
@@ -217,18 +259,121 @@ static raddino_status fsync_folder(const char *path)
     return index_ok();
 }
 
+/* Checksums of a lists file: all of it (when `all`) and its first and last MiB. */
+static raddino_status lists_checksums(const char *path, uint64_t size, int all, uint64_t *sum,
+                                      uint64_t *sample)
+{
+    enum { BLOCK = 1 << 20 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return index_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
+    unsigned char *buf = malloc(BLOCK);
+    raddino_status st = buf ? index_ok() : index_error(RADDINO_ERR_NOMEM, "out of memory");
+    index_checksum c;
+    uint64_t at = 0;
+    if (all) {
+        index_checksum_init(&c);
+        for (; !st.code && at < size;) {
+            size_t want = size - at < BLOCK ? (size_t)(size - at) : BLOCK;
+            ssize_t r = pread(fd, buf, want, (off_t)at);
+            if (r != (ssize_t)want) {
+                st = index_error(RADDINO_ERR_FORMAT, "%s: lists file shorter than recorded",
+                                 path);
+                break;
+            }
+            index_checksum_update(&c, buf, want);
+            at += want;
+        }
+        if (!st.code) *sum = index_checksum_final(&c);
+    }
+    index_checksum_init(&c);
+    uint64_t starts[2] = {0, size > BLOCK ? size - BLOCK : 0};
+    for (int i = 0; i < 2 && !st.code; i++) {
+        size_t want = size < BLOCK ? (size_t)size : BLOCK;
+        ssize_t r = pread(fd, buf, want, (off_t)starts[i]);
+        if (r != (ssize_t)want)
+            st = index_error(RADDINO_ERR_FORMAT, "%s: lists file shorter than recorded", path);
+        else
+            index_checksum_update(&c, buf, want);
+    }
+    if (!st.code) *sample = index_checksum_final(&c);
+    free(buf);
+    close(fd);
+    return st;
+}
+
+static int same_folder(const char *a, const char *b)
+{
+    char *ca = strdup(a), *cb = strdup(b);
+    struct stat sa, sb;
+    int same = ca && cb && stat(dirname(ca), &sa) == 0 && stat(dirname(cb), &sb) == 0 &&
+               sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    free(ca);
+    free(cb);
+    return same;
+}
+
+/* For an on-disk index: where its lists are, checked to sit beside `path`, and checksummed. */
+static raddino_status describe_lists(const raddino_index *ix, const char *path, lists_meta *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *lists = NULL;
+    uint64_t bytes = 0;
+    int on_disk = 0;
+    if (!index_ivf_describe(ix->faiss, NULL, NULL, &on_disk, &lists, &bytes) || !on_disk)
+        return index_ok();
+    if (!lists || !same_folder(lists, path))
+        return index_error(RADDINO_ERR_ARGUMENT,
+                           "%s: the lists file %s must be in the index file's folder", path,
+                           lists ? lists : "(none)");
+    const char *base = strrchr(lists, '/');
+    base = base ? base + 1 : lists;
+    if (strlen(base) >= sizeof out->file)
+        return index_error(RADDINO_ERR_ARGUMENT, "%s: lists file name too long", lists);
+    struct stat sb;
+    if (stat(lists, &sb) != 0)
+        return index_error(RADDINO_ERR_IO, "%s: %s", lists, strerror(errno));
+    if ((uint64_t)sb.st_size != bytes)
+        return index_error(RADDINO_ERR_FORMAT, "%s: lists file of %lld bytes, the index maps %llu",
+                           lists, (long long)sb.st_size, (unsigned long long)bytes);
+    snprintf(out->file, sizeof out->file, "%s", base);
+    out->bytes = bytes;
+    out->rerank = ix->rerank;
+    out->present = 1;
+    return lists_checksums(lists, bytes, 1, &out->checksum, &out->sample);
+}
+
 static raddino_status write_body(const raddino_index *ix, const raddino_index_meta *meta, int fd,
                                  const char *path)
 {
-    char *json = meta_json(ix, meta);
+    lists_meta lists;
+    raddino_status lst = describe_lists(ix, path, &lists);
+    if (lst.code) return lst;
+    char *json = meta_json(ix, meta, &lists);
     sink s;
     FILE *f = json ? sink_open(&s, fd) : NULL;
+    /* An on-disk index records its lists file by its bare name (load finds it in the index
+     * file's folder); the mapped path is put back after writing. */
+    char *full = NULL;
+    if (f && lists.present) {
+        const char *now = NULL;
+        index_ivf_describe(ix->faiss, NULL, NULL, NULL, &now, NULL);
+        full = now ? strdup(now) : NULL;
+        if (!full || index_ivf_set_lists_name(ix->faiss, lists.file) != 0) {
+            fclose(f);
+            f = NULL;
+        }
+    }
     if (!f) {
         free(json);
+        free(full);
         return index_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
     }
     raddino_status st = index_ok();
     int rc = faiss_write_index(ix->faiss, f);
+    if (full) {
+        index_ivf_set_lists_name(ix->faiss, full);
+        free(full);
+    }
     if (rc == 0 && fflush(f) != 0) rc = -1;
     uint64_t faiss_bytes = s.bytes;
     size_t json_len = strlen(json);
@@ -340,6 +485,40 @@ static raddino_status verify_checksum(FILE *f, const char *path, const file_layo
     return index_ok();
 }
 
+/* The lists file named by an index file's metadata, in that file's folder. */
+static raddino_status lists_path_of(const char *path, const lists_meta *lists, char **out)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path) + 1 : 0, size = dir + strlen(lists->file) + 1;
+    *out = malloc(size);
+    if (!*out) return index_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(*out, size, "%.*s%s", (int)dir, path, lists->file);
+    return index_ok();
+}
+
+/* Before FAISS maps the lists file: it is there, of the recorded size, with the recorded first
+ * and last MiB (a cheap test that it is the file this index was saved with). */
+static raddino_status check_lists_file(const char *path, const lists_meta *lists)
+{
+    char *lp;
+    raddino_status st = lists_path_of(path, lists, &lp);
+    if (st.code) return st;
+    struct stat sb;
+    uint64_t sum = 0, sample = 0;
+    if (stat(lp, &sb) != 0)
+        st = index_error(RADDINO_ERR_IO, "%s: lists file of %s: %s", lp, path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != lists->bytes)
+        st = index_error(RADDINO_ERR_FORMAT,
+                         "%s: lists file damaged (%lld bytes, the index recorded %llu)", lp,
+                         (long long)sb.st_size, (unsigned long long)lists->bytes);
+    else
+        st = lists_checksums(lp, lists->bytes, 0, &sum, &sample);
+    if (!st.code && sample != lists->sample)
+        st = index_error(RADDINO_ERR_FORMAT, "%s: lists file damaged (checksum mismatch)", lp);
+    free(lp);
+    return st;
+}
+
 static raddino_status open_layout(const char *path, FILE **f, file_layout *lay, saved_meta *sm)
 {
     *f = fopen(path, "rb");
@@ -380,14 +559,43 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
     raddino_status st = open_layout(path, &f, &lay, &sm);
     if (st.code) return st;
     st = verify_checksum(f, path, &lay);
+    if (!st.code && sm.lists.present) st = check_lists_file(path, &sm.lists);
     FaissIndex *faiss = NULL;
     if (!st.code && fseeko(f, 0, SEEK_SET) != 0)
         st = index_error(RADDINO_ERR_IO, "%s: %s", path, strerror(errno));
     if (!st.code) {
-        int rc = faiss_read_index(f, 0, &faiss);
-        if (rc) {
-            st = index_faiss_error(rc, path);
-            st.code = RADDINO_ERR_FORMAT;
+        char err[RADDINO_MESSAGE_MAX];
+        int rc = 0;
+        if (sm.lists.present) {
+            /* Small (quantizer and list table): read whole, the lists file named in place. */
+            char *lp = NULL;
+            unsigned char *bytes = lay.faiss_bytes <= ((uint64_t)1 << 34)
+                                       ? malloc(lay.faiss_bytes ? lay.faiss_bytes : 1)
+                                       : NULL;
+            st = bytes ? lists_path_of(path, &sm.lists, &lp)
+                       : index_error(RADDINO_ERR_NOMEM, "%s: out of memory", path);
+            if (!st.code && fread(bytes, 1, lay.faiss_bytes, f) != lay.faiss_bytes)
+                st = index_error(RADDINO_ERR_IO, "%s: read error", path);
+            if (!st.code)
+                rc = index_read_ondisk(bytes, lay.faiss_bytes, sm.lists.file, lp, &faiss, err,
+                                       sizeof err);
+            free(bytes);
+            free(lp);
+        } else {
+            rc = index_read_faiss_at(f, &faiss, err, sizeof err);
+        }
+        const char *lists = NULL;
+        uint64_t lists_bytes = 0;
+        int on_disk = 0;
+        if (!rc && faiss) index_ivf_describe(faiss, NULL, NULL, &on_disk, &lists, &lists_bytes);
+        if (st.code) {
+            /* reading the bytes failed: st says why */
+        } else if (rc) {
+            st = index_error(RADDINO_ERR_FORMAT, "%s: %s", path, err);
+        } else if (on_disk != sm.lists.present || (on_disk && lists_bytes != sm.lists.bytes)) {
+            st = index_error(RADDINO_ERR_FORMAT, "%s: index does not match its lists file", path);
+        } else if (index_ivf_check_lists(faiss, err, sizeof err)) {
+            st = index_error(RADDINO_ERR_FORMAT, "%s: %s", lists, err);
         } else if ((uint64_t)ftello(f) != lay.faiss_bytes || faiss_Index_d(faiss) != sm.meta.dim ||
                    faiss_Index_ntotal(faiss) != sm.meta.ntotal) {
             st = index_error(RADDINO_ERR_FORMAT, "%s: index does not match its metadata", path);
@@ -404,7 +612,30 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
     if (st.code) return st;
     ix->train_size = p.train_size;
     ix->seed = p.seed;
+    if (sm.lists.present && sm.lists.rerank > 0) ix->rerank = sm.lists.rerank;
+    if (p.rerank > 0) ix->rerank = p.rerank;
     if (meta) *meta = sm.meta;
     *out = ix;
     return index_ok();
+}
+
+raddino_status raddino_index_verify_lists(const char *index_path)
+{
+    if (!index_path) return index_error(RADDINO_ERR_ARGUMENT, "verify lists: no path");
+    FILE *f;
+    file_layout lay;
+    saved_meta sm;
+    raddino_status st = open_layout(index_path, &f, &lay, &sm);
+    if (st.code) return st;
+    fclose(f);
+    if (!sm.lists.present) return index_ok();
+    st = check_lists_file(index_path, &sm.lists);
+    char *lp = NULL;
+    if (!st.code) st = lists_path_of(index_path, &sm.lists, &lp);
+    uint64_t sum = 0, sample = 0;
+    if (!st.code) st = lists_checksums(lp, sm.lists.bytes, 1, &sum, &sample);
+    if (!st.code && sum != sm.lists.checksum)
+        st = index_error(RADDINO_ERR_FORMAT, "%s: lists file damaged (checksum mismatch)", lp);
+    free(lp);
+    return st;
 }

@@ -35,7 +35,9 @@
  *                 [64, 65536] and at most n/39, and m the largest divisor of d among
  *                 d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d bytes fit ("np": no
  *                 polysemous training, slow and unused since we never set a Hamming threshold);
- *               - nothing fits: RADDINO_ERR_TOO_LARGE.
+ *               - first of all, past RADDINO_INDEX_ONDISK_MIN (1,000,000) vectors:
+ *                 "ondisk:IVF{L},SQ8" whatever the budget (below: built in parts, its lists
+ *                 memory-mapped and paged in on demand).
  *             max_memory 0 means half of the machine's physical memory.
  *   anything else: a FAISS index_factory string ("IVF1024,Flat", "HNSW32", "IVF4096,PQ64",
  *             "PCA128,IVF256,Flat"...), built with METRIC_INNER_PRODUCT. Types that need
@@ -93,6 +95,9 @@ typedef struct {
     int ef_search;          /* HNSW; 0 = 64 */
     int n_threads;          /* 0 = $RADDINO_THREADS, else all cores */
     uint64_t seed;          /* choice of the training sample */
+    int rerank;             /* shortlist factor of raddino_index_search_rerank: 0 = the type's
+                               default (RADDINO_INDEX_RERANK_ONDISK for "ondisk:" types, else
+                               1: no re-ranking) */
 } raddino_index_params;
 
 raddino_index_params raddino_index_default_params(void);
@@ -158,6 +163,12 @@ typedef struct {
     int nprobe;             /* in force; 0 when the type has no such parameter */
     int ef_search;
     int nlist;              /* IVF lists; 0 for other types */
+    /* An on-disk IVF ("ondisk:" types): memory_bytes above is then what a search process
+     * holds (quantizer, codec, list table), and the codes and ids are in the lists file. */
+    int on_disk;
+    char lists_path[4096];  /* the memory-mapped lists file ("" when in memory) */
+    uint64_t lists_bytes;
+    int rerank;             /* shortlist factor in force (1: none) */
 } raddino_index_info;
 
 raddino_status raddino_index_get_info(const raddino_index *index, raddino_index_info *out);
@@ -180,6 +191,7 @@ typedef struct {
     char type[RADDINO_INDEX_TYPE_MAX];
     int dim;
     int64_t ntotal;
+    char lists_file[256];   /* an on-disk index's lists file, in the index file's folder ("") */
 } raddino_index_meta;
 
 raddino_status raddino_index_save(const raddino_index *index, const char *path,
@@ -189,6 +201,84 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
                                   raddino_index **out, raddino_index_meta *meta);
 /* Reads the metadata only (no checksum of the index bytes): for staleness checks. */
 raddino_status raddino_index_read_meta(const char *path, raddino_index_meta *meta);
+
+/* ---- At scale: an IVF built in parts and merged into one on-disk index ------------------
+ *
+ * Type "ondisk:IVF{L},{codec}" (codec SQ8, PQ{m}, Flat...: any FAISS IVF factory string after
+ * the prefix) is an IVF whose inverted lists (codes and ids) live in a lists file beside the
+ * index file, memory-mapped (FAISS OnDiskInvertedLists): a search process holds the quantizer
+ * and the list table and reads the lists it probes from the page cache, not the whole index.
+ * It is built in parts, one per shard of the data, which may run at the same time (threads or
+ * processes):
+ *
+ *     raddino_index *trained, *parts[3], *merged;
+ *     p.type = "ondisk:IVF1024,SQ8";
+ *     raddino_index_ivf_train(sample, n_sample, 768, &p, &trained);        // once, seeded sample
+ *     raddino_index_ivf_add_part(trained, shard_vectors, shard_ids, m, &parts[i]);  // per shard
+ *     raddino_index_ivf_merge_parts(trained, parts, 3, "db.faiss.1a2b.ivfdata", &merged);
+ *     raddino_index_save(merged, "db.faiss", &meta);   // the lists file must be in its folder
+ *
+ * The parts share the trained coarse quantizer and codec, so the merged index holds exactly the
+ * codes and ids that the same index built in one piece holds, list by list: same results, same
+ * scores (tests/test_ivf.c). raddino_index_build refuses "ondisk:" types (it has no file to put
+ * the lists in). The "auto" rule picks "ondisk:IVF{L},SQ8" past RADDINO_INDEX_ONDISK_MIN vectors
+ * whatever the budget, L the power of two nearest sqrt(n) within
+ * [256, 65536], trained on min(n, 64 L) vectors: at 2,000,000 that is IVF1024 (about 2,000
+ * vectors a list), nprobe 32, 776 bytes a vector on disk.
+ *
+ * Files: the index file (FAISS's bytes, which name the lists file, + metadata + footer, all
+ * under the checksum as for every type) and the lists file, which FAISS names in the index and
+ * which load looks for in the index file's folder (so the pair can be moved together). Save
+ * records the lists file's name, size, a checksum of all of it and one of its first and last
+ * MiB. Load checks the size and the first/last MiB (not every byte: hashing gigabytes at each
+ * load would undo the point of mapping them; raddino_index_verify_lists reads them all) and
+ * that every list lies inside the file, before any list is read. A file truncated or replaced
+ * under a running search is outside this (the mapping would fault): replace an index by saving
+ * a new pair under a new lists name, as the collection does. The index is read-only after load:
+ * add, remove and clear fail cleanly; a changed collection is rebuilt from parts (keeping the
+ * training).
+ *
+ * Re-ranking: quantised codes (SQ8, PQ) give approximate scores. raddino_index_search_rerank
+ * searches for a shortlist of k * factor, fetches the shortlist's float32 vectors through the
+ * caller's callback (the collection reads them from the store) and returns the k best by exact
+ * cosine: the same ranks and scores as exact search wherever the shortlist holds the true
+ * neighbours. */
+#define RADDINO_INDEX_ONDISK_MIN 1000000
+#define RADDINO_INDEX_RERANK_ONDISK 4
+
+/* Trains an empty IVF of params->type ("ondisk:IVF..." or "IVF...") on all n sample vectors
+ * (the caller picks the seeded sample). The result can be shared by concurrent add_part calls. */
+raddino_status raddino_index_ivf_train(const float *sample, size_t n, int dim,
+                                       const raddino_index_params *params, raddino_index **out);
+/* A part: a copy of `trained` (only read: parts may be built in parallel threads) holding the
+ * n vectors (normalised inside) under their ids, in memory. */
+raddino_status raddino_index_ivf_add_part(const raddino_index *trained, const float *vectors,
+                                          const int64_t *ids, size_t n, raddino_index **part);
+/* Merges the parts' inverted lists into lists_path (written under a temporary name, fsync'd,
+ * renamed over any file of that name: processes mapping the old one keep it) and
+ * returns the on-disk index. The parts are only read and stay the caller's to free. Refuses
+ * parts of another training (FAISS compares the coarse centroids). */
+raddino_status raddino_index_ivf_merge_parts(const raddino_index *trained,
+                                             raddino_index *const *parts, size_t n_parts,
+                                             const char *lists_path, raddino_index **out);
+/* m of n row numbers (all when m >= n), sorted, chosen reproducibly from seed: the training
+ * sample of a build in parts. *rows is malloc'd (the caller frees it). */
+raddino_status raddino_index_sample_rows(size_t n, size_t m, uint64_t seed, size_t **rows);
+/* Reads every byte of a saved on-disk index's lists file and compares the checksum save
+ * recorded (RADDINO_ERR_FORMAT on a mismatch; ok for indexes without a lists file). */
+raddino_status raddino_index_verify_lists(const char *index_path);
+
+/* Fills vectors (n x dim, raw or normalised) with the stored vectors of ids; returns 0, or
+ * nonzero when one cannot be read. */
+typedef int (*raddino_index_fetch_fn)(void *user, const int64_t *ids, size_t n, float *vectors);
+
+/* raddino_index_search with re-ranking: a shortlist of k * factor by the index (factor 0: the
+ * index's own, raddino_index_info.rerank), re-scored by exact cosine with the vectors `fetch`
+ * gives, best first (ties: smaller id first). factor 1 or fetch NULL: raddino_index_search. */
+raddino_status raddino_index_search_rerank(const raddino_index *index, const float *queries,
+                                           size_t nq, int k, int factor,
+                                           raddino_index_fetch_fn fetch, void *user,
+                                           float *scores, int64_t *ids);
 
 /* ---- Clustering --------------------------------------------------------------------------- */
 

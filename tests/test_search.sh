@@ -179,8 +179,37 @@ expect 0 "search the refreshed IVF" -- "$RADDINO" search --db "$DB" -k 1 --nprob
 grep -qF "\"path\": \"$C/new2.png\"" "$TMP/out" && ok || { fail "IVF refreshed: new file found"; cat "$TMP/out"; }
 expect 0 "HNSW index" -- "$RADDINO" index-info --db "$DB" --json --index-type HNSW32
 info_is "HNSW built, recall measured" origin=built type=HNSW32 exact=False recall_at_10=1.0
+# --- the on-disk IVF (auto's choice past 1,000,000 vectors), asked for by name here ---
+lists_files() { ls "$TMP" | grep -c '^s\.db\.faiss\..*\.ivfdata$'; }
+expect 0 "on-disk IVF" -- "$RADDINO" index-info --db "$DB" --json --index-type ondisk:IVF2,Flat --nprobe 2
+info_is "on-disk IVF built" origin=built type=ondisk:IVF2,Flat nlist=2 nprobe=2 rerank=4 recall_at_10=1.0
+[ "$(lists_files)" = 1 ] && ok || { fail "one lists file beside the index"; ls "$TMP"; }
+expect 0 "on-disk IVF loaded" -- "$RADDINO" index-info --db "$DB"
+stdout_has "lists file: $IX." "index-info names the lists file"
+stdout_has "re-rank:    shortlist of 4 x k" "index-info shows the re-rank factor"
+expect 0 "search the on-disk IVF" -- "$RADDINO" search --db "$DB" -k 3 --json --id 1
+$PY - "$TMP/out" <<'PYEOF' && ok || { fail "on-disk IVF search: itself first, exact cosines"; cat "$TMP/out"; }
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+assert len(r) == 3 and r[0]["id"] == 1 and abs(r[0]["score"] - 1) < 1e-5, r
+assert r[0]["score"] >= r[1]["score"] >= r[2]["score"], r
+PYEOF
+cp "$IMG/rgb8_640x480.jpg" "$C/new3.jpg"
+expect 0 "index adds a file" -- "$RADDINO" index --db "$DB" --quiet "$C"
+expect 0 "stale on-disk IVF" -- "$RADDINO" index-info --db "$DB" --json
+info_is "on-disk IVF refreshed (training kept)" origin=refreshed type=ondisk:IVF2,Flat vectors=17
+[ "$(lists_files)" = 1 ] && ok || { fail "the old lists file is removed"; ls "$TMP"; }
+rm "$C/new3.jpg"
+expect 0 "index --prune" -- "$RADDINO" index --db "$DB" --quiet --prune "$C"
+expect 0 "on-disk IVF after the prune" -- "$RADDINO" index-info --db "$DB" --json
+info_is "on-disk IVF refreshed again" origin=refreshed vectors=16
+LISTS=$(ls "$TMP" | grep '^s\.db\.faiss\..*\.ivfdata$')
+truncate -s 100 "$TMP/$LISTS"
+expect 0 "damaged lists file" -- "$RADDINO" index-info --db "$DB" --json
+info_is "damaged lists file: rebuilt" origin=built type=ondisk:IVF2,Flat vectors=16
 expect 0 "back to flat" -- "$RADDINO" index-info --db "$DB" --json --index-type flat
 info_is "flat rebuilt" origin=built type=flat
+[ "$(lists_files)" = 0 ] && ok || { fail "no lists file left with a flat index"; ls "$TMP"; }
 expect 2 "bad --max-memory" -- "$RADDINO" index-info --db "$DB" --max-memory lots
 expect 1 "bad factory string" -- "$RADDINO" index-info --db "$DB" --index-type 'Nonsense42'
 
