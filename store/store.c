@@ -610,6 +610,15 @@ raddino_status raddino_store_normalise_path(const char *path, char *out, size_t 
 
 /* ---- models ------------------------------------------------------------------------------ */
 
+raddino_status store_end_own_batch(raddino_store *s, bool own, raddino_status st)
+{
+    if (!own || !s->in_batch) return st;
+    if (!st.code) return raddino_store_commit(s);
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->in_batch = false;
+    return st;
+}
+
 raddino_status store_vectors_model(raddino_store *s, int64_t *model_id, int *dim)
 {
     *model_id = 0;
@@ -723,14 +732,7 @@ raddino_status raddino_store_use_model(raddino_store *s, const raddino_store_mod
                              "%.12s", what, m->weights_sha256);
         }
     }
-    if (own_batch && s->in_batch) {
-        if (st.code) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            s->in_batch = false;
-        } else {
-            st = raddino_store_commit(s);
-        }
-    }
+    st = store_end_own_batch(s, own_batch, st);
     if (st.code) return st;
     s->model_id = id;
     s->model_dim = m->dim;

@@ -78,14 +78,7 @@ raddino_status raddino_store_put_cluster_run(raddino_store *s, raddino_store_clu
     raddino_status st = own ? raddino_store_begin(s) : store_ok();
     if (!st.code) st = insert_run(s, run);
     if (!st.code) st = insert_assignments(s, run->id, image_ids, clusters, distances, n);
-    if (own && s->in_batch) {
-        if (st.code) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            s->in_batch = false;
-        } else {
-            st = raddino_store_commit(s);
-        }
-    }
+    st = store_end_own_batch(s, own, st);
     return st;
 }
 

@@ -326,14 +326,7 @@ raddino_status raddino_store_prune(raddino_store *s, raddino_store_keep_fn keep,
     }
     sqlite3_finalize(q);
     free(ids);
-    if (own_batch && s->in_batch) {
-        if (st.code) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            s->in_batch = false;
-        } else {
-            st = raddino_store_commit(s);
-        }
-    }
+    st = store_end_own_batch(s, own_batch, st);
     if (!st.code && removed) *removed = (int64_t)n;
     return st;
 }

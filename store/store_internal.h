@@ -63,6 +63,9 @@ raddino_status store_error(const raddino_store *s, int code, const char *fmt, ..
 sqlite3_stmt *store_query_get(raddino_store *s, store_query q);
 /* Copies a column's text into a store buffer; NULL stays NULL. */
 const char *store_keep_text(store_text *t, const unsigned char *text);
+/* Ends a batch that the caller began itself (own): commits it when st is success, else rolls it
+ * back; returns st, or the commit's error. A batch the caller's caller began is left open. */
+raddino_status store_end_own_batch(raddino_store *s, bool own, raddino_status st);
 /* The model the stored vectors come from (0 when there are none); error when several. */
 raddino_status store_vectors_model(raddino_store *s, int64_t *model_id, int *dim);
 

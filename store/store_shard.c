@@ -143,14 +143,7 @@ raddino_status raddino_store_set_shard(raddino_store *s, int index, int count)
     } else if (!st.code) {
         st = store_sql_error(s, "recording the shard");
     }
-    if (own && s->in_batch) {
-        if (st.code) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            s->in_batch = false;
-        } else {
-            st = raddino_store_commit(s);
-        }
-    }
+    st = store_end_own_batch(s, own, st);
     return st;
 }
 
