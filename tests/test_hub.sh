@@ -193,6 +193,11 @@ check "offline: no request reached the server" -- no_requests_since_mark
 expect 1 "no model at all" -- env HF_HUB_CACHE="$TMP/empty" "$RADDINO" embed "$IMG"
 stderr_has "raddino model fetch" "no model suggests fetch"
 stderr_has "RADDINO_MODEL" "no model mentions RADDINO_MODEL"
+# A named repo and revision that are not cached: the library says what is missing, the command
+# how to get it.
+expect 1 "named model not cached" -- env HF_HUB_CACHE="$TMP/empty" "$RADDINO" embed --repo nobody/nothing --revision v3 "$IMG"
+stderr_has "nobody/nothing is not in the Hugging Face cache" "missing named model explained"
+stderr_has "'raddino model fetch --repo nobody/nothing --revision v3' downloads it" "missing named model: the fetch to run"
 printf 'not a commit' >"$REPO1/refs/main"
 expect 1 "garbage in refs/main" -- env HF_HUB_CACHE="$C1" "$RADDINO" model info
 stderr_has "not a commit hash" "bad ref explained"
