@@ -48,7 +48,12 @@ static const char index_usage[] =
     "  --prune            remove the rows under such a PATH too\n"
     "  --exclude GLOB     skip matching files and folders (repeatable); a GLOB with '/'\n"
     "                     matches the whole absolute path, else any one name in it\n"
-    "  --jobs N           decoder threads (default: half the cores, 2 to 8)\n"
+    "  --workers N        files read, decoded and encoded side by side, one thread\n"
+    "                     each (default: one per encoder thread, up to 8); 0: --jobs\n"
+    "                     threads decode ahead of one encoder on every thread instead\n"
+    "                     (the default past 8 threads)\n"
+    "  --jobs N           decoder threads with --workers 0 (default: half the cores,\n"
+    "                     2 to 8)\n"
     "  --batch N          commit every N files (default 64, and at least every 10 s)\n"
     "  --reembed          the database holds another model's vectors: drop them and embed\n"
     "                     everything with this model\n"
@@ -75,6 +80,7 @@ typedef struct {
     int n_excludes;
     int jobs, batch;
     bool jobs_given;
+    int workers;            /* raddino_ingest_params.workers: 0 automatic, -1 decoder threads */
     bool prune, keep_missing, reembed, quiet, json;
     const char *shard;      /* --shard I/N or slurm */
     bool mpi;
@@ -128,6 +134,7 @@ static int parse_index_options(int argc, char **argv, index_options *o)
         {"db", required_argument, NULL, 'd'},      {"prune", no_argument, NULL, 'p'},
         {"keep-missing", no_argument, NULL, 'K'},
         {"exclude", required_argument, NULL, 'x'}, {"jobs", required_argument, NULL, 'j'},
+        {"workers", required_argument, NULL, 'w'},
         {"batch", required_argument, NULL, 'b'},   {"reembed", no_argument, NULL, 'r'},
         {"quiet", no_argument, NULL, 'q'},         {"json", no_argument, NULL, 'J'},
         {"shard", required_argument, NULL, 'S'},   {"mpi", no_argument, NULL, 'M'},
@@ -152,6 +159,14 @@ static int parse_index_options(int argc, char **argv, index_options *o)
             if (!cli_parse_u64("--jobs", optarg, 256, &v)) return EXIT_USAGE;
             o->jobs = (int)v;
             o->jobs_given = true;
+            break;
+        case 'w':
+            if (!strcmp(optarg, "0")) {
+                o->workers = -1;
+                break;
+            }
+            if (!cli_parse_u64("--workers", optarg, 256, &v)) return EXIT_USAGE;
+            o->workers = (int)v;
             break;
         case 'S': o->shard = optarg; break;
         case 'M': o->mpi = true; break;
@@ -343,6 +358,7 @@ static int run_index(const index_options *o, printer *pr, raddino_encoder *enc,
     p.excludes = (const char *const *)o->excludes;
     p.n_excludes = o->n_excludes;
     p.jobs = o->jobs;
+    p.workers = o->workers;
     p.batch = o->batch;
     p.batch_seconds = BATCH_MAX_SECONDS;
     p.keep_missing = o->keep_missing;

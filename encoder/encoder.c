@@ -360,6 +360,114 @@ raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *im
     return st;
 }
 
+/* ---- workers ----------------------------------------------------------------------------- */
+
+/* A forward pass's scratch of its own over the encoder's shared, read-only weights: what lets
+ * several threads encode at once (vit_forward only reads the weights and the packed copy). */
+struct raddino_encoder_worker {
+    const raddino_encoder *enc;
+    vit_run_state *state;
+    int state_h, state_w;
+    uint8_t *crop;
+    float *pixels, *tokens;
+    size_t crop_cap, pixels_cap, tokens_cap;
+};
+
+raddino_status raddino_encoder_worker_create(const raddino_encoder *enc,
+                                             raddino_encoder_worker **out)
+{
+    if (!out) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_worker_create: NULL");
+    *out = NULL;
+    if (!enc) return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_worker_create: NULL");
+    raddino_encoder_worker *w = calloc(1, sizeof *w);
+    if (!w) return status_error(RADDINO_ERR_NOMEM, "out of memory");
+    w->enc = enc;
+    *out = w;
+    return status_ok();
+}
+
+void raddino_encoder_worker_free(raddino_encoder_worker *w)
+{
+    if (!w) return;
+    vit_state_free(w->state);
+    free(w->crop);
+    free(w->pixels);
+    free(w->tokens);
+    free(w);
+}
+
+static raddino_status worker_state(raddino_encoder_worker *w, int h, int w_)
+{
+    if (w->state && w->state_h == h && w->state_w == w_) return status_ok();
+    vit_state_free(w->state);
+    w->state = NULL;
+    /* One thread: a worker's OpenMP regions run on the calling thread alone (below). */
+    raddino_status st = vit_state_create(&w->enc->cfg, w->enc->packed.kernel, 1, h, w_, &w->state);
+    if (st.code) return st;
+    w->state_h = h;
+    w->state_w = w_;
+    return status_ok();
+}
+
+/* Runs one forward pass on the calling thread only. Inside another OpenMP team's region the
+ * nested regions are inactive anyway (one thread, and OpenBLAS sees omp_in_parallel()); on a
+ * thread of the caller's own, setting this thread's thread count to 1 does the same. */
+static raddino_status worker_forward(raddino_encoder_worker *w, const float *pixels, float *cls,
+                                     float *tokens)
+{
+    const raddino_encoder *enc = w->enc;
+    size_t n_tokens = (size_t)tokens_for(enc, w->state_h, w->state_w);
+    raddino_status st = status_ok();
+    if (!tokens) st = grow((void **)&w->tokens, &w->tokens_cap, n_tokens * enc->cfg.hidden * 4);
+    if (st.code) return st;
+    float *out = tokens ? tokens : w->tokens;
+    int saved = omp_get_max_threads();
+    bool outside = !omp_in_parallel();
+    if (outside) omp_set_num_threads(1);
+    st = vit_forward(&enc->cfg, &enc->weights, &enc->packed, w->state, pixels, out);
+    if (outside) omp_set_num_threads(saved);
+    if (!st.code && cls) memcpy(cls, out, (size_t)enc->cfg.hidden * sizeof(float));
+    return st;
+}
+
+raddino_status raddino_encoder_worker_encode(raddino_encoder_worker *w, const float *pixels,
+                                             float *cls, float *tokens)
+{
+    if (!w || !pixels)
+        return status_error(RADDINO_ERR_ARGUMENT, "raddino_encoder_worker_encode: bad argument");
+    int h, wd;
+    fixed_input_size(&w->enc->pre, &h, &wd);
+    if (h <= 0 || wd <= 0)
+        return status_error(RADDINO_ERR_ARGUMENT,
+                            "this model's input size depends on the image: use "
+                            "raddino_encoder_worker_embed_image");
+    raddino_status st = worker_state(w, h, wd);
+    if (st.code) return st;
+    return worker_forward(w, pixels, cls, tokens);
+}
+
+raddino_status raddino_encoder_worker_embed_image(raddino_encoder_worker *w,
+                                                  const raddino_image *img, float *cls,
+                                                  float *tokens)
+{
+    if (!w || !img || !img->rgb)
+        return status_error(RADDINO_ERR_ARGUMENT,
+                            "raddino_encoder_worker_embed_image: bad argument");
+    const raddino_encoder *enc = w->enc;
+    int wd, h;
+    preprocess_output_size(&enc->pre, img->width, img->height, &wd, &h);
+    if (wd < enc->cfg.patch || h < enc->cfg.patch)
+        return status_error(RADDINO_ERR_UNSUPPORTED, "input %dx%d is smaller than one patch", wd,
+                            h);
+    raddino_status st = grow((void **)&w->crop, &w->crop_cap, (size_t)wd * h * 3);
+    if (!st.code) st = grow((void **)&w->pixels, &w->pixels_cap, (size_t)3 * wd * h * 4);
+    if (!st.code) st = worker_state(w, h, wd);
+    if (!st.code) st = preprocess_crop(&enc->pre, img, w->crop, wd, h);
+    if (st.code) return st;
+    preprocess_normalize(&enc->pre, w->crop, wd, h, w->pixels);
+    return worker_forward(w, w->pixels, cls, tokens);
+}
+
 raddino_status raddino_embed_file(raddino_encoder *enc, const char *path, float *cls,
                                   float *tokens)
 {

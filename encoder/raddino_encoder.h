@@ -272,6 +272,30 @@ raddino_status raddino_embed_file(raddino_encoder *enc, const char *path, float 
 raddino_status raddino_embed_image(raddino_encoder *enc, const raddino_image *img, float *cls,
                                    float *tokens);
 
+/* ---- Workers: several images at once, one thread each ------------------------------------- */
+/* A worker is the scratch of one forward pass (about 75 MB for ViT-B at 518x518, plus its
+ * input and output) over its encoder's weights, which all workers share read-only. Several
+ * workers of one encoder may encode at the same time, each on its own thread (and the encoder
+ * itself on one more); the encoder must outlive its workers. A worker's forward pass runs on
+ * the calling thread alone: on a machine with few cores, one image per core keeps every core
+ * busy with no barrier between threads (raddino index runs its files this way). Run the
+ * workers as the threads of one OpenMP parallel region (`#pragma omp parallel`), as raddino
+ * index does: OpenBLAS, which computes the products on CPUs without AVX-512, then keeps to one
+ * thread per call without changing its own thread count, which is not safe to change from
+ * several threads at once. The numbers are those of raddino_encode_pixels /
+ * raddino_embed_image on the same input, bit for bit. */
+typedef struct raddino_encoder_worker raddino_encoder_worker;
+raddino_status raddino_encoder_worker_create(const raddino_encoder *enc,
+                                             raddino_encoder_worker **out);
+void raddino_encoder_worker_free(raddino_encoder_worker *w);
+/* One preprocessed input [3, input_height, input_width] (a model with a fixed input size).
+ * cls: hidden floats, tokens: info.tokens * info.hidden floats; either may be NULL. */
+raddino_status raddino_encoder_worker_encode(raddino_encoder_worker *w, const float *pixels,
+                                             float *cls, float *tokens);
+/* One decoded image: preprocessed, then encoded as above. */
+raddino_status raddino_encoder_worker_embed_image(raddino_encoder_worker *w,
+                                                  const raddino_image *img, float *cls,
+                                                  float *tokens);
 /* Rearranges the patch rows of one image's tokens [1 + gh*gw, D] into the rad-dino package's
  * channel-major map [D, gh, gw]. */
 void raddino_tokens_to_patch_map(const float *tokens, int hidden, int grid_height,

@@ -223,6 +223,12 @@ static double unix_now(void)
 /* Runs the encoder on a READY item into x->cls. */
 static raddino_status encode(ingester *x, const ingest_item *item)
 {
+    if (item->encoded) {    /* by a worker (pipeline.c) */
+        x->encoder_seconds += item->encode_seconds;
+        if (!item->encode_status.code)
+            memcpy(x->cls, item->cls, (size_t)x->info.hidden * sizeof(float));
+        return item->encode_status;
+    }
     double t = now();
     raddino_status st;
     if (item->pixels) {
@@ -332,6 +338,19 @@ static raddino_status check_crashed_decodes(ingester *x)
     return st;
 }
 
+/* Encoding workers (pipeline.c): params.workers, or by default one per encoder thread up to
+ * INGEST_AUTO_WORKERS_MAX. Past that, the decoder threads feeding one encoder on every thread
+ * (0): W single-threaded workers would hold W run states and W decoded images at once, and
+ * that mode was never measured against the other there. */
+#define INGEST_AUTO_WORKERS_MAX 8
+int ingest_workers(const raddino_ingest_params *p, const raddino_encoder *enc)
+{
+    if (p->workers > 0) return p->workers;
+    if (p->workers < 0) return 0;
+    int threads = raddino_encoder_threads(enc);
+    return threads <= INGEST_AUTO_WORKERS_MAX ? threads : 0;
+}
+
 static raddino_status embed_files(ingester *x, const ingest_walk *w, const size_t *todo,
                                   const ingest_hash_set *known)
 {
@@ -339,9 +358,11 @@ static raddino_status embed_files(ingester *x, const ingest_walk *w, const size_
     ingest_guard guard;
     const char *db = raddino_store_path(x->store);
     int jobs = x->p->jobs > 0 ? x->p->jobs : 1;
+    int workers = ingest_workers(x->p, x->enc);
+    if (workers > 0) jobs = workers;
     x->decode.guard = ingest_guard_open(&guard, db, jobs) ? &guard : NULL;
     raddino_status st = ingest_pipeline_start(x->enc, &x->decode, w->files, todo, x->n_todo,
-                                              jobs, known, &p);
+                                              jobs, workers > 0, known, &p);
     if (st.code) {
         if (x->decode.guard) ingest_guard_close(&guard, db);
         x->decode.guard = NULL;

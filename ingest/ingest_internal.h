@@ -103,6 +103,11 @@ typedef struct {
     raddino_image image;        /* READY otherwise: the decoded image (owned) */
     bool has_dicom;             /* a DICOM file whose header was read (READY or FAILED) */
     raddino_dicom_info dicom;   /* its metadata, patient key salted with the store's salt */
+    /* Encoding workers (ingest_pipeline_start's `encode`): a READY item is encoded already. */
+    bool encoded;
+    raddino_status encode_status;   /* the encoder's answer */
+    float *cls;                 /* encode_status ok: the vector (owned) */
+    double encode_seconds;      /* wall seconds in the encoder */
 } ingest_item;
 
 /* How the decoder threads read files. */
@@ -125,11 +130,14 @@ void ingest_hash_set_free(ingest_hash_set *set);
 
 /* Starts `jobs` threads that read, hash, sniff, decode and preprocess files[todo[i]] in order,
  * at most a window ahead of the consumer. enc is only read (its configuration); options (kept,
- * not copied) and its salt must outlive the pipeline; known may be NULL. */
+ * not copied) and its salt must outlive the pipeline; known may be NULL.
+ * encode: the threads are encoding workers (raddino_encoder_worker, one thread each, the
+ * threads of one OpenMP team) that also encode each READY item into item->cls; the caller
+ * then must not encode with enc on more than one thread meanwhile. */
 raddino_status ingest_pipeline_start(const raddino_encoder *enc,
                                      const ingest_decode_options *options,
                                      const ingest_file *files, const size_t *todo, size_t n_todo,
-                                     int jobs, const ingest_hash_set *known,
+                                     int jobs, bool encode, const ingest_hash_set *known,
                                      ingest_pipeline **out);
 /* The next item in order, waiting for it; NULL after the last. The item stays valid until the
  * next call. *waited accumulates the seconds spent waiting. */
@@ -146,6 +154,10 @@ void ingest_item_load(const raddino_encoder *enc, const ingest_decode_options *o
                      ingest_item *item);
 /* Frees what an item owns (pixels, image) and clears it. */
 void ingest_item_clear(ingest_item *item);
+
+/* The encoding workers a run uses (params->workers, or the automatic choice); 0: decoder
+ * threads (params->jobs) feed the encoder on the caller's thread. */
+int ingest_workers(const raddino_ingest_params *p, const raddino_encoder *enc);
 
 /* Reports an event (params->on_event, when set). */
 void ingest_event(const raddino_ingest_params *params, int kind, const char *path,

@@ -8,11 +8,22 @@
  *
  * The threads call only raddino_dicom_read_info_memory, raddino_image_load_memory_ex and
  * raddino_preprocess, which read the encoder's configuration and never its scratch buffers
- * (see raddino_encoder.h), so they may run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count. */
+ * (see raddino_encoder.h), so they may run while the caller encodes. They do not use OpenMP: the encoder keeps its thread count.
+ *
+ * With `encode`, the threads are encoding workers instead: each decodes its item and encodes it
+ * too, on one thread, with a raddino_encoder_worker of its own (the weights are shared). On a
+ * machine with few cores this is what keeps every core busy: decoder threads beside an encoder
+ * whose OpenMP team spans every core oversubscribe them, and each of the encoder's barriers
+ * then waits for a team thread that a decoder has descheduled. The workers are the threads of
+ * one OpenMP team, started from a thread of ours, so that the encoder's own OpenMP regions and
+ * OpenBLAS run on one thread each (nested regions are inactive) while the caller's thread stays
+ * free to write rows. Items still come out in order, so the rows and ids are those of the
+ * other mode, and the vectors too (a worker's numbers are the encoder's, bit for bit). */
 #include "ingest_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <omp.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -228,6 +239,7 @@ void ingest_item_load(const raddino_encoder *enc, const ingest_decode_options *o
 
 void ingest_item_clear(ingest_item *item)
 {
+    free(item->cls);
     free(item->pixels);
     raddino_image_free(&item->image);
     memset(item, 0, sizeof *item);
@@ -265,12 +277,41 @@ struct ingest_pipeline {
     pthread_t *threads;
     decoder_start *starts;
     int n_threads;
+    /* encode: one worker per team thread, and the thread that starts the team */
+    raddino_encoder_worker **workers;
+    int n_workers;
+    pthread_t team;
+    bool team_started;
+    int hidden;
 };
 
-static void *decoder_thread(void *arg)
+static double seconds_now(void);
+
+/* A worker's encoding of a READY item (pixels, or the image when the size is not fixed). */
+static void encode_item(const ingest_pipeline *p, raddino_encoder_worker *worker,
+                        ingest_item *item)
 {
-    const decoder_start *start = arg;
-    ingest_pipeline *p = start->pipeline;
+    double t = seconds_now();
+    item->encoded = true;
+    item->cls = malloc((size_t)p->hidden * sizeof(float));
+    if (!item->cls)
+        item->encode_status = raddino_status_error(RADDINO_ERR_NOMEM, "out of memory");
+    else if (item->pixels)
+        item->encode_status = raddino_encoder_worker_encode(worker, item->pixels, item->cls, NULL);
+    else
+        item->encode_status = raddino_encoder_worker_embed_image(worker, &item->image, item->cls,
+                                                                 NULL);
+    /* The network input is not needed any more: free it here, in the worker's own time. */
+    free(item->pixels);
+    item->pixels = NULL;
+    raddino_image_free(&item->image);
+    item->encode_seconds = seconds_now() - t;
+}
+
+/* One thread's loop: take the next item while it fits in the window, load it (and encode it
+ * when `worker` is given), hand it over. */
+static void run_items(ingest_pipeline *p, int guard_slot, raddino_encoder_worker *worker)
+{
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stopping && p->next_take < p->n_todo &&
@@ -283,20 +324,40 @@ static void *decoder_thread(void *arg)
 
         s->item.file = p->todo[i];
         ingest_item_load(p->enc, p->options, p->files[p->todo[i]].path, p->known,
-                        start->guard_slot, &s->item);
+                        guard_slot, &s->item);
+        if (worker && s->item.state == INGEST_ITEM_READY) encode_item(p, worker, &s->item);
 
         pthread_mutex_lock(&p->lock);
         s->ready = true;
         pthread_cond_broadcast(&p->item_ready);
     }
     pthread_mutex_unlock(&p->lock);
+}
+
+static void *decoder_thread(void *arg)
+{
+    const decoder_start *start = arg;
+    run_items(start->pipeline, start->guard_slot, NULL);
+    return NULL;
+}
+
+/* Starts the workers' OpenMP team and is its first thread. A team smaller than asked (the
+ * OpenMP runtime's thread limit) still does every item. */
+static void *team_thread(void *arg)
+{
+    ingest_pipeline *p = arg;
+    #pragma omp parallel num_threads(p->n_workers)
+    {
+        int t = omp_get_thread_num();
+        run_items(p, t, p->workers[t]);
+    }
     return NULL;
 }
 
 raddino_status ingest_pipeline_start(const raddino_encoder *enc,
                                      const ingest_decode_options *options,
                                      const ingest_file *files, const size_t *todo, size_t n_todo,
-                                     int jobs, const ingest_hash_set *known,
+                                     int jobs, bool encode, const ingest_hash_set *known,
                                      ingest_pipeline **out)
 {
     raddino_status st = {RADDINO_OK, ""};
@@ -324,6 +385,27 @@ raddino_status ingest_pipeline_start(const raddino_encoder *enc,
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->taken_room, NULL);
     pthread_cond_init(&p->item_ready, NULL);
+    if (encode) {
+        raddino_model_info info;
+        raddino_encoder_info(enc, &info);
+        p->hidden = info.hidden;
+        p->workers = calloc((size_t)jobs, sizeof *p->workers);
+        if (!p->workers) st = raddino_status_error(RADDINO_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < jobs && !st.code; i++) {
+            st = raddino_encoder_worker_create(enc, &p->workers[i]);
+            if (!st.code) p->n_workers++;
+        }
+        int rc = st.code ? 0 : pthread_create(&p->team, NULL, team_thread, p);
+        if (rc) st = raddino_status_error(RADDINO_ERR_NOMEM, "cannot start a thread: %s",
+                                          strerror(rc));
+        p->team_started = !st.code;
+        if (st.code) {
+            ingest_pipeline_free(p);
+            return st;
+        }
+        *out = p;
+        return st;
+    }
     for (int i = 0; i < jobs; i++) {
         p->starts[i] = (decoder_start){p, i};
         int rc = pthread_create(&p->threads[i], NULL, decoder_thread, &p->starts[i]);
@@ -385,6 +467,9 @@ void ingest_pipeline_free(ingest_pipeline *p)
     pthread_cond_broadcast(&p->taken_room);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    if (p->team_started) pthread_join(p->team, NULL);
+    for (int i = 0; i < p->n_workers; i++) raddino_encoder_worker_free(p->workers[i]);
+    free(p->workers);
     for (size_t i = 0; i < p->window; i++) ingest_item_clear(&p->slots[i].item);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->taken_room);

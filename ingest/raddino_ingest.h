@@ -17,8 +17,9 @@
  * recursively; names starting with '.' are skipped inside folders; symbolic links followed, each
  * folder once; params.excludes); decides for each file whether it is new, changed, unchanged
  * (path, size and mtime as stored: not read at all), or renamed/copied (its content's SHA-256
- * has a stored vector: reused without decoding); decodes ahead on params.jobs threads while
- * the caller's thread encodes; writes rows in batches (params.batch files, and at least every
+ * has a stored vector: reused without decoding); decodes and encodes on params.workers
+ * threads, one file each (or decodes ahead on params.jobs threads while the caller's thread
+ * encodes); writes rows in batches (params.batch files, and at least every
  * params.batch_seconds), each one SQLite transaction, so a run killed at any moment loses at
  * most its open batch and the next run does only what is missing; then removes the rows of files
  * under the PATHs that are gone (unless params.keep_missing), except under a PATH that is gone or
@@ -90,7 +91,7 @@ typedef struct {
     const char *const *excludes;    /* globs: skip matching files and folders; a glob with '/'
                                        matches the whole absolute path, else any one name */
     int n_excludes;
-    int jobs;               /* decoder threads (default 2) */
+    int jobs;               /* decoder threads (default 2) when workers chooses them */
     int batch;              /* commit every this many files (default 64) ... */
     double batch_seconds;   /* ... and at least this often (default 10) */
     int keep_missing;       /* 1: keep the rows of files under the PATHs that are gone */
@@ -122,6 +123,14 @@ typedef struct {
      * are not read, not counted and never treated as gone; a PATH holding files of other
      * shards only is not "empty". 0: every file (the default). */
     int shard_index, shard_count;
+    /* How files are decoded and encoded. > 0: that many workers, each reading, decoding and
+     * encoding one file at a time on one thread of its own (raddino_encoder_worker; about
+     * 85 MB each for RAD-DINO, plus the file and its decoded image); every core busy without
+     * the decoders and the encoder's threads competing for the same cores. < 0: `jobs` decoder
+     * threads read and decode ahead while the caller's thread encodes on all the encoder's
+     * threads. 0 (default): workers, one per encoder thread, when the encoder has at most 8
+     * threads; else the decoder threads. Rows, ids and vectors are the same either way. */
+    int workers;
     /* Tests only: > 0 makes the process SIGKILL itself right after writing its Nth file into
      * the open batch (not committed), to check that a killed run resumes correctly. */
     long test_kill_after;

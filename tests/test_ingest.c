@@ -11,9 +11,11 @@
 
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TINY RADDINO_TEST_DATA "/models/tiny"
@@ -381,6 +383,165 @@ START_TEST(sniff_is_the_one_table)
 }
 END_TEST
 
+/* The encoding workers (params.workers > 0, one file per thread, the default) and the decoder
+ * threads feeding the encoder (< 0) store the same rows under the same ids, and every vector is
+ * raddino_embed_file's bit for bit (a worker encodes on one thread, the encoder on two: the same
+ * sums in the same order). Bad files among good ones fail one by one, one event each, and the
+ * run goes on. Both a model with a fixed input size (pixels preprocessed by the worker's
+ * decoder) and one whose size follows the image (the worker embeds the decoded image). */
+static const char *pipeline_files[] = {
+    "images/xray_nih_00000075_000.png", "images/gray8_300x400.png", "images/rgb8_640x480.jpg",
+    "images/gray8prog_500x600.jpg",     "images/xray_nih_00001369_000_rgba.png",
+    "dicom/dx_image.dcm",               "dicom/RG2_hip_q_J2KR.dcm",
+    "dicom/RG2_hip_q_JLSL.dcm",         "dicom/RG1_chest_q_JPEGLossless_P14_SV6.dcm",
+    "dicom/RG1_chest_q_RLE.dcm",        "dicom/RG3_J2KI.dcm"};
+#define N_PIPELINE (sizeof pipeline_files / sizeof *pipeline_files)
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* The good files as NN_name, and between them three bad ones: a DICOM cut after its header's
+ * start, a PNG signature followed by garbage, a JPEG that ends after its SOI marker. */
+static const char *make_pipeline_folder(void)
+{
+    static char folder[4096];
+    snprintf(folder, sizeof folder, "%s/pipeline", test_temp_dir());
+    ck_assert_int_eq(mkdir(folder, 0755), 0);
+    char path[4300];
+    for (size_t i = 0; i < N_PIPELINE; i++) {
+        snprintf(path, sizeof path, "%s/%02zu_%s", folder, 2 * i,
+                 strrchr(pipeline_files[i], '/') + 1);
+        copy_file(test_path("%s", pipeline_files[i]), path);
+    }
+    size_t n;
+    uint8_t *dicom = test_read_file(test_path("dicom/RG2_hip_q_J2KR.dcm"), &n);
+    snprintf(path, sizeof path, "%s/03_bad_cut.dcm", folder);
+    write_bytes(path, dicom, 400);
+    free(dicom);
+    snprintf(path, sizeof path, "%s/09_bad_garbage.png", folder);
+    write_bytes(path, "\x89PNG\r\n\x1a\nthis is not a PNG stream at all", 41);
+    snprintf(path, sizeof path, "%s/15_bad_soi.jpg", folder);
+    write_bytes(path, "\xff\xd8\xff", 3);
+    return folder;
+}
+#define N_PIPELINE_BAD 3
+
+START_TEST(workers_store_what_embedding_one_by_one_does)
+{
+    const char *folder = make_pipeline_folder();
+    static const char *models[] = {TINY, RADDINO_TEST_DATA "/models/tiny224"};
+    static const int modes[] = {3, 1, -1};
+    for (size_t m = 0; m < 2; m++) {
+        raddino_encoder_params ep = raddino_encoder_default_params();
+        ep.n_threads = 2;
+        raddino_encoder *enc;
+        raddino_status st = raddino_encoder_open(models[m], &ep, &enc);
+        ck_assert_msg(!st.code, "%s", st.message);
+        raddino_model_info info;
+        raddino_encoder_info(enc, &info);
+        char db[3][4300];
+        for (size_t k = 0; k < 3; k++) {
+            snprintf(db[k], sizeof db[k], "%s/w%zu_%d.db", test_temp_dir(), m, modes[k]);
+            raddino_store *s = open_writer(db[k]);
+            raddino_ingest_params p = raddino_ingest_default_params();
+            recorder rec = {0};
+            p.on_event = on_event;
+            p.user = &rec;
+            p.workers = modes[k];
+            p.batch = 4;
+            raddino_ingest_result r;
+            const char *paths[] = {folder};
+            st = raddino_ingest(s, enc, paths, 1, &p, &r);
+            raddino_store_close(s);
+            ck_assert_msg(!st.code, "%s", st.message);
+            ck_assert_int_eq(r.counts.added, (int64_t)N_PIPELINE);
+            ck_assert_int_eq(r.counts.failed, N_PIPELINE_BAD);
+            ck_assert_int_eq(rec.failed, N_PIPELINE_BAD);
+            ck_assert_ptr_nonnull(strstr(rec.last_failed, "15_bad_soi.jpg"));
+            ck_assert_ptr_null(strstr(rec.last_reason, rec.last_failed));  /* not named twice */
+        }
+        float *want = malloc((size_t)info.hidden * sizeof *want);
+        float *got = malloc((size_t)info.hidden * sizeof *got);
+        for (size_t i = 0; i < N_PIPELINE; i++) {
+            char path[4300];
+            snprintf(path, sizeof path, "%s/%02zu_%s", folder, 2 * i,
+                     strrchr(pipeline_files[i], '/') + 1);
+            st = raddino_embed_file(enc, path, want, NULL);
+            ck_assert_msg(!st.code, "%s", st.message);
+            int64_t id = -1;
+            for (size_t k = 0; k < 3; k++) {
+                raddino_store_params rp = raddino_store_default_params();
+                rp.read_only = 1;
+                raddino_store *s;
+                ck_assert_int_eq(raddino_store_open(db[k], &rp, &s).code, 0);
+                raddino_store_image row;
+                int found;
+                ck_assert_int_eq(raddino_store_find_path(s, path, &row, &found).code, 0);
+                ck_assert_int_eq(found, 1);
+                if (k == 0) id = row.id;
+                ck_assert_int_eq(row.id, id);       /* the same ids, in every mode */
+                ck_assert_int_eq(raddino_store_find_id(s, row.id, got, &row, &found).code, 0);
+                ck_assert_int_eq(row.has_vector, 1);
+                ck_assert_msg(!memcmp(got, want, (size_t)info.hidden * sizeof *got),
+                              "%s, workers %d: not the vector of raddino_embed_file", path,
+                              modes[k]);
+                raddino_store_close(s);
+            }
+        }
+        free(want);
+        free(got);
+        raddino_encoder_close(enc);
+    }
+}
+END_TEST
+
+/* A worker is the encoder, bit for bit, on either entry point, in a thread of its own. */
+START_TEST(worker_is_the_encoder)
+{
+    raddino_encoder *enc = open_tiny();
+    raddino_model_info info;
+    raddino_encoder_info(enc, &info);
+    raddino_image img;
+    raddino_status st =
+        raddino_image_load(test_path("images/xray_nih_00000075_000.png"), 0, &img);
+    ck_assert_msg(!st.code, "%s", st.message);
+    float *want = malloc((size_t)info.hidden * sizeof *want);
+    float *got = malloc((size_t)info.hidden * sizeof *got);
+    ck_assert_int_eq(raddino_embed_image(enc, &img, want, NULL).code, 0);
+    raddino_encoder_worker *w;
+    ck_assert_int_eq(raddino_encoder_worker_create(enc, &w).code, 0);
+    int threads = omp_get_max_threads();
+    ck_assert_int_eq(raddino_encoder_worker_embed_image(w, &img, got, NULL).code, 0);
+    ck_assert(!memcmp(got, want, (size_t)info.hidden * sizeof *got));
+    if (info.input_height > 0) {
+        float *pixels = malloc((size_t)3 * info.input_height * info.input_width * sizeof *pixels);
+        ck_assert_int_eq(raddino_preprocess(enc, &img, NULL, pixels).code, 0);
+        memset(got, 0, (size_t)info.hidden * sizeof *got);
+        ck_assert_int_eq(raddino_encoder_worker_encode(w, pixels, got, NULL).code, 0);
+        ck_assert(!memcmp(got, want, (size_t)info.hidden * sizeof *got));
+        free(pixels);
+    } else {
+        /* No fixed input size: the pixels entry point says which one to use. */
+        float one = 0;
+        st = raddino_encoder_worker_encode(w, &one, got, NULL);
+        ck_assert_int_eq(st.code, RADDINO_ERR_ARGUMENT);
+    }
+    /* The calling thread's OpenMP thread count is left as it was. */
+    ck_assert_int_eq(omp_get_max_threads(), threads);
+    raddino_encoder_worker_free(w);
+    raddino_encoder_worker_free(NULL);
+    raddino_image_free(&img);
+    free(want);
+    free(got);
+    raddino_encoder_close(enc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ingest");
@@ -391,6 +552,8 @@ int main(void)
     tcase_add_test(t, crash_check_by_fork);
     tcase_add_test(t, collection_returns_rows);
     tcase_add_test(t, sniff_is_the_one_table);
+    tcase_add_test(t, workers_store_what_embedding_one_by_one_does);
+    tcase_add_test(t, worker_is_the_encoder);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
