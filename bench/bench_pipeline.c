@@ -17,7 +17,9 @@
  *            library's automatic choice), wall time of the call, the model's identity
  *            hashed before;
  *   bound    N / (decode + encode), the files per second N busy cores would reach, and the
- *            ratio index / bound.
+ *            ratio index / bound. Also printed: decode core-seconds with N threads decoding at
+ *            once (N x wall / files; decoders beside each other share caches and memory), and
+ *            the bound and ratio with that figure.
  *
  * N is the encoder's threads (--threads, default all cores). Every file of the folder must be
  * new content (bench/make_pipeline_folders.sh makes such folders): the bench says so when the
@@ -143,6 +145,26 @@ static double measure_decode(raddino_encoder *enc, const file_list *files, float
     return cpu / files->n;
 }
 
+/* Decode core-seconds per file when every core decodes at once (threads x wall / files): what
+ * a decoder costs next to another one, which shares the caches and the memory bus with it. */
+static double measure_decode_together(raddino_encoder *enc, const file_list *files, int threads)
+{
+    ingest_decode_options options;
+    memset(&options, 0, sizeof options);
+    raddino_status st = raddino_encoder_load_options(enc, &options.load);
+    if (st.code) die(&st);
+    options.salt = "bench";
+    double t = now();
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int i = 0; i < files->n; i++) {
+        ingest_item item;
+        memset(&item, 0, sizeof item);
+        ingest_item_load(enc, &options, files->paths[i], NULL, -1, &item);
+        ingest_item_clear(&item);
+    }
+    return threads * (now() - t) / files->n;
+}
+
 /* Seconds of wall time for `images` forward passes on all threads, one at a time. */
 static double time_whole_encoder(raddino_encoder *enc, const float *pixels, float *tokens,
                                  int images)
@@ -251,8 +273,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "raddino_bench_pipeline: no file decoded to a fixed-size input\n");
         return 1;
     }
-    printf("decode: %.4f core-s/file (read, hash, decode, preprocess; one thread; wall %.4f s)\n",
-           decode, decode_wall);
+    double together = measure_decode_together(enc, &files, cores);
+    printf("decode: %.4f core-s/file (read, hash, decode, preprocess; one thread; wall %.4f s; "
+           "%d threads at once: %.4f)\n",
+           decode, decode_wall, cores, together);
     fflush(stdout);
 
     float *tokens = malloc((size_t)info.tokens * info.hidden * sizeof *tokens);
@@ -297,6 +321,8 @@ int main(int argc, char **argv)
     if (used > 0) printf("  (%d workers)\n", used);
     printf("bound: %.3f files/s = %d / (%.4f + %.4f)\n", bound, cores, decode, encode);
     printf("ratio: %.3f\n", rate / bound);
+    printf("(with the decode cost of %d decoders at once: bound %.3f files/s, ratio %.3f)\n",
+           cores, cores / (together + encode), rate / (cores / (together + encode)));
     if (r.counts.added != files.n || decoded != files.n)
         printf("note: %d files, %d decoded, %lld added: the bound and the index did not do the "
                "same work\n", files.n, decoded, (long long)r.counts.added);

@@ -424,9 +424,11 @@ static const char *make_pipeline_folder(void)
     write_bytes(path, dicom, 400);
     free(dicom);
     snprintf(path, sizeof path, "%s/09_bad_garbage.png", folder);
-    write_bytes(path, "\x89PNG\r\n\x1a\nthis is not a PNG stream at all", 41);
+    static const char garbage[] = "\x89PNG\r\n\x1a\nthis is not a PNG stream at all";
+    write_bytes(path, garbage, sizeof garbage - 1);
     snprintf(path, sizeof path, "%s/15_bad_soi.jpg", folder);
-    write_bytes(path, "\xff\xd8\xff", 3);
+    static const char soi[] = "\xff\xd8\xff";
+    write_bytes(path, soi, sizeof soi - 1);
     return folder;
 }
 #define N_PIPELINE_BAD 3
