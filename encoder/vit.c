@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* The attention matrix of one head is tokens^2 floats: 16384 patches (e.g. a 1792x1792 input)
  * need 1 GiB for it. Larger inputs are refused rather than attempted. */
@@ -50,11 +51,40 @@ struct vit_run_state {
     uint16_t *mlp_bf16;         /* GEMM_AVX512_BF16: [T, M (even)] gelu(fc1) as fc2's input */
     vit_stage_hook hook;
     void *hook_user;
+    struct {
+        void *p;
+        size_t bytes;
+    } blocks[16];           /* every buffer above, for vit_state_free */
+    int n_blocks;
 };
 
-static float *alloc_floats(size_t n)
+/* The buffers are mappings of their own, left out of forked children (MADV_DONTFORK): a
+ * compressed DICOM file decodes in a child that another thread forks (dicom.cpp), and a fork
+ * write-protects every page of the parent, so a pass running beside it would take a
+ * copy-on-write fault on each page it writes next, megabytes of them per fork. The child never
+ * touches them. Sanitizer builds use malloc, which AddressSanitizer checks (and they do not
+ * fork to decode). */
+static void *state_alloc(vit_run_state *s, size_t bytes)
 {
-    return malloc(n * sizeof(float));
+    if (s->n_blocks == (int)(sizeof s->blocks / sizeof s->blocks[0]) || !bytes) return NULL;
+#if defined(__SANITIZE_ADDRESS__)
+    void *p = malloc(bytes);
+    if (!p) return NULL;
+#else
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    madvise(p, bytes, MADV_DONTFORK);   /* a failure only costs the faults */
+#endif
+    s->blocks[s->n_blocks].p = p;
+    s->blocks[s->n_blocks].bytes = bytes;
+    s->n_blocks++;
+    return p;
+}
+
+static float *alloc_floats(vit_run_state *s, size_t n)
+{
+    return state_alloc(s, n * sizeof(float));
 }
 
 raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int threads,
@@ -78,28 +108,28 @@ raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int t
     s->n_tokens = 1 + s->n_patches;
     size_t T = (size_t)s->n_tokens, D = (size_t)cfg->hidden, M = (size_t)cfg->mlp;
     size_t patch_len = (size_t)cfg->channels * cfg->patch * cfg->patch;
-    s->pos = alloc_floats(T * D);
-    s->patches = alloc_floats((size_t)s->n_patches * patch_len);
-    s->x = alloc_floats(T * D);
-    s->h = alloc_floats(T * D);
-    s->qkv = alloc_floats(T * 3 * D);
-    s->ctx = alloc_floats(T * D);
-    s->branch = alloc_floats(T * D);
-    s->mlp = alloc_floats(T * M);
+    s->pos = alloc_floats(s, T * D);
+    s->patches = alloc_floats(s, (size_t)s->n_patches * patch_len);
+    s->x = alloc_floats(s, T * D);
+    s->h = alloc_floats(s, T * D);
+    s->qkv = alloc_floats(s, T * 3 * D);
+    s->ctx = alloc_floats(s, T * D);
+    s->branch = alloc_floats(s, T * D);
+    s->mlp = alloc_floats(s, T * M);
     bool ok = s->pos && s->patches && s->x && s->h && s->qkv && s->ctx && s->branch && s->mlp;
     if (kernel == GEMM_BLAS) {
-        s->scores = alloc_floats(T * T);
+        s->scores = alloc_floats(s, T * T);
         ok = ok && s->scores;
     } else {
         s->attention_scratch =
-            malloc(gemm_attention_scratch_bytes((int)T, (int)D, cfg->heads, s->threads));
+            state_alloc(s, gemm_attention_scratch_bytes((int)T, (int)D, cfg->heads, s->threads));
         ok = ok && s->attention_scratch;
     }
     if (kernel == GEMM_AVX512_BF16) {
         size_t widest = M > patch_len ? M : patch_len;
         widest = widest > D ? widest : D;
-        s->bf16_scratch = malloc(T * (widest + 2) * sizeof(uint16_t));
-        s->mlp_bf16 = malloc(T * (M + 1) * sizeof(uint16_t));
+        s->bf16_scratch = state_alloc(s, T * (widest + 2) * sizeof(uint16_t));
+        s->mlp_bf16 = state_alloc(s, T * (M + 1) * sizeof(uint16_t));
         ok = ok && s->bf16_scratch && s->mlp_bf16;
     }
     if (!ok) {
@@ -114,18 +144,13 @@ raddino_status vit_state_create(const vit_config *cfg, gemm_kernel kernel, int t
 void vit_state_free(vit_run_state *s)
 {
     if (!s) return;
-    free(s->pos);
-    free(s->patches);
-    free(s->x);
-    free(s->h);
-    free(s->qkv);
-    free(s->ctx);
-    free(s->branch);
-    free(s->mlp);
-    free(s->scores);
-    free(s->attention_scratch);
-    free(s->bf16_scratch);
-    free(s->mlp_bf16);
+    for (int i = 0; i < s->n_blocks; i++) {
+#if defined(__SANITIZE_ADDRESS__)
+        free(s->blocks[i].p);
+#else
+        munmap(s->blocks[i].p, s->blocks[i].bytes);
+#endif
+    }
     free(s);
 }
 
