@@ -189,12 +189,17 @@ static int parse_serve_options(int argc, char **argv, serve_options *o)
                 return EXIT_USAGE;
             }
             break;
-        case OPT_SEARCH_BATCH:
-            if (!cli_parse_u64("--search-batch", optarg, 1024, &o->search_batch)) {
-                cli_error("--search-batch: expected a number from 0 (one at a time) to 1024");
+        case OPT_SEARCH_BATCH: {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || optarg[0] == '-' || n > 1024) {
+                cli_error("--search-batch: expected a number from 0 (one at a time) to 1024, "
+                          "got '%s'", optarg);
                 return EXIT_USAGE;
             }
+            o->search_batch = n;
             break;
+        }
         case 'h': fputs(serve_usage, stdout); return EXIT_OK;
         default:
             cli_error("serve: unknown or incomplete option '%s' (see raddino serve --help)",
