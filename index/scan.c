@@ -74,9 +74,11 @@ static void heap_offer(cand *h, size_t *size, size_t cap, cand c)
 
 /* Inner products of q with nb vectors of x (rows of d floats). The one place scores are
  * computed: 16 lane sums in a fixed order, then a fixed tree; not inlined, so that every caller
- * runs the same instructions. */
-__attribute__((noinline)) static void score_block(const float *q, const float *x, size_t nb,
-                                                  int d, float *out)
+ * runs the same instructions. One clone is chosen per machine when the library loads, and
+ * every score of the process comes from it; the AVX-512 one fuses the multiply-adds (FMA), so
+ * scores may differ between machines in the last bits, never between calls. */
+__attribute__((noinline, target_clones("avx512f", "avx2", "default"))) static void
+score_block(const float *q, const float *x, size_t nb, int d, float *out)
 {
     for (size_t j = 0; j < nb; j++) {
         const float *v = x + j * (size_t)d;
