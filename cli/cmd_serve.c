@@ -73,6 +73,8 @@ static const char serve_usage[] =
     "                     or --max-pixels when lower; --max-pixels is for stored files)\n"
     "  --upload-max-scans N   refuse progressive JPEG uploads with more scans (default 64)\n"
     "  --timeout S        seconds a connection has to deliver a whole request (default 60)\n"
+    "  --search-batch N   searches that arrive together are answered together, at most N\n"
+    "                     in one pass over the index (default 64; 0: one at a time)\n"
     CLI_COLLECTION_HELP
     CLI_MODEL_HELP
     "  -h, --help         this help\n";
@@ -102,6 +104,7 @@ typedef struct {
     uint64_t upload_pixels;
     uint64_t upload_scans;
     uint64_t timeout;
+    uint64_t search_batch;
 } serve_options;
 
 static bool parse_size(const char *arg, uint64_t *out)
@@ -121,7 +124,7 @@ static bool parse_size(const char *arg, uint64_t *out)
 static int parse_serve_options(int argc, char **argv, serve_options *o)
 {
     enum { OPT_HOST = 0x400, OPT_PORT, OPT_TOKEN, OPT_MAX_UPLOAD, OPT_UPLOAD_PIXELS,
-           OPT_UPLOAD_SCANS, OPT_TIMEOUT, OPT_ALLOW_HOST };
+           OPT_UPLOAD_SCANS, OPT_TIMEOUT, OPT_ALLOW_HOST, OPT_SEARCH_BATCH };
     static const struct option long_options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -131,6 +134,7 @@ static int parse_serve_options(int argc, char **argv, serve_options *o)
         {"upload-max-pixels", required_argument, NULL, OPT_UPLOAD_PIXELS},
         {"upload-max-scans", required_argument, NULL, OPT_UPLOAD_SCANS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"search-batch", required_argument, NULL, OPT_SEARCH_BATCH},
         {"help", no_argument, NULL, 'h'},
         CLI_COLLECTION_LONG_OPTIONS,
         CLI_MODEL_LONG_OPTIONS,
@@ -185,6 +189,17 @@ static int parse_serve_options(int argc, char **argv, serve_options *o)
                 return EXIT_USAGE;
             }
             break;
+        case OPT_SEARCH_BATCH: {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || optarg[0] == '-' || n > 1024) {
+                cli_error("--search-batch: expected a number from 0 (one at a time) to 1024, "
+                          "got '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            o->search_batch = n;
+            break;
+        }
         case 'h': fputs(serve_usage, stdout); return EXIT_OK;
         default:
             cli_error("serve: unknown or incomplete option '%s' (see raddino serve --help)",
@@ -1029,6 +1044,15 @@ static int serve(serve_options *o)
     pthread_mutex_init(&s.encoder_lock, NULL);
     pthread_mutex_init(&s.decode_lock, NULL);
     pthread_cond_init(&s.decode_cond, NULL);
+    if (o->search_batch > 0 && s.dim > 0) {
+        raddino_search_queue_params qp = {(int)o->search_batch, serve_queue_lock,
+                                          serve_queue_unlock, &s};
+        raddino_status st = raddino_search_queue_new(s.collection, &qp, &s.queue);
+        if (st.code) {
+            cli_error("serve: %s", st.message);
+            s.queue = NULL;
+        }
+    }
     server sv;
     memset(&sv, 0, sizeof sv);
     sv.s = &s;
@@ -1043,6 +1067,7 @@ static int serve(serve_options *o)
     pthread_mutex_destroy(&s.encoder_lock);
     pthread_mutex_destroy(&s.decode_lock);
     pthread_cond_destroy(&s.decode_cond);
+    raddino_search_queue_free(s.queue);
     serve_thumb_cache_free(s.thumbs);
     raddino_encoder_close(s.encoder);
     raddino_collection_close(s.collection);
@@ -1060,6 +1085,7 @@ int cmd_serve(int argc, char **argv)
     o.upload_pixels = SERVE_DEFAULT_UPLOAD_PIXELS;
     o.upload_scans = SERVE_DEFAULT_UPLOAD_SCANS;
     o.timeout = 60;
+    o.search_batch = RADDINO_SEARCH_QUEUE_MAX_BATCH;
     o.token = getenv("RADDINO_SERVE_TOKEN");
     if (o.token && !*o.token) o.token = NULL;
     int exit_code = parse_serve_options(argc, argv, &o);

@@ -29,7 +29,9 @@ enum {
         {"rebuild", no_argument, NULL, CLI_OPT_REBUILD}
 #define CLI_COLLECTION_HELP                                                              \
     CLI_DB_HELP                                                                          \
-    "  --index-type T     flat (exact), auto (flat up to 200,000 vectors, then HNSW32 or\n" \
+    "  --index-type T     flat (exact), exact-fp16 or exact-sq8 (exact from half or\n"    \
+    "                     a quarter of flat's memory: re-ranked from the store),\n"       \
+    "                     auto (flat up to 200,000 vectors, then HNSW32 or\n"              \
     "                     IVF-PQ within --max-memory) or a FAISS factory string\n"         \
     "                     (IVF1024,Flat, HNSW32, IVF4096,PQ64...); default: the type of\n" \
     "                     the saved index (DB.faiss), else auto\n"                         \

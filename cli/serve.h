@@ -41,6 +41,9 @@ typedef struct serve_thumb_cache serve_thumb_cache;
 typedef struct {
     raddino_collection *collection;
     pthread_mutex_t collection_lock;
+    /* Searches that arrive together are answered in one batch (raddino_search_queue, which
+     * takes collection_lock around each batch); NULL (--search-batch 0): one at a time. */
+    raddino_search_queue *queue;
     raddino_encoder *encoder;       /* NULL: started without the model (browsing by id only) */
     char model_error[RADDINO_MESSAGE_MAX];  /* why there is no encoder */
     pthread_mutex_t encoder_lock;
@@ -91,6 +94,10 @@ void serve_image_info(serve_state *s, int64_t id, serve_reply *r);
 void serve_thumbnail(serve_state *s, int64_t id, int max_side, const char *if_none_match,
                      serve_reply *r);
 void serve_search(serve_state *s, const serve_search_request *q, serve_reply *r);
+/* The search queue's lock and unlock (user: the serve_state): collection_lock and a read
+ * transaction, as every other request takes them. */
+void serve_queue_lock(void *state);
+void serve_queue_unlock(void *state);
 
 serve_thumb_cache *serve_thumb_cache_new(size_t max_bytes);
 void serve_thumb_cache_free(serve_thumb_cache *c);

@@ -87,6 +87,16 @@ static void read_unlock(serve_state *s)
     pthread_mutex_unlock(&s->collection_lock);
 }
 
+void serve_queue_lock(void *state)
+{
+    read_lock(state);
+}
+
+void serve_queue_unlock(void *state)
+{
+    read_unlock(state);
+}
+
 /* A library status as the reply's error message. */
 static void status_error(serve_reply *r, unsigned status, const raddino_status *st)
 {
@@ -128,9 +138,15 @@ void serve_stats(serve_state *s, serve_reply *r)
     fprintf(o.f,
             ", \"model_loaded\": %s, \"uploads\": {\"decoding\": %d, \"waiting\": %d, "
             "\"cancelled\": %lld, \"refused_busy\": %lld, \"max_pixels\": %llu, "
-            "\"max_scans\": %u}}\n",
+            "\"max_scans\": %u}",
             s->encoder ? "true" : "false", decoding, waiting, cancelled, refused,
             (unsigned long long)s->upload.max_pixels, s->upload.max_scans);
+    raddino_search_queue_stats qs;
+    raddino_search_queue_get_stats(s->queue, &qs);     /* zeros without a queue */
+    fprintf(o.f,
+            ", \"search_batches\": {\"batches\": %lld, \"queries\": %lld, \"largest\": %d, "
+            "\"max_batch\": %d}}\n",
+            qs.batches, qs.queries, qs.largest, qs.max_batch);
     json_finish(&o, r, 200);
 }
 
@@ -753,6 +769,33 @@ static void write_hits(int dim, FILE *f, const search_query *q, const raddino_co
     fputs("]}\n", f);
 }
 
+/* The query through the search queue (answered with the queries that arrive together); o is
+ * the open reply stream, closed here when the reply is made from it. */
+static void search_queued(serve_state *s, search_query *q, float *vector, json_out *o,
+                          serve_reply *r)
+{
+    int found = 1;
+    raddino_status st = raddino_status_ok();
+    if (q->id >= 0) {
+        raddino_store_image img;
+        read_lock(s);
+        st = raddino_collection_vector(s->collection, q->id, vector, &img, &found);
+        read_unlock(s);
+    }
+    raddino_search_request rq = {vector, q->k, -2.0f, q->exclude_self ? q->id : -1,
+                                 q->exclude_self && q->sha256[0] ? q->sha256 : NULL,
+                                 raddino_status_ok(), NULL};
+    if (!st.code && found) st = raddino_search_queue_search(s->queue, &rq);
+    if (!st.code && found) write_hits(s->dim, o->f, q, rq.rows);
+    raddino_collection_rows_free(rq.rows, rq.rows ? (size_t)q->k : 0);
+    if (st.code) status_error(r, 500, &st);
+    else if (!found) serve_error(r, 404, "no such image with a vector");
+    else {
+        json_finish(o, r, 200);
+        o->f = NULL;
+    }
+}
+
 void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r)
 {
     search_query q;
@@ -783,6 +826,10 @@ void serve_search(serve_state *s, const serve_search_request *rq, serve_reply *r
         goto done;
     }
     if (q.id == -1 && !embed_upload(s, rq, &q, vector, r)) goto done;
+    if (s->queue) {
+        search_queued(s, &q, vector, &o, r);
+        goto done;
+    }
     read_lock(s);
     int found = 1;
     raddino_status st = {RADDINO_OK, ""};

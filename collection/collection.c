@@ -581,10 +581,12 @@ static int fetch_stored(void *user, const int64_t *ids, size_t n, float *vectors
     return 0;
 }
 
-raddino_status raddino_collection_search(raddino_collection *c, const float *queries, size_t nq,
-                                         int k, float min_score, const int64_t *exclude_ids,
-                                         const char *const *exclude_sha256, float *scores,
-                                         int64_t *ids)
+/* raddino_collection_search; batch: the queries share one pass over the index
+ * (raddino_index_search_batch) rather than FAISS's search. */
+static raddino_status search_impl(raddino_collection *c, const float *queries, size_t nq, int k,
+                                  float min_score, const int64_t *exclude_ids,
+                                  const char *const *exclude_sha256, float *scores, int64_t *ids,
+                                  int batch)
 {
     if (!c || !c->index || (nq && (!queries || !scores || !ids)) || k <= 0)
         return error(RADDINO_ERR_ARGUMENT, "collection search: bad arguments or no index");
@@ -600,7 +602,10 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
         raddino_status st = fs && fi ? ok_status() : error(RADDINO_ERR_NOMEM, "out of memory");
         /* An index that re-ranks (on-disk, quantised) gets its shortlist's float32 vectors
          * from the store; for the others this is raddino_index_search. */
-        if (!st.code)
+        if (!st.code && batch)
+            st = raddino_index_search_batch(c->index, queries, nq, fetch, 0, fetch_stored, c, fs,
+                                            fi);
+        else if (!st.code)
             st = raddino_index_search_rerank(c->index, queries, nq, fetch, 0, fetch_stored, c,
                                              fs, fi);
         if (!st.code) st = raddino_index_apply_min_score(fs, fi, nq, fetch, min_score, NULL);
@@ -618,6 +623,23 @@ raddino_status raddino_collection_search(raddino_collection *c, const float *que
         if (st.code || all_complete || fetch >= most) return st;
         fetch = (int64_t)fetch * 4 < most ? fetch * 4 : (int)most;
     }
+}
+
+raddino_status raddino_collection_search(raddino_collection *c, const float *queries, size_t nq,
+                                         int k, float min_score, const int64_t *exclude_ids,
+                                         const char *const *exclude_sha256, float *scores,
+                                         int64_t *ids)
+{
+    return search_impl(c, queries, nq, k, min_score, exclude_ids, exclude_sha256, scores, ids, 0);
+}
+
+raddino_status raddino_collection_search_batch(raddino_collection *c, const float *queries,
+                                               size_t nq, int k, float min_score,
+                                               const int64_t *exclude_ids,
+                                               const char *const *exclude_sha256, float *scores,
+                                               int64_t *ids)
+{
+    return search_impl(c, queries, nq, k, min_score, exclude_ids, exclude_sha256, scores, ids, 1);
 }
 
 /* ---- rows ---------------------------------------------------------------------------------- */
@@ -656,11 +678,10 @@ static raddino_status fill_row(raddino_collection *c, int64_t id, float score,
     return st;
 }
 
-raddino_status raddino_collection_search_rows(raddino_collection *c, const float *queries,
-                                              size_t nq, int k, float min_score,
-                                              const int64_t *exclude_ids,
-                                              const char *const *exclude_sha256,
-                                              raddino_collection_row **rows)
+static raddino_status search_rows_impl(raddino_collection *c, const float *queries, size_t nq,
+                                       int k, float min_score, const int64_t *exclude_ids,
+                                       const char *const *exclude_sha256,
+                                       raddino_collection_row **rows, int batch)
 {
     if (!rows || k <= 0) return error(RADDINO_ERR_ARGUMENT, "collection search: bad arguments");
     *rows = NULL;
@@ -670,8 +691,8 @@ raddino_status raddino_collection_search_rows(raddino_collection *c, const float
     raddino_collection_row *out = calloc(n ? n : 1, sizeof *out);
     raddino_status st = scores && ids && out ? ok_status() : error(RADDINO_ERR_NOMEM, "out of memory");
     if (!st.code)
-        st = raddino_collection_search(c, queries, nq, k, min_score, exclude_ids, exclude_sha256,
-                                       scores, ids);
+        st = search_impl(c, queries, nq, k, min_score, exclude_ids, exclude_sha256, scores, ids,
+                         batch);
     for (size_t i = 0; i < n && !st.code; i++) st = fill_row(c, ids[i], scores[i], &out[i]);
     free(scores);
     free(ids);
@@ -681,6 +702,24 @@ raddino_status raddino_collection_search_rows(raddino_collection *c, const float
     }
     *rows = out;
     return st;
+}
+
+raddino_status raddino_collection_search_rows(raddino_collection *c, const float *queries,
+                                              size_t nq, int k, float min_score,
+                                              const int64_t *exclude_ids,
+                                              const char *const *exclude_sha256,
+                                              raddino_collection_row **rows)
+{
+    return search_rows_impl(c, queries, nq, k, min_score, exclude_ids, exclude_sha256, rows, 0);
+}
+
+raddino_status raddino_collection_search_rows_batch(raddino_collection *c, const float *queries,
+                                                    size_t nq, int k, float min_score,
+                                                    const int64_t *exclude_ids,
+                                                    const char *const *exclude_sha256,
+                                                    raddino_collection_row **rows)
+{
+    return search_rows_impl(c, queries, nq, k, min_score, exclude_ids, exclude_sha256, rows, 1);
 }
 
 raddino_status raddino_collection_read_rows(raddino_collection *c, float **vectors,

@@ -160,6 +160,71 @@ raddino_status raddino_collection_read_rows(raddino_collection *c, float **vecto
 
 void raddino_collection_rows_free(raddino_collection_row *rows, size_t n);
 
+/* ---- Batches: queries that arrive together, searched together ----------------------------
+ *
+ * raddino_collection_search_batch and _search_rows_batch are raddino_collection_search and
+ * _search_rows with the nq queries sharing one pass over the index (raddino_index_search_batch):
+ * for "flat" and "exact-*" indexes, 8 queries cost about what one does, and every query gets the
+ * same ids and scores whichever queries share its call (scores may differ from the one-query
+ * FAISS path of raddino_collection_search in the last bits).
+ *
+ * raddino_search_queue gathers the queries of concurrent callers (a server's request threads)
+ * into such batches, group-commit style: a caller that finds no batch running runs its own at
+ * once (a query alone never waits for company); queries that arrive while a batch runs are
+ * taken together, at most max_batch, by one of their callers as soon as it ends. Each caller
+ * blocks until its query is answered and gets its own rows. The queue is safe from any number
+ * of threads; the collection is used by one batch at a time, between params.lock and
+ * params.unlock (a caller that also uses the collection elsewhere passes its own mutex). */
+raddino_status raddino_collection_search_batch(raddino_collection *c, const float *queries,
+                                               size_t nq, int k, float min_score,
+                                               const int64_t *exclude_ids,
+                                               const char *const *exclude_sha256, float *scores,
+                                               int64_t *ids);
+raddino_status raddino_collection_search_rows_batch(raddino_collection *c, const float *queries,
+                                                    size_t nq, int k, float min_score,
+                                                    const int64_t *exclude_ids,
+                                                    const char *const *exclude_sha256,
+                                                    raddino_collection_row **rows);
+
+#define RADDINO_SEARCH_QUEUE_MAX_BATCH 64
+
+typedef struct {
+    int max_batch;              /* queries per batch: 1 to 1024; 0 = RADDINO_SEARCH_QUEUE_MAX_BATCH */
+    void (*lock)(void *user);   /* may be NULL: around each batch's use of the collection */
+    void (*unlock)(void *user);
+    void *user;
+} raddino_search_queue_params;
+
+/* One query. The caller fills the first fields; search fills status and rows. */
+typedef struct {
+    const float *vector;        /* the collection's dim floats (any length: normalised inside) */
+    int k;                      /* 1 to 100,000 */
+    float min_score;            /* -2: none */
+    int64_t exclude_id;         /* -1: none */
+    const char *exclude_sha256; /* NULL: none */
+    raddino_status status;      /* the query's own outcome */
+    raddino_collection_row *rows;   /* k rows (free with raddino_collection_rows_free(rows, k)) */
+} raddino_search_request;
+
+typedef struct {
+    long long batches;          /* run so far */
+    long long queries;          /* answered so far */
+    int largest;                /* most queries in one batch */
+    int pending;                /* queued and not yet taken by a batch */
+    int max_batch;              /* the queue's cap */
+} raddino_search_queue_stats;
+
+typedef struct raddino_search_queue raddino_search_queue;
+
+raddino_status raddino_search_queue_new(raddino_collection *c,
+                                        const raddino_search_queue_params *params,
+                                        raddino_search_queue **out);
+/* No search may be in progress. The collection stays the caller's. */
+void raddino_search_queue_free(raddino_search_queue *q);
+/* Answers r (blocking until its batch has run). Returns r->status. */
+raddino_status raddino_search_queue_search(raddino_search_queue *q, raddino_search_request *r);
+void raddino_search_queue_get_stats(raddino_search_queue *q, raddino_search_queue_stats *out);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -288,7 +288,8 @@ static raddino_status create_faiss(const char *type, const float *vectors, size_
         *out = faiss;
         return index_ok();
     }
-    rc = faiss_index_factory(&faiss, dim, type, METRIC_INNER_PRODUCT);
+    const char *exact_sq = index_exact_sq_factory(type);
+    rc = faiss_index_factory(&faiss, dim, exact_sq ? exact_sq : type, METRIC_INNER_PRODUCT);
     if (rc) return index_faiss_error(rc, "index type");
     if (!faiss_Index_is_trained(faiss)) {
         raddino_status st = train(faiss, type, vectors, n, dim, train_size, seed);

@@ -24,6 +24,8 @@ struct raddino_index {
 /* "ondisk:..." types (ivf.c) and their default re-ranking factor. */
 int index_is_ondisk_type(const char *type);
 int index_default_rerank(const char *type);
+/* The FAISS factory string of an "exact-fp16" / "exact-sq8" type (scan.c), else NULL. */
+const char *index_exact_sq_factory(const char *type);
 
 raddino_status index_ok(void);
 raddino_status index_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -21,6 +21,7 @@ int index_is_ondisk_type(const char *type)
 
 int index_default_rerank(const char *type)
 {
+    if (index_exact_sq_factory(type)) return RADDINO_INDEX_RERANK_EXACT_SQ;
     return index_is_ondisk_type(type) ? RADDINO_INDEX_RERANK_ONDISK : 1;
 }
 

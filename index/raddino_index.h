@@ -27,6 +27,13 @@
  *
  * Index types (params.type):
  *   "flat"    exact inner product (FAISS IndexIDMap over IndexFlatIP). The default.
+ *   "exact-fp16", "exact-sq8"
+ *             flat scans of float16 (2 bytes a dimension) or 8-bit codes (1 byte, FAISS SQ8,
+ *             trained per dimension): half or a quarter of flat's memory traffic and size. Their
+ *             own scores are approximate; searched with re-ranking (raddino_index_search_batch
+ *             or _rerank, factor RADDINO_INDEX_RERANK_EXACT_SQ, the collection does so) a
+ *             shortlist is re-scored from the stored float32 vectors, which gives flat's ids and
+ *             scores wherever the shortlist holds the true neighbours.
  *   "auto"    picks by collection size and params.max_memory (raddino_index_choose_type):
  *               - n <= 10,000: "flat", whatever the budget (under 31 MB at 768-d);
  *               - n <= 200,000 and n*(4d+8) bytes fit the budget: "flat";
@@ -245,6 +252,7 @@ raddino_status raddino_index_read_meta(const char *path, raddino_index_meta *met
  * neighbours. */
 #define RADDINO_INDEX_ONDISK_MIN 1000000
 #define RADDINO_INDEX_RERANK_ONDISK 4
+#define RADDINO_INDEX_RERANK_EXACT_SQ 4
 
 /* Trains an empty IVF of params->type ("ondisk:IVF..." or "IVF...") on all n sample vectors
  * (the caller picks the seeded sample). The result can be shared by concurrent add_part calls. */
@@ -279,6 +287,21 @@ raddino_status raddino_index_search_rerank(const raddino_index *index, const flo
                                            size_t nq, int k, int factor,
                                            raddino_index_fetch_fn fetch, void *user,
                                            float *scores, int64_t *ids);
+
+/* Top-k for a batch of queries that share one pass over the stored vectors: for "flat",
+ * "exact-fp16" and "exact-sq8" each block of stored vectors is read from memory once for all nq
+ * queries (a search on 100,000 x 768 reads 300 MB: 8 queries cost about what one does), on
+ * the index's threads. Every score is computed by the same arithmetic whatever nq is and
+ * whichever queries share the call, so a query gets the same ids and scores, bit for bit, alone
+ * or in any batch (ties: smaller id first). They may differ from raddino_index_search's in the
+ * last bits (FAISS sums in another order). Re-ranking as raddino_index_search_rerank (factor 0:
+ * the index's own; fetch NULL: none), by the same arithmetic: "exact-fp16"/"exact-sq8" then
+ * return flat's ids and scores bit for bit wherever the shortlist holds the true neighbours.
+ * Other types: FAISS's search of the nq queries, then the re-ranking. */
+raddino_status raddino_index_search_batch(const raddino_index *index, const float *queries,
+                                          size_t nq, int k, int factor,
+                                          raddino_index_fetch_fn fetch, void *user,
+                                          float *scores, int64_t *ids);
 
 /* ---- Clustering --------------------------------------------------------------------------- */
 

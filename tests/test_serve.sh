@@ -605,6 +605,71 @@ try:
 finally:
     check(s.stop() == 0, "SIGTERM with --allow-host")
 
+# searches that arrive together are batched (--search-batch, default 64): each answer is the one
+# the same search gets alone, and the one the one-at-a-time path (--search-batch 0) gives
+def queries():
+    out = []
+    for i in range(1, 7):
+        for k in (1, 3, 6):
+            out.append({"id": i, "k": k})
+            out.append({"id": i, "k": k, "exclude_self": True})
+    return out
+
+def answer(base, q):
+    st, _, body = request(base, "/api/search", json.dumps(q).encode(),
+                          {"Content-Type": "application/json"})
+    return st, body
+
+one = Server("--search-batch", "0")
+try:
+    before = [answer(one.base, q) for q in queries()]
+finally:
+    check(one.stop() == 0, "SIGTERM with --search-batch 0")
+s = Server()
+try:
+    alone = [answer(s.base, q) for q in queries()]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda q: answer(s.base, q), queries() * 3))
+    check(all(a[0] == 200 for a in alone), "batched searches: statuses %r" % [a[0] for a in alone])
+    n = len(alone)
+    check(all(together[i] == alone[i % n] for i in range(len(together))),
+          "searches at once answered as alone")
+    def same_results(r0, r1):
+        """Scores rank by rank; ids too, except that equal scores (the collection holds a copy
+        of a file) may come in another order, and a tie at the end may keep another id."""
+        if len(r0) != len(r1) or any(abs(x["score"] - y["score"]) > 2e-6 for x, y in zip(r0, r1)):
+            return False
+        i = 0
+        while i < len(r0):
+            j = i
+            while j + 1 < len(r0) and abs(r0[j + 1]["score"] - r0[i]["score"]) <= 2e-6:
+                j += 1
+            if j + 1 < len(r0) and {r["id"] for r in r0[i:j + 1]} != {r["id"] for r in r1[i:j + 1]}:
+                return False
+            i = j + 1
+        return True
+    differ = []
+    for (st0, b0), (st1, b1) in zip(before, alone):
+        if st0 != st1 or not same_results(json.loads(b0).get("results"), json.loads(b1).get("results")):
+            differ.append((b0, b1))
+    check(not differ, "batched searches: the ids and scores of one at a time: %r" % differ[:2])
+    st, _, body = request(s.base, "/api/stats")
+    b = json.loads(body).get("search_batches", {})
+    check(b.get("queries", 0) >= 4 * n and b.get("largest", 0) >= 1 and b.get("max_batch") == 64,
+          "stats: search_batches %r" % b)
+    # bad requests in a batch still get one clear error each
+    bad = [({"id": 1, "k": 0}, 400), ({"id": 999999, "k": 3}, 404),
+           ({"vector": [1, 2], "k": 3}, 400), ({"id": 1, "k": 1001}, 400)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda qb: answer(s.base, qb[0]), bad * 2))
+    check(all(g[0] == w and is_json_error(g[1]) for g, (_, w) in zip(got, bad * 2)),
+          "bad searches among others: %r" % [g[0] for g in got])
+finally:
+    check(s.stop() == 0, "SIGTERM after batched searches")
+for arg in ("-1", "1025", "x"):
+    p = subprocess.run([raddino, "serve", "--db", db, "--search-batch", arg], capture_output=True, timeout=60)
+    check(p.returncode == 2 and b"--search-batch" in p.stderr, "--search-batch %s: exit %d" % (arg, p.returncode))
+
 # a non-loopback address without a token: refused before listening
 p = subprocess.run([raddino, "serve", "--db", db, "--host", "0.0.0.0", "--port", "0"],
                    capture_output=True, timeout=60)
