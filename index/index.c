@@ -276,7 +276,11 @@ static raddino_status train(FaissIndex *faiss, const char *type, const float *ve
         st = index_normalise(vectors + rows[i] * (size_t)dim, 1, dim, x + i * (size_t)dim,
                              rows[i]);
     free(rows);
-    if (!st.code) {
+    char err[256];
+    if (!st.code && index_ivf_graph_quantizer(faiss)) {   /* k-means without the graph */
+        if (index_ivf_train_flat(faiss, m, x, err, sizeof err))
+            st = index_error(RADDINO_ERR_ARGUMENT, "training the index: %s", err);
+    } else if (!st.code) {
         int rc = faiss_Index_train(faiss, (idx_t)m, x);
         if (rc) st = index_faiss_error(rc, "training the index");
     }
@@ -411,10 +415,17 @@ raddino_status raddino_index_add(raddino_index *index, const float *vectors, con
     float *x = malloc(chunk * (size_t)index->dim * sizeof *x);
     if (!x) return index_error(RADDINO_ERR_NOMEM, "out of memory adding vectors");
     omp_set_num_threads(index->n_threads);
+    int graph = index_ivf_graph_quantizer(index->faiss);
     for (size_t i = 0; i < n && !st.code; i += chunk) {
         size_t m = n - i < chunk ? n - i : chunk;
         st = index_normalise(vectors + i * (size_t)index->dim, m, index->dim, x, i);
         if (st.code) break;
+        if (graph) {   /* lists assigned by a flat product, not the graph (ivf_coarse.cpp) */
+            char err[256];
+            if (index_ivf_add_flat(index->faiss, m, x, ids + i, err, sizeof err))
+                st = index_error(RADDINO_ERR_ARGUMENT, "adding vectors: %s", err);
+            continue;
+        }
         int rc = faiss_Index_add_with_ids(index->faiss, (idx_t)m, x, ids + i);
         if (rc) st = index_faiss_error(rc, "adding vectors");
     }
