@@ -198,7 +198,7 @@ typedef struct {
  * with nprobe 0, the recall its nprobe is chosen to reach. */
 #define RADDINO_INDEX_BUILD_RECALL_QUERIES 200
 #define RADDINO_INDEX_BUILD_RECALL_K 10
-#define RADDINO_INDEX_RECALL_TARGET 0.97
+#define RADDINO_INDEX_RECALL_TARGET 0.98
 
 raddino_status raddino_index_get_info(const raddino_index *index, raddino_index_info *out);
 
