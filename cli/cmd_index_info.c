@@ -11,7 +11,8 @@ static const char index_info_usage[] =
     "\n"
     "Describes the collection's search index (DB.faiss), building or refreshing it first when\n"
     "the collection changed: type, vectors, dimension, memory, search parameters, and for\n"
-    "approximate types recall@10 against exact search for N stored vectors as queries.\n"
+    "approximate types recall@10 against exact search for N stored vectors as queries\n"
+    "(and the recall measured when the index was built, on held-out stored vectors).\n"
     "\n"
     "options:\n"
     "  --recall-queries N  stored vectors used as queries for the recall measurement\n"
@@ -110,6 +111,11 @@ static void print_info(const raddino_collection_info *ci, const raddino_index_in
             printf(", \"lists_bytes\": %llu, \"rerank\": %d", (unsigned long long)ii->lists_bytes,
                    ii->rerank);
         }
+        if (ii->build_recall_queries > 0)   /* only then, as above */
+            printf(", \"build_recall\": {\"recall\": %.4f, \"k\": %d, \"queries\": %d, "
+                   "\"nprobe\": %d}",
+                   ii->build_recall, ii->build_recall_k, ii->build_recall_queries,
+                   ii->build_recall_nprobe);
         fputs(", \"recall_at_10\": ", stdout);
         if (measured) printf("%.4f, \"recall_queries\": %zu}\n", recall, sample);
         else puts("null}");
@@ -129,6 +135,12 @@ static void print_info(const raddino_collection_info *ci, const raddino_index_in
                ii->rerank);
     }
     if (ii->ef_search) printf("hnsw:       efSearch %d\n", ii->ef_search);
+    if (ii->build_recall_queries > 0) {
+        printf("built with: recall@%d %.4f (%d held-out vectors against exact search",
+               ii->build_recall_k, ii->build_recall, ii->build_recall_queries);
+        if (ii->build_recall_nprobe > 0) printf(", nprobe %d", ii->build_recall_nprobe);
+        puts(")");
+    }
     if (measured) printf("recall@10:  %.4f (%zu queries against exact search)\n", recall, sample);
 }
 

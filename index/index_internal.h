@@ -19,7 +19,22 @@ struct raddino_index {
     size_t train_size;  /* as given at build, reused when a remove rebuilds */
     uint64_t seed;
     int rerank;         /* shortlist factor of search_rerank (1: none) */
+    /* Recall@k measured when the index was built (recall.c); queries 0 = not measured. */
+    double build_recall;
+    int build_recall_queries, build_recall_k, build_recall_nprobe;
 };
+
+/* Bytes a node of an HNSW32 graph costs beyond its vector (64 level-0 links of 4 bytes, the
+ * upper levels, offsets): the auto rule's estimate for the coarse quantizer of IVF{L}_HNSW32. */
+#define RADDINO_INDEX_HNSW_BYTES 320
+
+/* Measures recall@k (k = RADDINO_INDEX_BUILD_RECALL_K) of a freshly built index on
+ * RADDINO_INDEX_BUILD_RECALL_QUERIES of its own vectors held out (each query's own id is
+ * dropped from both the exact and the index's answer), and stores it in the index. With
+ * tune_nprobe, first picks the smallest nprobe of a geometric ladder whose recall reaches
+ * RADDINO_INDEX_RECALL_TARGET (nlist if none does) and leaves it in force. */
+raddino_status index_build_recall(raddino_index *ix, const float *vectors, const int64_t *ids,
+                                  size_t n, int tune_nprobe, uint64_t seed);
 
 /* "ondisk:..." types (ivf.c) and their default re-ranking factor. */
 int index_is_ondisk_type(const char *type);

@@ -161,6 +161,12 @@ static char *meta_json(const raddino_index *ix, const raddino_index_meta *meta,
     cJSON_AddNumberToObject(o, "ntotal", (double)faiss_Index_ntotal(ix->faiss));
     cJSON_AddNumberToObject(o, "nprobe", ix->nprobe);
     cJSON_AddNumberToObject(o, "ef_search", ix->ef_search);
+    if (ix->build_recall_queries > 0) {   /* absent in files written before it was measured */
+        cJSON_AddNumberToObject(o, "build_recall", ix->build_recall);
+        cJSON_AddNumberToObject(o, "build_recall_queries", ix->build_recall_queries);
+        cJSON_AddNumberToObject(o, "build_recall_k", ix->build_recall_k);
+        cJSON_AddNumberToObject(o, "build_recall_nprobe", ix->build_recall_nprobe);
+    }
     if (lists && lists->present) {
         /* 64-bit values as hex text: a JSON number (a double) would round them. */
         char hex[17];
@@ -181,6 +187,8 @@ typedef struct {
     raddino_index_meta meta;
     int nprobe, ef_search;
     lists_meta lists;
+    double build_recall;
+    int build_recall_queries, build_recall_k, build_recall_nprobe;
 } saved_meta;
 
 static int json_count(const cJSON *o, const char *key, double max, double *out)
@@ -214,6 +222,20 @@ static raddino_status parse_meta(const char *path, const char *text, size_t size
              json_count(o, "nprobe", 1e9, &nprobe) && json_count(o, "ef_search", 1e9, &ef) &&
              json_text(o, "model_id", out->meta.model_id, sizeof out->meta.model_id) &&
              json_text(o, "type", out->meta.type, sizeof out->meta.type);
+    if (ok && cJSON_GetObjectItemCaseSensitive(o, "build_recall")) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "build_recall");
+        double queries = 0, k = 0, probe = 0;
+        ok = cJSON_IsNumber(r) && r->valuedouble >= 0 && r->valuedouble <= 1 &&
+             json_count(o, "build_recall_queries", 1e9, &queries) && queries >= 1 &&
+             json_count(o, "build_recall_k", 1e6, &k) &&
+             json_count(o, "build_recall_nprobe", 1e9, &probe);
+        if (ok) {
+            out->build_recall = r->valuedouble;
+            out->build_recall_queries = (int)queries;
+            out->build_recall_k = (int)k;
+            out->build_recall_nprobe = (int)probe;
+        }
+    }
     if (ok && cJSON_GetObjectItemCaseSensitive(o, "lists_file")) {
         char *end1, *end2;
         ok = json_text(o, "lists_file", out->lists.file, sizeof out->lists.file) &&
@@ -613,6 +635,10 @@ raddino_status raddino_index_load(const char *path, const raddino_index_params *
     ix->train_size = p.train_size;
     ix->seed = p.seed;
     if (sm.lists.present && sm.lists.rerank > 0) ix->rerank = sm.lists.rerank;
+    ix->build_recall = sm.build_recall;
+    ix->build_recall_queries = sm.build_recall_queries;
+    ix->build_recall_k = sm.build_recall_k;
+    ix->build_recall_nprobe = sm.build_recall_nprobe;
     if (p.rerank > 0) ix->rerank = p.rerank;
     if (meta) *meta = sm.meta;
     *out = ix;

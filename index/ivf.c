@@ -21,8 +21,13 @@ int index_is_ondisk_type(const char *type)
 
 int index_default_rerank(const char *type)
 {
+    /* Scalar-quantised codes (on disk, the in-memory SQ8 "auto" picks under a tight budget,
+     * and the exact-sq8 / exact-fp16 types) score within about 1e-2 of the exact cosine:
+     * re-ranking a shortlist of 4 k from the float32 vectors gives back exact scores and
+     * order. */
     if (index_exact_sq_factory(type)) return RADDINO_INDEX_RERANK_EXACT_SQ;
-    return index_is_ondisk_type(type) ? RADDINO_INDEX_RERANK_ONDISK : 1;
+    if (index_is_ondisk_type(type)) return RADDINO_INDEX_RERANK_ONDISK;
+    return type && strstr(type, "_HNSW") && strstr(type, ",SQ") ? RADDINO_INDEX_RERANK_ONDISK : 1;
 }
 
 raddino_status raddino_index_sample_rows(size_t n, size_t m, uint64_t seed, size_t **rows)

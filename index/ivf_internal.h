@@ -42,6 +42,16 @@ int index_read_ondisk(const void *bytes, size_t size, const char *stored_name,
  * (-2 otherwise). 0 for other indexes. */
 int index_ivf_check_lists(const FaissIndex *index, char *err, size_t err_size);
 
+/* An IVF whose coarse quantizer is an HNSW graph (ivf_coarse.cpp): 1, else 0. */
+int index_ivf_graph_quantizer(const FaissIndex *index);
+/* Trains it (k-means assigning by a flat index over the centroids; the graph is built once
+ * over the result), or adds n unit vectors to the lists a flat search over the centroids
+ * assigns them. 0 on success; 1 when the index is not such an IVF (nothing done). */
+int index_ivf_train_flat(FaissIndex *index, size_t n, const float *x, char *err,
+                         size_t err_size);
+int index_ivf_add_flat(FaissIndex *index, size_t n, const float *x, const int64_t *ids,
+                       char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,11 +37,18 @@
  *   "auto"    picks by collection size and params.max_memory (raddino_index_choose_type):
  *               - n <= 10,000: "flat", whatever the budget (under 31 MB at 768-d);
  *               - n <= 200,000 and n*(4d+8) bytes fit the budget: "flat";
- *               - n*(4d+320) bytes fit: "HNSW32" (graph: 64 level-0 links of 4 bytes a vector);
- *               - else "IVF{L},PQ{m}np" with L = the power of two nearest 4*sqrt(n), within
- *                 [64, 65536] and at most n/39, and m the largest divisor of d among
- *                 d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d bytes fit ("np": no
- *                 polysemous training, slow and unused since we never set a Hamming threshold);
+ *               - else, up to 1,000,000, with L = the power of two nearest 4*sqrt(n), within
+ *                 [64, 65536] and at most n/39 (2,048 lists at 200k-600k, 4,096 at 1M), and
+ *                 a fixed L*(4d+320) bytes for the centroids and their HNSW32 graph:
+ *                 "IVF{L}_HNSW32,Flat" when n*(4d+8) + fixed fit (float32 codes: exact
+ *                 scores); else "IVF{L}_HNSW32,SQ8" when n*(d+8) + fixed fit (re-ranked x4
+ *                 by raddino_index_search_rerank); else "IVF{L},PQ{m}np" with m the largest
+ *                 divisor of d among d/8, 64, 48, 32, 16, 8 for which n*(m+8) + (L+256)*4d
+ *                 bytes fit ("np": no polysemous training, slow and unused since we never set
+ *                 a Hamming threshold). The HNSW types get the nprobe that reaches
+ *                 RADDINO_INDEX_RECALL_TARGET on held-out vectors at build (below) unless
+ *                 params.nprobe is set. (A plain HNSW32 over the vectors, the rule before,
+ *                 took over 30 minutes to build at 1M on 2 cores.)
  *               - first of all, past RADDINO_INDEX_ONDISK_MIN (1,000,000) vectors:
  *                 "ondisk:IVF{L},SQ8" whatever the budget (below: built in parts, its lists
  *                 memory-mapped and paged in on demand).
@@ -53,7 +60,14 @@
  *             min(n, max(65,536, 64 * nlist)) (FAISS itself uses at most 256 per centroid).
  *             Types that cannot keep ids themselves (all but IVF) are wrapped in an IndexIDMap.
  *
- * Search parameters: nprobe (IVF lists visited; 0 = max(8, nlist/32), at most nlist) and
+ * Recall at build: raddino_index_build measures recall@10 of every approximate type it builds
+ * on RADDINO_INDEX_BUILD_RECALL_QUERIES (200) of the vectors, chosen with params.seed, each
+ * held out (its own id left out of both the index's answer and the exact one); the figure is
+ * kept in the index (raddino_index_info.build_recall, saved and loaded) and costs 200 * n * d
+ * multiply-adds (about 1 s at 1M x 768).
+ *
+ * Search parameters: nprobe (IVF lists visited; 0 = max(8, nlist/32), at most nlist; for the
+ * HNSW-quantized IVF types "auto" picks, the nprobe chosen at build) and
  * ef_search (HNSW beam width; 0 = 64; never below k in FAISS). They are applied at build and
  * load and can be changed with raddino_index_set_search_params. Typical recall@10 on clustered
  * 768-d data (tests/test_index.c checks >= 0.9): IVF256,Flat with nprobe 16, HNSW32 with
@@ -176,7 +190,22 @@ typedef struct {
     char lists_path[4096];  /* the memory-mapped lists file ("" when in memory) */
     uint64_t lists_bytes;
     int rerank;             /* shortlist factor in force (1: none) */
+    /* Recall@k measured at build time (raddino_index_build, approximate types): `queries` of
+     * the vectors chosen with the build's seed are held out one at a time (the query's own id
+     * is left out of both the exact and the index's answer) and searched at `nprobe`.
+     * build_recall_queries is 0 when none was measured (flat; on-disk indexes built in parts;
+     * files saved before this was recorded). */
+    double build_recall;
+    int build_recall_queries;
+    int build_recall_k;
+    int build_recall_nprobe;
 } raddino_index_info;
+
+/* What raddino_index_build measures (above) and, for the in-memory IVF types "auto" picks
+ * with nprobe 0, the recall its nprobe is chosen to reach. */
+#define RADDINO_INDEX_BUILD_RECALL_QUERIES 200
+#define RADDINO_INDEX_BUILD_RECALL_K 10
+#define RADDINO_INDEX_RECALL_TARGET 0.98
 
 raddino_status raddino_index_get_info(const raddino_index *index, raddino_index_info *out);
 

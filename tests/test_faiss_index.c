@@ -555,12 +555,15 @@ START_TEST(auto_rule_as_documented)
     uint64_t MB = 1000000;
     ck_assert_str_eq(choose(5000, 1), "flat");                 /* tiny: flat whatever budget */
     ck_assert_str_eq(choose(200000, 1000 * MB), "flat");       /* 200k * 3080 = 616 MB */
-    /* 616 MB flat and 678 MB HNSW both miss 600 MB: 4*sqrt(200k) = 1789 -> 2048 lists. */
-    ck_assert_str_eq(choose(200000, 600 * MB), "IVF2048,PQ96np");
-    ck_assert_str_eq(choose(200001, 100000 * MB), "HNSW32");   /* past the flat size */
-    ck_assert_str_eq(choose(1000000, 4000 * MB), "HNSW32");    /* 1M * 3392 = 3.39 GB */
-    /* 1M: 4*sqrt(n) = 4000 -> 4096 lists; m = 96 fits 1 GB: 104 MB + 13 MB. */
-    ck_assert_str_eq(choose(1000000, 1000 * MB), "IVF4096,PQ96np");
+    /* 616 MB flat misses 600 MB; the float32 IVF too; SQ8 (155 MB + 6.9 MB of quantizer)
+     * fits: 4*sqrt(200k) = 1789 -> 2048 lists. */
+    ck_assert_str_eq(choose(200000, 600 * MB), "IVF2048_HNSW32,SQ8");
+    ck_assert_str_eq(choose(200001, 100000 * MB), "IVF2048_HNSW32,Flat");   /* past flat */
+    ck_assert_str_eq(choose(1000000, 4000 * MB), "IVF4096_HNSW32,Flat");    /* 3.09 GB */
+    /* 1M in 1 GB: SQ8, 776 MB + 13.9 MB */
+    ck_assert_str_eq(choose(1000000, 1000 * MB), "IVF4096_HNSW32,SQ8");
+    /* 1M in 500 MB: 4*sqrt(n) = 4000 -> 4096 lists; m = 96 fits: 104 MB + 13 MB. */
+    ck_assert_str_eq(choose(1000000, 500 * MB), "IVF4096,PQ96np");
     /* 150k: 4*sqrt = 1549 -> 2048 (log-nearest); 2048 * 39 < 150k. */
     ck_assert_str_eq(choose(150000, 100 * MB), "IVF2048,PQ96np");
     /* Tight budget: m shrinks. 1M * (32 + 8) + 4352 * 3072 = 53.4 MB. */

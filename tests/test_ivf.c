@@ -390,7 +390,7 @@ START_TEST(refusals_and_the_auto_rule)
     OK(raddino_index_choose_type(100000000, 768, 0, type, sizeof type));
     ck_assert_str_eq(type, "ondisk:IVF8192,SQ8");
     OK(raddino_index_choose_type(1000000, 768, 4000000000ull, type, sizeof type));
-    ck_assert_str_eq(type, "HNSW32");   /* at the threshold: in memory, as before */
+    ck_assert_str_eq(type, "IVF4096_HNSW32,Flat");   /* at the threshold: in memory */
 
     float *x = clustered(2000, 3);
     int64_t *ids = make_ids(2000);

@@ -179,6 +179,19 @@ expect 0 "search the refreshed IVF" -- "$RADDINO" search --db "$DB" -k 1 --nprob
 grep -qF "\"path\": \"$C/new2.png\"" "$TMP/out" && ok || { fail "IVF refreshed: new file found"; cat "$TMP/out"; }
 expect 0 "HNSW index" -- "$RADDINO" index-info --db "$DB" --json --index-type HNSW32
 info_is "HNSW built, recall measured" origin=built type=HNSW32 exact=False recall_at_10=1.0
+# --- IVF with an HNSW coarse quantizer (auto's in-memory choice past 200,000 vectors): the
+# recall measured at build, on held-out stored vectors, is kept with the index and shown ---
+expect 0 "IVF-HNSW index" -- "$RADDINO" index-info --db "$DB" --json --index-type IVF2_HNSW32,Flat --nprobe 2
+info_is "IVF-HNSW built" origin=built type=IVF2_HNSW32,Flat exact=False nlist=2 nprobe=2 recall_at_10=1.0
+$PY - "$TMP/out" <<'PYEOF' && ok || { fail "index-info --json: recall measured at build"; cat "$TMP/out"; }
+import json, sys
+got = json.loads(open(sys.argv[1]).read())
+b = got["build_recall"]
+n = got["vectors"]
+assert b == {"recall": 1.0, "k": min(10, n - 1), "queries": n, "nprobe": 2}, b
+PYEOF
+expect 0 "IVF-HNSW loaded" -- "$RADDINO" index-info --db "$DB"
+stdout_has "built with: recall@10 1.0000 (" "index-info shows the recall measured at build"
 # --- the on-disk IVF (auto's choice past 1,000,000 vectors), asked for by name here ---
 lists_files() { ls "$TMP" | grep -c '^s\.db\.faiss\..*\.ivfdata$'; }
 expect 0 "on-disk IVF" -- "$RADDINO" index-info --db "$DB" --json --index-type ondisk:IVF2,Flat --nprobe 2
