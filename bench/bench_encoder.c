@@ -16,6 +16,8 @@
  * With --pixels, encodes that raw [3, H, W] float32 tensor and writes all its tokens as raw
  * float32 to --out, for comparison with ../shared/bench/torch_vit.py --pixels.
  */
+#include "encoder_internal.h"   /* vit_product_kernel: the bf16 mode's precision plan */
+#include "peak.h"
 #include "raddino_encoder.h"
 
 #include <cblas.h>
@@ -83,6 +85,36 @@ static double forward_flops(const raddino_model_info *m)
     double patch_len = (double)m->channels * m->patch * m->patch;
     double per_layer = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M;
     return 2 * P * patch_len * D + m->layers * per_layer;
+}
+
+/* The fastest the bf16 mode could run if every product ran at its instruction's peak: the
+ * precision plan (vit_product_kernel) keeps some products float32 (the patch embedding, layer
+ * 0, layer 1's q/k/v) and attention's q k^T is float32 in every layer (its rounding costs the
+ * CLS too much, see attention.c); those run at the FMA peak, the rest at the vdpbf16ps peak.
+ * Returns GFLOP/s; *fp32_share = the float32 share of the FLOPs. */
+static double plan_bound_gflops(const raddino_model_info *m, double peak_bf16, double peak_fp32,
+                                double *fp32_share)
+{
+    double T = m->tokens, P = T - 1, D = m->hidden, M = m->mlp;
+    double patch_len = (double)m->channels * m->patch * m->patch;
+    double flops[VIT_PRODUCTS] = {[VIT_QKV] = 2 * T * D * 3 * D, [VIT_VALUES] = 2 * T * T * D,
+                                  [VIT_PROJ] = 2 * T * D * D, [VIT_FC1] = 2 * T * D * M,
+                                  [VIT_FC2] = 2 * T * D * M};
+    vit_config cfg = {0};
+    double f32 = 2 * T * T * D * m->layers, bf = 0;   /* q k^T */
+    if (vit_product_kernel(&cfg, GEMM_AVX512_BF16, -1, VIT_QKV) == GEMM_AVX512_BF16)
+        bf += 2 * P * patch_len * D;
+    else
+        f32 += 2 * P * patch_len * D;
+    for (int l = 0; l < m->layers; l++)
+        for (int p = 0; p < VIT_PRODUCTS; p++) {
+            if (vit_product_kernel(&cfg, GEMM_AVX512_BF16, l, (vit_product)p) == GEMM_AVX512_BF16)
+                bf += flops[p];
+            else
+                f32 += flops[p];
+        }
+    *fp32_share = f32 / (f32 + bf);
+    return (f32 + bf) / (f32 / peak_fp32 + bf / peak_bf16);
 }
 
 /* The forward pass's matrix products alone, at the same shapes and in the same order. */
@@ -184,6 +216,24 @@ static int time_kernel(const bench_options *o, const bench_kernel *k, float *cls
     raddino_model_info m;
     raddino_encoder_info(enc, &m);
     double flops = forward_flops(&m);
+    /* The peak of this kernel's instruction, measured here, in the child, just before its
+     * timings (libgomp's threads do not survive a fork, so the parent runs no parallel region
+     * before the children). */
+    bool bf16 = k->precision == RADDINO_PRECISION_BF16;
+    int threads = o->threads ? o->threads : omp_get_num_procs();
+    double peak = peak_gflops(bf16 ? PEAK_BF16 : PEAK_FP32, threads, 0.5);
+    if (peak > 0)
+        printf("%-8s peak on %d threads: %s zmm %.1f GFLOP/s (register-only loop, 24 chains, "
+               "best of 3)\n", k->name, threads, bf16 ? "vdpbf16ps" : "vfmadd231ps", peak);
+    double plan_bound = 0, fma = 0, share = 0;
+    if (bf16 && peak > 0) {
+        fma = peak_gflops(PEAK_FP32, threads, 0.5);
+        plan_bound = plan_bound_gflops(&m, peak, fma, &share);
+        printf("%-8s peak on %d threads: vfmadd231ps zmm %.1f GFLOP/s; the precision plan keeps "
+               "%.1f%% of the FLOPs float32, so its bound is %.1f GFLOP/s = %.3f of the "
+               "vdpbf16ps peak\n", k->name, threads, fma, 100 * share, plan_bound,
+               plan_bound / peak);
+    }
     size_t in_n = (size_t)3 * m.input_height * m.input_width;
     size_t out_n = (size_t)m.tokens * m.hidden;
     for (int b = 0; b < o->n_batches; b++) {
@@ -204,9 +254,34 @@ static int time_kernel(const bench_options *o, const bench_kernel *k, float *cls
             }
             t[r] = (now() - start) / batch;
         }
-        double s = median(t, o->repeats);
+        double s = median(t, o->repeats), best = t[0];   /* median() sorted t */
         printf("%-8s batch %d: %.3f s/image  %6.1f GFLOP/s  peak RSS %4.0f MB  (%s)\n", k->name,
                batch, s, flops / s * 1e-9, peak_rss_mb(), m.kernel);
+        /* Against the arithmetic peak of the kernel's instruction, on the same threads,
+         * measured again after the timings: a neighbour that ran during the first measurement
+         * lowers it, so the larger of the two counts. */
+        if (peak > 0) {
+            double again = peak_gflops(bf16 ? PEAK_BF16 : PEAK_FP32, threads, 0.5);
+            printf("%-8s peak again after batch %d: %.1f GFLOP/s (the larger counts)\n", k->name,
+                   batch, again);
+            peak = again > peak ? again : peak;
+            if (bf16) {
+                again = peak_gflops(PEAK_FP32, threads, 0.5);
+                fma = again > fma ? again : fma;
+                plan_bound = plan_bound_gflops(&m, peak, fma, &share);
+            }
+        }
+        if (peak > 0)
+            printf("%-8s batch %d: median %.1f GFLOP/s = %.3f of the %s peak %.1f; best of %d "
+                   "%.1f GFLOP/s = %.3f\n",
+                   k->name, batch, flops / s * 1e-9, flops / s * 1e-9 / peak,
+                   bf16 ? "vdpbf16ps" : "vfmadd231ps", peak,
+                   o->repeats, flops / best * 1e-9, flops / best * 1e-9 / peak);
+        if (plan_bound > 0)
+            printf("%-8s batch %d: median %.3f, best %.3f of the precision plan's bound %.1f "
+                   "(vfmadd231ps peak %.1f)\n",
+                   k->name, batch, flops / s * 1e-9 / plan_bound, flops / best * 1e-9 / plan_bound,
+                   plan_bound, fma);
         fflush(stdout);
         free(t), free(pixels), free(tokens);
     }
@@ -323,8 +398,11 @@ static int run_timings(const bench_options *o)
     double flops = forward_flops(&m);
     printf("model: hidden %d, layers %d, heads %d, mlp %d, input %dx%d, %d tokens\n", m.hidden,
            m.layers, m.heads, m.mlp, m.input_width, m.input_height, m.tokens);
-    printf("threads: %d, GEMM work per image: %.1f GFLOP\n",
-           o->threads ? o->threads : omp_get_num_procs(), flops * 1e-9);
+    int threads = o->threads ? o->threads : omp_get_num_procs();
+    printf("threads: %d, GEMM work per image: %.1f GFLOP (2 per multiply-add of every product: "
+           "patch embedding, q/k/v, q k^T, probabilities x values, projection, MLP)\n",
+           threads, flops * 1e-9);
+    (void)threads;
     float *cls[3];
     bool have[3] = {false, false, false};
     for (int i = 0; i < 3; i++) {

@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <check.h>
+#include <omp.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,11 @@ static void check_linear(gemm_kernel kernel, int m, int n, int k, bool bias, dou
     free(x), free(w), free(b), free(y), free(ref), free(scratch);
 }
 
-static const int shapes[][3] = {{1, 1, 1},   {5, 63, 7},    {6, 64, 64},  {7, 65, 385},
-                                {13, 130, 3}, {49, 100, 769}, {50, 1, 400}, {97, 200, 33}};
+/* The last two: the ViT's 1370 tokens (row blocks of unequal split, a partial last tile) and
+ * fc2's long k (3072 + 1: many k passes, an odd tail). */
+static const int shapes[][3] = {{1, 1, 1},      {5, 63, 7},     {6, 64, 64},   {7, 65, 385},
+                                {13, 130, 3},   {49, 100, 769}, {50, 1, 400},  {97, 200, 33},
+                                {1370, 130, 97}, {143, 70, 3073}};
 
 START_TEST(linear_float32)
 {
@@ -83,6 +87,35 @@ START_TEST(linear_bf16)
     if (!gemm_cpu_has_avx512_bf16()) return;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_linear(GEMM_AVX512_BF16, shapes[s][0], shapes[s][1], shapes[s][2], s % 2, 1e-2);
+}
+END_TEST
+
+/* Every output element is one sum in a fixed k order whatever thread computes it: the same
+ * product on 1 and on 2 threads is bit-identical (results stay deterministic). */
+static void check_thread_independent(gemm_kernel kernel)
+{
+    int m = 1370, n = 200, k = 769;
+    float *x = random_matrix((size_t)m * k, 11), *w = random_matrix((size_t)n * k, 12);
+    float *y1 = malloc((size_t)m * n * sizeof(float)), *y2 = malloc((size_t)m * n * sizeof(float));
+    uint16_t *scratch = malloc((size_t)m * (k + 2) * sizeof(uint16_t));
+    gemm_matrix packed;
+    ck_assert(!gemm_matrix_pack(kernel, w, n, k, (size_t)k, &packed).code);
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gemm_linear(&packed, x, m, (size_t)k, NULL, y1, (size_t)n, scratch);
+    omp_set_num_threads(2);
+    gemm_linear(&packed, x, m, (size_t)k, NULL, y2, (size_t)n, scratch);
+    omp_set_num_threads(threads);
+    ck_assert_msg(memcmp(y1, y2, (size_t)m * n * sizeof(float)) == 0,
+                  "kernel %d: 1 and 2 threads differ", kernel);
+    gemm_matrix_free(&packed);
+    free(x), free(w), free(y1), free(y2), free(scratch);
+}
+
+START_TEST(products_thread_independent)
+{
+    if (gemm_cpu_has_avx512()) check_thread_independent(GEMM_AVX512_F32);
+    if (gemm_cpu_has_avx512_bf16()) check_thread_independent(GEMM_AVX512_BF16);
 }
 END_TEST
 
@@ -226,6 +259,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, linear_float32);
     tcase_add_test(tc, linear_bf16);
+    tcase_add_test(tc, products_thread_independent);
     tcase_add_test(tc, bf16_rounding);
     tcase_add_test(tc, attention_matches_reference);
     tcase_add_test(tc, gelu_matches_erf);
