@@ -110,6 +110,13 @@ raddino_status dicom_rle_decode(const uint8_t *data, size_t size, const char *na
 raddino_status dicom_grey_values(const dicom_frame *f, const char *name, double *grey,
                                  uint8_t *padding);
 
+/* A decoded greyscale frame -> 8-bit RGB, as a reader sees it (Modality LUT, VOI per opts,
+ * MONOCHROME1 inversion, padding black). Frames of up to 16 stored bits go by a table of the
+ * stored values; per_pixel forces the per-pixel path (the tests compare the two). */
+raddino_status dicom_greyscale_to_rgb(const dicom_frame *f, const char *name,
+                                      const raddino_load_options *opts, bool per_pixel,
+                                      uint8_t *rgb);
+
 /* DICOM bytes -> 8-bit RGB image, as a reader sees it (see dicom_pixels.c). */
 raddino_status dicom_load(const uint8_t *data, size_t size, const char *name,
                           const raddino_load_options *opts, raddino_image *out);

@@ -652,6 +652,13 @@ static uint8_t round_u8(double y)
     return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
 }
 
+/* One grey level's output byte when min-max is used (lo and range over the sign-adjusted grey
+ * levels of the frame's pixels that are not padding). */
+static uint8_t minmax_u8(double sign, double g, double lo, double range)
+{
+    return (uint8_t)floor((sign * g - lo) * 255.0 / range + 0.5);
+}
+
 /* grey (after the Modality LUT) -> u8 per the VOI choice and the inversion; padding -> 0. */
 static void grey_to_u8(const double *grey, const uint8_t *padding, size_t n, const voi_choice *v,
                        bool invert, uint8_t *out)
@@ -676,8 +683,95 @@ static void grey_to_u8(const double *grey, const uint8_t *padding, size_t n, con
             out[i] = 0;     /* padding, or a flat image (the 16-bit rule gives 0) */
             continue;
         }
-        out[i] = (uint8_t)floor((sign * grey[i] - lo) * 255.0 / range + 0.5);
+        out[i] = minmax_u8(sign, grey[i], lo, range);
     }
+}
+
+/* The same conversion, by table, for frames of up to 16 stored bits: such a frame holds at most
+ * 65,536 distinct stored values, so each value's grey level, padding flag and output byte are
+ * computed once, with the same expressions as grey_to_u8 applies per pixel (min and max do not
+ * depend on the order they are taken in), and the bytes are identical. A 2000x2000 frame then
+ * needs a 64 KB table instead of 45 MB of per-pixel doubles and flags, whose first touch (page
+ * faults) and passes cost more than decoding in-process formats. */
+#define TABLE_MAX_BITS 16
+
+static uint32_t stored_index(const dicom_header *h, const uint8_t *pixels, size_t i, int shift,
+                             uint32_t mask)
+{
+    uint32_t raw = h->bits_allocated == 8 ? pixels[i]
+                                          : (uint32_t)pixels[2 * i] | (uint32_t)pixels[2 * i + 1] << 8;
+    return (raw >> shift) & mask;
+}
+
+static int64_t signed_stored(const dicom_header *h, uint32_t v)
+{
+    if (h->pixel_representation == 1 && (v >> (h->bits_stored - 1)) & 1)
+        return (int64_t)v - ((int64_t)1 << h->bits_stored);
+    return (int64_t)v;
+}
+
+static bool table_applies(const dicom_header *h)
+{
+    return (h->bits_allocated == 8 || h->bits_allocated == 16) && h->bits_stored >= 1 &&
+           h->bits_stored <= TABLE_MAX_BITS && h->bits_stored <= h->bits_allocated;
+}
+
+/* The output byte of every stored value present in the frame (seen[u] != 0); grey: count
+ * scratch doubles. */
+static void table_u8(const dicom_header *h, const uint8_t *seen, size_t count,
+                     const voi_choice *v, bool invert, double *grey, uint8_t *out)
+{
+    const dicom_lut *lut = h->modality_lut.n ? &h->modality_lut : NULL;
+    double sign = invert ? -1 : 1, lo = INFINITY, hi = -INFINITY;
+    for (size_t u = 0; u < count; u++) {
+        if (!seen[u]) continue;
+        int64_t sv = signed_stored(h, (uint32_t)u);
+        double g = lut ? lut_lookup(lut, sv) : (double)sv * h->rescale_slope + h->rescale_intercept;
+        grey[u] = g;
+        out[u] = 0;     /* padding */
+        if (is_padding(h, sv)) continue;
+        if (v->kind != VOI_MINMAX) {
+            double y = voi_apply(v, g);
+            out[u] = round_u8(invert ? 255 - y : y);
+            continue;
+        }
+        if (sign * g < lo) lo = sign * g;
+        if (sign * g > hi) hi = sign * g;
+    }
+    if (v->kind != VOI_MINMAX) return;
+    double range = hi - lo;
+    for (size_t u = 0; u < count; u++)
+        if (seen[u] && !is_padding(h, signed_stored(h, (uint32_t)u)))
+            out[u] = range > 0 ? minmax_u8(sign, grey[u], lo, range) : 0;
+}
+
+static raddino_status greyscale_by_table(const dicom_frame *f, const char *name,
+                                         const voi_choice *v, bool invert, uint8_t *rgb)
+{
+    const dicom_header *h = &f->header;
+    size_t n = (size_t)h->rows * (size_t)h->columns;
+    if (f->size < n * (size_t)(h->bits_allocated / 8))
+        return status_error(RADDINO_ERR_ARGUMENT, "%s: DICOM: not a greyscale frame", name);
+    int shift = h->high_bit + 1 - h->bits_stored;
+    uint32_t mask = ((uint32_t)1 << h->bits_stored) - 1;
+    size_t count = (size_t)mask + 1;
+    uint8_t *seen = calloc(count, 1), *u8 = malloc(count);
+    double *grey = malloc(count * sizeof *grey);
+    raddino_status st = status_ok();
+    if (!seen || !u8 || !grey) {
+        st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
+    } else {
+        for (size_t i = 0; i < n; i++) seen[stored_index(h, f->pixels, i, shift, mask)] = 1;
+        table_u8(h, seen, count, v, invert, grey, u8);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t y = u8[stored_index(h, f->pixels, i, shift, mask)];
+            rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = y;
+        }
+    }
+    free(seen);
+    free(u8);
+    free(grey);
+    return st;
 }
 
 static bool photometric_is(const dicom_header *h, const char *s)
@@ -685,11 +779,24 @@ static bool photometric_is(const dicom_header *h, const char *s)
     return strcmp(h->photometric, s) == 0;
 }
 
-static raddino_status greyscale_to_rgb(const dicom_frame *f, const char *name,
-                                       const raddino_load_options *opts, uint8_t *rgb)
+raddino_status dicom_greyscale_to_rgb(const dicom_frame *f, const char *name,
+                                      const raddino_load_options *opts, bool per_pixel,
+                                      uint8_t *rgb)
 {
     const dicom_header *h = &f->header;
     size_t n = (size_t)h->rows * (size_t)h->columns;
+    voi_choice v = {VOI_MINMAX, 0, 0, NULL};
+    if (opts->window == RADDINO_WINDOW_AUTO) {
+        v = voi_from_file(h);
+    } else if (opts->window == RADDINO_WINDOW_EXPLICIT) {
+        v.kind = VOI_LINEAR;
+        v.center = opts->window_center;
+        v.width = opts->window_width;
+    }
+    bool invert = photometric_is(h, "MONOCHROME1") ||
+                  (photometric_is(h, "MONOCHROME2") &&
+                   strcmp(h->presentation_lut_shape, "INVERSE") == 0);
+    if (table_applies(h) && !per_pixel) return greyscale_by_table(f, name, &v, invert, rgb);
     double *grey = malloc(n * sizeof *grey);
     uint8_t *padding = malloc(n);
     uint8_t *u8 = malloc(n);
@@ -698,17 +805,6 @@ static raddino_status greyscale_to_rgb(const dicom_frame *f, const char *name,
         st = status_error(RADDINO_ERR_NOMEM, "%s: out of memory", name);
     if (!st.code) st = dicom_grey_values(f, name, grey, padding);
     if (!st.code) {
-        voi_choice v = {VOI_MINMAX, 0, 0, NULL};
-        if (opts->window == RADDINO_WINDOW_AUTO) {
-            v = voi_from_file(h);
-        } else if (opts->window == RADDINO_WINDOW_EXPLICIT) {
-            v.kind = VOI_LINEAR;
-            v.center = opts->window_center;
-            v.width = opts->window_width;
-        }
-        bool invert = photometric_is(h, "MONOCHROME1") ||
-                      (photometric_is(h, "MONOCHROME2") &&
-                       strcmp(h->presentation_lut_shape, "INVERSE") == 0);
         grey_to_u8(grey, padding, n, &v, invert, u8);
         for (size_t i = 0; i < n; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = u8[i];
     }
@@ -822,7 +918,7 @@ raddino_status dicom_load(const uint8_t *data, size_t size, const char *name,
             st = status_error(RADDINO_ERR_UNSUPPORTED, "%s: DICOM: photometric interpretation "
                               "'%s' not supported", name, h->photometric);
         else
-            st = greyscale_to_rgb(&f, name, opts, rgb);
+            st = dicom_greyscale_to_rgb(&f, name, opts, false, rgb);
     } else {
         st = colour_to_rgb(&f, name, rgb);
     }

@@ -658,6 +658,96 @@ START_TEST(test_rle_decoder)
 }
 END_TEST
 
+/* The table conversion of greyscale frames (up to 16 stored bits) against the per-pixel one,
+ * byte for byte, on synthetic frames that reach every branch: 8 and 16 bits allocated, stored
+ * bits below the high bit, signed values, rescale, a Modality LUT, padding values and ranges,
+ * MONOCHROME1 and INVERSE, min-max, each VOI function, a VOI LUT, an explicit window, and flat
+ * frames. The reference files check it against pydicom too (test_references). */
+static void fill_lut(dicom_lut *lut, int n, int64_t first, int bits, uint64_t *seed)
+{
+    lut->n = n;
+    lut->first = first;
+    lut->bits = bits;
+    lut->data = malloc((size_t)n * sizeof *lut->data);
+    ck_assert_ptr_nonnull(lut->data);
+    for (int i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        lut->data[i] = (uint16_t)((*seed >> 33) & ((1u << bits) - 1));
+    }
+}
+
+START_TEST(test_grey_table_equals_per_pixel)
+{
+    const int rows = 37, cols = 41;
+    size_t n = (size_t)rows * cols;
+    uint64_t seed = 12345;
+    for (int variant = 0; variant < 400; variant++) {
+        dicom_frame f;
+        memset(&f, 0, sizeof f);
+        dicom_header *h = &f.header;
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t r = seed >> 11;
+        h->rows = rows;
+        h->columns = cols;
+        h->samples_per_pixel = 1;
+        h->frames = 1;
+        h->bits_allocated = r & 1 ? 16 : 8;
+        h->bits_stored = 1 + (int)((r >> 1) % (uint64_t)h->bits_allocated);
+        h->high_bit = h->bits_stored - 1 +
+                      (int)((r >> 6) % (uint64_t)(h->bits_allocated - h->bits_stored + 1));
+        h->pixel_representation = (int)((r >> 10) & 1);
+        strcpy(h->photometric, (r >> 11) & 1 ? "MONOCHROME1" : "MONOCHROME2");
+        if ((r >> 12) % 5 == 0) strcpy(h->presentation_lut_shape, "INVERSE");
+        h->rescale_slope = (r >> 15) & 1 ? 1 : 0.37 + (double)((r >> 16) % 7);
+        h->rescale_intercept = (r >> 19) & 1 ? 0 : -1024.5;
+        h->has_padding = (r >> 20) % 3 == 0;
+        h->has_padding_limit = h->has_padding && (r >> 22) & 1;
+        h->padding_value = (int64_t)((r >> 23) % 64);
+        h->padding_limit = (int64_t)((r >> 29) % 300);
+        /* A flat frame now and then (every pixel one value, or only padding and one value). */
+        bool flat = (r >> 38) % 11 == 0;
+        if ((r >> 35) % 4 == 0) fill_lut(&h->modality_lut, 1 + (int)((r >> 40) % 300),
+                                         -(int64_t)((r >> 44) % 50), 12, &seed);
+        const char *functions[3] = {"LINEAR", "LINEAR_EXACT", "SIGMOID"};
+        h->has_window = (r >> 48) % 3 != 0;
+        strcpy(h->voi_function, functions[(r >> 50) % 3]);
+        h->window_center = (double)((r >> 52) % 200) - 50;
+        h->window_width = (double)((r >> 56) % 300) + ((r >> 60) & 1 ? 0.5 : 0);
+        if (!h->has_window && (r >> 61) & 1) fill_lut(&h->voi_lut, 256, 0, 10, &seed);
+        size_t bytes = (size_t)h->bits_allocated / 8;
+        f.size = n * bytes;
+        f.pixels = malloc(f.size);
+        ck_assert_ptr_nonnull(f.pixels);
+        for (size_t i = 0; i < f.size; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            f.pixels[i] = flat ? (uint8_t)(i % bytes ? 0 : 5) : (uint8_t)(seed >> 56);
+        }
+        for (int mode = RADDINO_WINDOW_MINMAX; mode <= RADDINO_WINDOW_EXPLICIT; mode++) {
+            raddino_load_options o;
+            memset(&o, 0, sizeof o);
+            o.window = mode;
+            o.window_center = 40;
+            o.window_width = 1 + (double)(variant % 90);
+            uint8_t *a = malloc(3 * n), *b = malloc(3 * n);
+            ck_assert(a && b);
+            raddino_status sa = dicom_greyscale_to_rgb(&f, "synthetic", &o, false, a);
+            raddino_status sb = dicom_greyscale_to_rgb(&f, "synthetic", &o, true, b);
+            ck_assert_int_eq(sa.code, 0);
+            ck_assert_int_eq(sb.code, 0);
+            ck_assert_msg(memcmp(a, b, 3 * n) == 0,
+                          "variant %d window mode %d: table and per-pixel bytes differ (bits "
+                          "%d/%d/%d signed %d)", variant, mode, h->bits_allocated,
+                          h->bits_stored, h->high_bit, h->pixel_representation);
+            free(a);
+            free(b);
+        }
+        free(h->modality_lut.data);
+        free(h->voi_lut.data);
+        free(f.pixels);
+    }
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test, int loop_end)
 {
     TCase *tc = tcase_create(name);
@@ -682,6 +772,7 @@ static Suite *dicom_suite(void)
     add_case(s, "second_frames", test_second_frames, 0);
     add_case(s, "refused", test_refused, 0);
     add_case(s, "rle_decoder", test_rle_decoder, 0);
+    add_case(s, "grey_table", test_grey_table_equals_per_pixel, 0);
     add_case(s, "codec_abort", test_codec_abort_isolated, 0);
     add_case(s, "codec_hang", test_codec_hang_stopped, 0);
     return s;
