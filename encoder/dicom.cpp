@@ -626,6 +626,12 @@ bool patch_frame_pointer(const uint8_t *data, size_t size, const dicom_layout *l
     return true;
 }
 
+/* A greyscale JPEG 2000 frame's joined fragments, for dicom_j2k_decode; data NULL: none. */
+struct frame_stream {
+    const uint8_t *data;
+    size_t size;
+};
+
 /* What the codec path hands back besides the pixels (see codec_decode_isolated). */
 struct codec_result {
     raddino_status st;
@@ -637,9 +643,16 @@ struct codec_result {
 /* JPEG, JPEG-LS and JPEG 2000 through GDCM: frame `frame` into pixels (frame_bytes), or a
  * status. Runs in the child process of codec_decode_isolated. */
 void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
-                  const dicom_header *h, bool by_syntax, size_t frame_bytes, uint8_t *pixels,
-                  codec_result *r)
+                  const dicom_header *h, bool by_syntax, const frame_stream *j2k,
+                  size_t frame_bytes, uint8_t *pixels, codec_result *r)
 {
+    if (j2k->data &&
+        dicom_j2k_decode(j2k->data, j2k->size, h, pixels, frame_bytes) == DICOM_J2K_DECODED) {
+        copy_text(r->photometric, sizeof r->photometric, h->photometric);
+        r->planar = 0;
+        r->st = status_ok();
+        return;
+    }
     /* The whole data set, pixel data as stored (nothing decoded yet). */
     memory_buffer buf(data, size);
     std::istream is(&buf);
@@ -701,11 +714,11 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
 }
 
 void codec_decode_catching(const uint8_t *data, size_t size, const char *name, int frame,
-                           const dicom_header *h, bool by_syntax, size_t frame_bytes,
-                           uint8_t *pixels, codec_result *r)
+                           const dicom_header *h, bool by_syntax, const frame_stream *j2k,
+                           size_t frame_bytes, uint8_t *pixels, codec_result *r)
 {
     try {
-        codec_decode(data, size, name, frame, h, by_syntax, frame_bytes, pixels, r);
+        codec_decode(data, size, name, frame, h, by_syntax, j2k, frame_bytes, pixels, r);
     } catch (const std::bad_alloc &) {
         r->st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {
@@ -788,11 +801,12 @@ static bool wait_for_child(pid_t pid, int limit_s)
  * RADDINO_TEST_DICOM_CODEC_LIMIT_S=N sets the time limit. */
 raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
                                      int frame, const dicom_header *h, bool by_syntax,
-                                     size_t frame_bytes, uint8_t *pixels, codec_result *out)
+                                     const frame_stream *j2k, size_t frame_bytes,
+                                     uint8_t *pixels, codec_result *out)
 {
 #ifdef RADDINO_DICOM_NO_FORK
     std::memset(out, 0, sizeof *out);
-    codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, pixels, out);
+    codec_decode_catching(data, size, name, frame, h, by_syntax, j2k, frame_bytes, pixels, out);
     return out->st;
 #else
     size_t header = (sizeof(codec_result) + 63) / 64 * 64;
@@ -822,8 +836,8 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
         const char *hang = getenv("RADDINO_TEST_DICOM_CODEC_HANG");
         if (hang && *hang)
             for (;;) pause();
-        codec_decode_catching(data, size, name, frame, h, by_syntax, frame_bytes, shared_pixels,
-                              shared);
+        codec_decode_catching(data, size, name, frame, h, by_syntax, j2k, frame_bytes,
+                              shared_pixels, shared);
         __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
         _exit(0);
     }
@@ -857,6 +871,28 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
 }
 
 void restore_syntax(dicom_header *h, const std::string &syntax);
+
+/* A single-frame greyscale JPEG 2000 image's fragments, joined for dicom_j2k_decode (which
+ * leaves anything but the plain case to GDCM); returns the buffer to free, NULL (j2k left
+ * empty) for other images or when the fragments cannot be joined (GDCM then says why).
+ * Testing hook: RADDINO_TEST_DICOM_GDCM_J2K=1 leaves every JPEG 2000 image to GDCM. */
+uint8_t *j2k_frame(const uint8_t *data, const dicom_layout *l, const char *name,
+                   const dicom_header *h, frame_stream *j2k)
+{
+    bool is_j2k = !std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.4.90") ||
+                  !std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.4.91");
+    if (!is_j2k || h->frames != 1 || h->samples_per_pixel != 1) return nullptr;
+    const char *hook = getenv("RADDINO_TEST_DICOM_GDCM_J2K");    /* tests: GDCM decodes all */
+    if (hook && *hook) return nullptr;
+    uint8_t *joined = nullptr;
+    size_t joined_size = 0;
+    raddino_status st = dicom_encapsulated_frame(data, l, name, 1, 0, false, &joined,
+                                                 &joined_size);
+    if (st.code) return nullptr;
+    j2k->data = joined;
+    j2k->size = joined_size;
+    return joined;
+}
 
 /* syntax: the transfer syntax the file names when GDCM reads a copy naming another (see
  * syntax_copy), else "". */
@@ -917,8 +953,11 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
                             h->columns, h->rows);
     out->size = frame_bytes;
     codec_result r;
-    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), frame_bytes,
+    frame_stream j2k = {nullptr, 0};
+    uint8_t *joined = j2k_frame(data, l, name, h, &j2k);
+    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), &j2k, frame_bytes,
                                out->pixels, &r);
+    std::free(joined);
     if (st.code) return st;
     copy_text(h->photometric, sizeof h->photometric, r.photometric);
     h->planar_configuration = r.planar;

@@ -110,6 +110,19 @@ raddino_status dicom_rle_decode(const uint8_t *data, size_t size, const char *na
 raddino_status dicom_grey_values(const dicom_frame *f, const char *name, double *grey,
                                  uint8_t *padding);
 
+/* ---- dicom_j2k.c ---- */
+
+typedef enum {
+    DICOM_J2K_FALLBACK,     /* not the plain greyscale case, or not decoded: GDCM decides */
+    DICOM_J2K_DECODED       /* pixels hold the frame, as GDCM would have written it */
+} dicom_j2k_result;
+
+/* One greyscale JPEG 2000 frame (codestream or JP2: the frame's fragments joined) straight
+ * through OpenJPEG into pixels (frame_bytes: rows x columns words of Bits Allocated), one
+ * thread. Runs in the decoder child process (codec_decode_isolated). */
+dicom_j2k_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dicom_header *h,
+                                  uint8_t *pixels, size_t frame_bytes);
+
 /* A decoded greyscale frame -> 8-bit RGB, as a reader sees it (Modality LUT, VOI per opts,
  * MONOCHROME1 inversion, padding black). Frames of up to 16 stored bits go by a table of the
  * stored values; per_pixel forces the per-pixel path (the tests compare the two). */
