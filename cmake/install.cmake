@@ -64,7 +64,7 @@ target_compile_definitions(raddino_shared PRIVATE
   RADDINO_VERSION_STRING="${PROJECT_VERSION}" RADDINO_FAISS_VERSION="${RADDINO_FAISS_VERSION}")
 target_link_libraries(raddino_shared PRIVATE raddino_faiss_c PkgConfig::OPENBLAS
   PkgConfig::CJSON PkgConfig::LIBJPEG PkgConfig::LIBPNG PkgConfig::LIBCURL PkgConfig::LIBCRYPTO
-  PkgConfig::SQLITE3 Threads::Threads PkgConfig::OPENJP2 ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
+  PkgConfig::SQLITE3 Threads::Threads PkgConfig::OPENJP2 PkgConfig::CHARLS ${GDCM_MSFF_LIBRARY} ${GDCM_DSED_LIBRARY} ${GDCM_COMMON_LIBRARY}
   OpenMP::OpenMP_C m)
 target_link_options(raddino_shared PRIVATE
   -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/lib/raddino.map)

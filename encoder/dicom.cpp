@@ -626,10 +626,12 @@ bool patch_frame_pointer(const uint8_t *data, size_t size, const dicom_layout *l
     return true;
 }
 
-/* A greyscale JPEG 2000 frame's joined fragments, for dicom_j2k_decode; data NULL: none. */
+/* A greyscale JPEG 2000 or JPEG-LS frame's joined fragments, for dicom_direct.c; data NULL:
+ * none. */
 struct frame_stream {
     const uint8_t *data;
     size_t size;
+    bool jpeg_ls;   /* else JPEG 2000 */
 };
 
 /* What the codec path hands back besides the pixels (see codec_decode_isolated). */
@@ -643,11 +645,12 @@ struct codec_result {
 /* JPEG, JPEG-LS and JPEG 2000 through GDCM: frame `frame` into pixels (frame_bytes), or a
  * status. Runs in the child process of codec_decode_isolated. */
 void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
-                  const dicom_header *h, bool by_syntax, const frame_stream *j2k,
+                  const dicom_header *h, bool by_syntax, const frame_stream *direct,
                   size_t frame_bytes, uint8_t *pixels, codec_result *r)
 {
-    if (j2k->data &&
-        dicom_j2k_decode(j2k->data, j2k->size, h, pixels, frame_bytes) == DICOM_J2K_DECODED) {
+    if (direct->data &&
+        (direct->jpeg_ls ? dicom_jls_decode : dicom_j2k_decode)(
+            direct->data, direct->size, h, pixels, frame_bytes) == DICOM_DIRECT_DECODED) {
         copy_text(r->photometric, sizeof r->photometric, h->photometric);
         r->planar = 0;
         r->st = status_ok();
@@ -714,11 +717,11 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
 }
 
 void codec_decode_catching(const uint8_t *data, size_t size, const char *name, int frame,
-                           const dicom_header *h, bool by_syntax, const frame_stream *j2k,
+                           const dicom_header *h, bool by_syntax, const frame_stream *direct,
                            size_t frame_bytes, uint8_t *pixels, codec_result *r)
 {
     try {
-        codec_decode(data, size, name, frame, h, by_syntax, j2k, frame_bytes, pixels, r);
+        codec_decode(data, size, name, frame, h, by_syntax, direct, frame_bytes, pixels, r);
     } catch (const std::bad_alloc &) {
         r->st = status_error(RADDINO_ERR_NOMEM, "%s: DICOM: out of memory", name);
     } catch (const std::exception &e) {
@@ -787,7 +790,8 @@ static bool wait_for_child(pid_t pid, int limit_s)
  * size, the JPEG header), but a codec's internal state cannot be validated from outside, so an
  * abort there must not take the caller with it (raddino embed, search, serve, any program using
  * the library). The child (fork: no exec, it shares the parent's pages copy-on-write) decodes
- * into a shared anonymous mapping and exits; a child killed by a signal becomes a refusal.
+ * into a shared anonymous mapping and exits (the frame then stays in that mapping:
+ * dicom_frame.mapping); a child killed by a signal becomes a refusal.
  * Cost: one fork per compressed DICOM image, about a millisecond against tens to hundreds of
  * milliseconds of decoding (bench figures in the README); native and RLE data, which we decode
  * ourselves, never fork. Only the forking thread exists in the child: GDCM and the codecs take
@@ -801,12 +805,18 @@ static bool wait_for_child(pid_t pid, int limit_s)
  * RADDINO_TEST_DICOM_CODEC_LIMIT_S=N sets the time limit. */
 raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const char *name,
                                      int frame, const dicom_header *h, bool by_syntax,
-                                     const frame_stream *j2k, size_t frame_bytes,
-                                     uint8_t *pixels, codec_result *out)
+                                     const frame_stream *direct, size_t frame_bytes,
+                                     dicom_frame *pixels, codec_result *out)
 {
 #ifdef RADDINO_DICOM_NO_FORK
     std::memset(out, 0, sizeof *out);
-    codec_decode_catching(data, size, name, frame, h, by_syntax, j2k, frame_bytes, pixels, out);
+    pixels->pixels = (uint8_t *)std::malloc(frame_bytes);
+    if (!pixels->pixels)
+        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
+                            h->columns, h->rows);
+    pixels->size = frame_bytes;
+    codec_decode_catching(data, size, name, frame, h, by_syntax, direct, frame_bytes,
+                          pixels->pixels, out);
     return out->st;
 #else
     size_t header = (sizeof(codec_result) + 63) / 64 * 64;
@@ -836,7 +846,7 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
         const char *hang = getenv("RADDINO_TEST_DICOM_CODEC_HANG");
         if (hang && *hang)
             for (;;) pause();
-        codec_decode_catching(data, size, name, frame, h, by_syntax, j2k, frame_bytes,
+        codec_decode_catching(data, size, name, frame, h, by_syntax, direct, frame_bytes,
                               shared_pixels, shared);
         __atomic_store_n(&shared->done, 1, __ATOMIC_RELEASE);
         _exit(0);
@@ -861,36 +871,46 @@ raddino_status codec_decode_isolated(const uint8_t *data, size_t size, const cha
                           "result", name);
     else
         st = shared->st;
-    if (!st.code) {
-        std::memcpy(pixels, shared_pixels, frame_bytes);
-        *out = *shared;
+    if (st.code) {
+        munmap(mem, total);
+        return st;
     }
-    munmap(mem, total);
+    /* The frame stays where the child wrote it (no copy: a 2000x2000 16-bit frame is 8 MB
+     * whose copy, and the page faults of a fresh buffer, cost a tenth of a decode). */
+    *out = *shared;
+    pixels->pixels = shared_pixels;
+    pixels->size = frame_bytes;
+    pixels->mapping = mem;
+    pixels->mapping_size = total;
     return st;
 #endif
 }
 
 void restore_syntax(dicom_header *h, const std::string &syntax);
 
-/* A single-frame greyscale JPEG 2000 image's fragments, joined for dicom_j2k_decode (which
- * leaves anything but the plain case to GDCM); returns the buffer to free, NULL (j2k left
- * empty) for other images or when the fragments cannot be joined (GDCM then says why).
- * Testing hook: RADDINO_TEST_DICOM_GDCM_J2K=1 leaves every JPEG 2000 image to GDCM. */
-uint8_t *j2k_frame(const uint8_t *data, const dicom_layout *l, const char *name,
-                   const dicom_header *h, frame_stream *j2k)
+/* A single-frame greyscale JPEG 2000 or JPEG-LS image's fragments, joined for dicom_direct.c
+ * (which leaves anything but the plain case to GDCM); returns the buffer to free, NULL (direct
+ * left empty) for other images or when the fragments cannot be joined (GDCM then says why).
+ * Testing hook: RADDINO_TEST_DICOM_GDCM_ONLY=1 leaves every image to GDCM. */
+uint8_t *direct_frame(const uint8_t *data, const dicom_layout *l, const char *name,
+                      const dicom_header *h, frame_stream *direct)
 {
-    bool is_j2k = !std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.4.90") ||
-                  !std::strcmp(h->transfer_syntax, "1.2.840.10008.1.2.4.91");
-    if (!is_j2k || h->frames != 1 || h->samples_per_pixel != 1) return nullptr;
-    const char *hook = getenv("RADDINO_TEST_DICOM_GDCM_J2K");    /* tests: GDCM decodes all */
+    const char *ts = h->transfer_syntax;
+    bool j2k = !std::strcmp(ts, "1.2.840.10008.1.2.4.90") ||
+               !std::strcmp(ts, "1.2.840.10008.1.2.4.91");
+    bool jls = !std::strcmp(ts, "1.2.840.10008.1.2.4.80") ||
+               !std::strcmp(ts, "1.2.840.10008.1.2.4.81");
+    if ((!j2k && !jls) || h->frames != 1 || h->samples_per_pixel != 1) return nullptr;
+    const char *hook = getenv("RADDINO_TEST_DICOM_GDCM_ONLY");
     if (hook && *hook) return nullptr;
     uint8_t *joined = nullptr;
     size_t joined_size = 0;
     raddino_status st = dicom_encapsulated_frame(data, l, name, 1, 0, false, &joined,
                                                  &joined_size);
     if (st.code) return nullptr;
-    j2k->data = joined;
-    j2k->size = joined_size;
+    direct->data = joined;
+    direct->size = joined_size;
+    direct->jpeg_ls = jls;
     return joined;
 }
 
@@ -947,16 +967,11 @@ raddino_status decode_stream(const uint8_t *data, size_t size, const char *name,
     }
     size_t frame_bytes = (size_t)h->rows * (size_t)h->columns * (size_t)h->samples_per_pixel *
                          (size_t)(h->bits_allocated / 8);
-    out->pixels = (uint8_t *)std::malloc(frame_bytes);
-    if (!out->pixels)
-        return status_error(RADDINO_ERR_NOMEM, "%s: out of memory for %dx%d pixels", name,
-                            h->columns, h->rows);
-    out->size = frame_bytes;
     codec_result r;
-    frame_stream j2k = {nullptr, 0};
-    uint8_t *joined = j2k_frame(data, l, name, h, &j2k);
-    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), &j2k, frame_bytes,
-                               out->pixels, &r);
+    frame_stream direct = {nullptr, 0, false};
+    uint8_t *joined = direct_frame(data, l, name, h, &direct);
+    st = codec_decode_isolated(data, size, name, frame, h, !syntax.empty(), &direct, frame_bytes,
+                               out, &r);
     std::free(joined);
     if (st.code) return st;
     copy_text(h->photometric, sizeof h->photometric, r.photometric);
@@ -1099,7 +1114,15 @@ extern "C" void dicom_frame_free(dicom_frame *f)
 {
     if (!f) return;
     dicom_header_free(&f->header);
-    std::free(f->pixels);
+    if (f->mapping) {
+#ifndef RADDINO_DICOM_NO_FORK
+        munmap(f->mapping, f->mapping_size);
+#endif
+    } else {
+        std::free(f->pixels);
+    }
     f->pixels = nullptr;
     f->size = 0;
+    f->mapping = nullptr;
+    f->mapping_size = 0;
 }

@@ -50,6 +50,9 @@ typedef struct {
     uint8_t *pixels;    /* one frame as decoded: samples of bits_allocated/8 bytes, little
                            endian, raw (not masked), planar as header.planar_configuration */
     size_t size;        /* bytes */
+    void *mapping;      /* non-NULL: pixels lie in this mapping (the decoder process wrote them
+                           there), unmapped by dicom_frame_free; else pixels is malloc'd */
+    size_t mapping_size;
 } dicom_frame;
 
 /* Parses the data set up to the pixel data; nothing is decoded. */
@@ -110,18 +113,20 @@ raddino_status dicom_rle_decode(const uint8_t *data, size_t size, const char *na
 raddino_status dicom_grey_values(const dicom_frame *f, const char *name, double *grey,
                                  uint8_t *padding);
 
-/* ---- dicom_j2k.c ---- */
+/* ---- dicom_direct.c ---- */
 
 typedef enum {
-    DICOM_J2K_FALLBACK,     /* not the plain greyscale case, or not decoded: GDCM decides */
-    DICOM_J2K_DECODED       /* pixels hold the frame, as GDCM would have written it */
-} dicom_j2k_result;
+    DICOM_DIRECT_FALLBACK,  /* not the plain greyscale case, or not decoded: GDCM decides */
+    DICOM_DIRECT_DECODED    /* pixels hold the frame, as GDCM would have written it */
+} dicom_direct_result;
 
-/* One greyscale JPEG 2000 frame (codestream or JP2: the frame's fragments joined) straight
- * through OpenJPEG into pixels (frame_bytes: rows x columns words of Bits Allocated), one
- * thread. Runs in the decoder child process (codec_decode_isolated). */
-dicom_j2k_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dicom_header *h,
-                                  uint8_t *pixels, size_t frame_bytes);
+/* One greyscale frame (the frame's fragments joined) straight through OpenJPEG (JPEG 2000
+ * codestream or JP2; one thread) or CharLS (JPEG-LS) into pixels (frame_bytes: rows x columns
+ * words of Bits Allocated). Run in the decoder child process (codec_decode_isolated). */
+dicom_direct_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dicom_header *h,
+                                     uint8_t *pixels, size_t frame_bytes);
+dicom_direct_result dicom_jls_decode(const uint8_t *stream, size_t size, const dicom_header *h,
+                                     uint8_t *pixels, size_t frame_bytes);
 
 /* A decoded greyscale frame -> 8-bit RGB, as a reader sees it (Modality LUT, VOI per opts,
  * MONOCHROME1 inversion, padding black). Frames of up to 16 stored bits go by a table of the

@@ -748,14 +748,19 @@ START_TEST(test_grey_table_equals_per_pixel)
 }
 END_TEST
 
-/* Greyscale JPEG 2000 straight through OpenJPEG (dicom_j2k.c) gives the bytes GDCM gives,
- * and the plain radiographs do take that path (dicom_j2k_decode says it decoded them); the hip
- * image, whose codestream has 16-bit precision under Bits Stored 10, is left to GDCM. */
-START_TEST(test_j2k_direct_equals_gdcm)
+/* Greyscale JPEG 2000 and JPEG-LS straight through OpenJPEG and CharLS (dicom_direct.c) give
+ * the bytes GDCM gives, and the plain radiographs do take that path (the direct decoder says it
+ * decoded them); the two hip images, whose codestreams have 16-bit precision under Bits
+ * Stored 10, are left to GDCM. */
+START_TEST(test_direct_equals_gdcm)
 {
     const char *keys[] = {"dicom/RG2_hip_q_J2KR.dcm", "dicom/RG3_J2KI.dcm",
                           "shared/dicom_pydicom-pylibjpeg-data/RG1_J2KI.dcm",
-                          "shared/dicom_pydicom-pylibjpeg-data/RG3_J2KR.dcm"};
+                          "shared/dicom_pydicom-pylibjpeg-data/RG3_J2KR.dcm",
+                          "dicom/RG2_hip_q_JLSL.dcm",
+                          "shared/dicom_pydicom-pylibjpeg-data/RG1_JLSN.dcm",
+                          "shared/dicom_pydicom-pylibjpeg-data/RG2_JLSL.dcm"};
+    const int first_jpeg_ls = 4;
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
         const ref_line *r = NULL;
         for (int i = 0; i < n_refs; i++)
@@ -771,13 +776,13 @@ START_TEST(test_j2k_direct_equals_gdcm)
         dicom_frame direct, gdcm;
         raddino_status st = dicom_decode_frame(data, size, path, 0, -1, &direct);
         ck_assert_msg(st.code == 0, "%s", st.message);
-        setenv("RADDINO_TEST_DICOM_GDCM_J2K", "1", 1);
+        setenv("RADDINO_TEST_DICOM_GDCM_ONLY", "1", 1);
         st = dicom_decode_frame(data, size, path, 0, -1, &gdcm);
-        unsetenv("RADDINO_TEST_DICOM_GDCM_J2K");
+        unsetenv("RADDINO_TEST_DICOM_GDCM_ONLY");
         ck_assert_msg(st.code == 0, "%s", st.message);
         ck_assert_uint_eq(direct.size, gdcm.size);
         ck_assert_msg(memcmp(direct.pixels, gdcm.pixels, gdcm.size) == 0,
-                      "%s: OpenJPEG's and GDCM's samples differ", keys[k]);
+                      "%s: the direct decoder's and GDCM's samples differ", keys[k]);
         /* The direct path itself, on the frame's joined fragments. */
         dicom_layout l;
         ck_assert_int_eq(dicom_check_structure(data, size, path, &l).code, 0);
@@ -787,13 +792,16 @@ START_TEST(test_j2k_direct_equals_gdcm)
                                                   &stream_size).code, 0);
         uint8_t *pixels = malloc(gdcm.size);
         ck_assert_ptr_nonnull(pixels);
-        bool plain = k != 0;
-        ck_assert_int_eq(dicom_j2k_decode(stream, stream_size, &gdcm.header, pixels, gdcm.size),
-                         plain ? DICOM_J2K_DECODED : DICOM_J2K_FALLBACK);
+        bool plain = k != 0 && (int)k != first_jpeg_ls;     /* the hip images: 16-bit streams */
+        dicom_direct_result (*decode)(const uint8_t *, size_t, const dicom_header *, uint8_t *,
+                                      size_t) =
+            (int)k >= first_jpeg_ls ? dicom_jls_decode : dicom_j2k_decode;
+        ck_assert_int_eq(decode(stream, stream_size, &gdcm.header, pixels, gdcm.size),
+                         plain ? DICOM_DIRECT_DECODED : DICOM_DIRECT_FALLBACK);
         if (plain) ck_assert_msg(memcmp(pixels, gdcm.pixels, gdcm.size) == 0, "%s", keys[k]);
         /* A cut codestream is not decoded here (GDCM then decides). */
-        ck_assert_int_eq(dicom_j2k_decode(stream, stream_size / 2, &gdcm.header, pixels,
-                                          gdcm.size), DICOM_J2K_FALLBACK);
+        ck_assert_int_eq(decode(stream, stream_size / 2, &gdcm.header, pixels, gdcm.size),
+                         DICOM_DIRECT_FALLBACK);
         free(pixels);
         free(stream);
         dicom_frame_free(&direct);
@@ -828,7 +836,7 @@ static Suite *dicom_suite(void)
     add_case(s, "refused", test_refused, 0);
     add_case(s, "rle_decoder", test_rle_decoder, 0);
     add_case(s, "grey_table", test_grey_table_equals_per_pixel, 0);
-    add_case(s, "j2k_direct", test_j2k_direct_equals_gdcm, 0);
+    add_case(s, "direct_codecs", test_direct_equals_gdcm, 0);
     add_case(s, "codec_abort", test_codec_abort_isolated, 0);
     add_case(s, "codec_hang", test_codec_hang_stopped, 0);
     return s;

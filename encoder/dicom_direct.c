@@ -1,23 +1,26 @@
-/* dicom_j2k.c — greyscale JPEG 2000 frames straight through OpenJPEG.
+/* dicom_direct.c — greyscale JPEG 2000 and JPEG-LS frames straight through OpenJPEG and
+ * CharLS.
  *
- * GDCM decodes JPEG 2000 with the same OpenJPEG, but on the way it copies the frame's
- * fragments into a stream, the codestream into a buffer, the decoded samples into a byte
- * value and that into ours, and runs OpenJPEG with one thread per CPU. On a 1841x1955 15-bit
- * radiograph that was 0.3-0.4 core-seconds in the decoder process against about 0.12 for
- * OpenJPEG alone, and the threads competed with the indexer's encoder threads. Here the
- * frame's bytes (joined as pydicom joins them, dicom_encapsulated_frame) go to OpenJPEG from
- * memory with one thread (the indexer runs one decoder per core) and its samples are written
- * once, into the caller's buffer, exactly as GDCM writes them: each sample cast to the 8- or
- * 16-bit word, little endian.
+ * GDCM decodes both with the same libraries, but on the way it copies the frame's fragments
+ * into a stream, the codestream into a buffer, the decoded samples into a byte value and that
+ * into ours, and runs OpenJPEG with one thread per CPU. On 1841x1955 radiographs that was
+ * 0.3-0.4 core-seconds in the decoder process (JPEG 2000; 0.2-0.3 for JPEG-LS) against about
+ * 0.12 for OpenJPEG alone, and OpenJPEG's threads competed with the indexer's encoder threads.
+ * Here the frame's bytes (joined as pydicom joins them, dicom_encapsulated_frame) go to the
+ * codec from memory, OpenJPEG with one thread (the indexer runs one decoder per core), and the
+ * samples are written once, into the caller's buffer, exactly as GDCM writes them: each sample
+ * in the 8- or 16-bit word, little endian.
  *
  * Only the plain case is taken: one component, not subsampled, the header's size, precision
- * equal to Bits Stored, signedness equal to Pixel Representation and words of the size GDCM
- * would choose for that precision. Anything else, and any stream OpenJPEG does not decode,
- * is left to GDCM (DICOM_J2K_FALLBACK), so that what GDCM accepts, refuses or adjusts stays
- * as it was. This runs in the decoder child process like every codec we do not own
- * (dicom.cpp, codec_decode_isolated). */
+ * equal to Bits Stored, words of the size GDCM would choose for that precision, and the
+ * signedness of Pixel Representation (JPEG 2000; JPEG-LS samples are unsigned, so signed
+ * JPEG-LS is left alone). Anything else, and any stream the codec does not decode, is left to
+ * GDCM (DICOM_DIRECT_FALLBACK), so that what GDCM accepts, refuses or adjusts stays as it was.
+ * This runs in the decoder child process like every codec we do not own (dicom.cpp,
+ * codec_decode_isolated). */
 #include "dicom_internal.h"
 
+#include <charls/charls.h>
 #include <openjpeg.h>
 #include <string.h>
 
@@ -97,18 +100,18 @@ static void write_samples(const opj_image_comp_t *c, int bits_allocated, uint8_t
     }
 }
 
-dicom_j2k_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dicom_header *h,
+dicom_direct_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dicom_header *h,
                                   uint8_t *pixels, size_t frame_bytes)
 {
     if (h->samples_per_pixel != 1 || (h->bits_allocated != 8 && h->bits_allocated != 16) ||
         frame_bytes != (size_t)h->rows * (size_t)h->columns * (size_t)(h->bits_allocated / 8))
-        return DICOM_J2K_FALLBACK;
+        return DICOM_DIRECT_FALLBACK;
     memory_stream ms = {stream, size, 0};
     opj_stream_t *s = opj_stream_default_create(OPJ_TRUE);
     opj_codec_t *codec = opj_create_decompress(is_jp2(stream, size) ? OPJ_CODEC_JP2
                                                                      : OPJ_CODEC_J2K);
     opj_image_t *img = NULL;
-    dicom_j2k_result result = DICOM_J2K_FALLBACK;
+    dicom_direct_result result = DICOM_DIRECT_FALLBACK;
     if (!s || !codec) goto done;
     opj_stream_set_user_data(s, &ms, NULL);
     opj_stream_set_user_data_length(s, size);
@@ -127,10 +130,42 @@ dicom_j2k_result dicom_j2k_decode(const uint8_t *stream, size_t size, const dico
     /* Decoding may not change what the header said; check again before writing. */
     if (!plain(img, h) || !img->comps[0].data || img->comps[0].factor != 0) goto done;
     write_samples(&img->comps[0], h->bits_allocated, pixels);
-    result = DICOM_J2K_DECODED;
+    result = DICOM_DIRECT_DECODED;
 done:
     if (img) opj_image_destroy(img);
     if (codec) opj_destroy_codec(codec);
     if (s) opj_stream_destroy(s);
+    return result;
+}
+
+/* ---- JPEG-LS ------------------------------------------------------------------------------ */
+
+dicom_direct_result dicom_jls_decode(const uint8_t *stream, size_t size, const dicom_header *h,
+                                     uint8_t *pixels, size_t frame_bytes)
+{
+    if (h->samples_per_pixel != 1 || h->pixel_representation != 0 ||
+        (h->bits_allocated != 8 && h->bits_allocated != 16) ||
+        frame_bytes != (size_t)h->rows * (size_t)h->columns * (size_t)(h->bits_allocated / 8))
+        return DICOM_DIRECT_FALLBACK;
+    charls_jpegls_decoder *decoder = charls_jpegls_decoder_create();
+    if (!decoder) return DICOM_DIRECT_FALLBACK;
+    dicom_direct_result result = DICOM_DIRECT_FALLBACK;
+    charls_frame_info info;
+    size_t needed = 0;
+    if (charls_jpegls_decoder_set_source_buffer(decoder, stream, size) ||
+        charls_jpegls_decoder_read_header(decoder) ||
+        charls_jpegls_decoder_get_frame_info(decoder, &info))
+        goto done;
+    int word = info.bits_per_sample <= 8 ? 8 : 16;
+    if (info.component_count != 1 || info.width != (uint32_t)h->columns ||
+        info.height != (uint32_t)h->rows || info.bits_per_sample != h->bits_stored ||
+        word != h->bits_allocated)
+        goto done;
+    if (charls_jpegls_decoder_get_destination_size(decoder, 0, &needed) || needed != frame_bytes)
+        goto done;
+    if (charls_jpegls_decoder_decode_to_buffer(decoder, pixels, frame_bytes, 0)) goto done;
+    result = DICOM_DIRECT_DECODED;
+done:
+    charls_jpegls_decoder_destroy(decoder);
     return result;
 }
