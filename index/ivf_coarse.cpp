@@ -10,6 +10,7 @@
  * a near one) at a fraction of the cost. FAISS's C API has no hook for either (clustering_index,
  * add_core with precomputed lists), hence C++ here.
  */
+#include "faiss_guard.h"
 #include "ivf_internal.h"
 
 #include <faiss/IndexFlat.h>
@@ -26,33 +27,7 @@ namespace {
 
 using idx = faiss::Index::idx_t;
 
-void set_error(char *err, size_t size, const char *msg)
-{
-    if (!err || size == 0) return;
-    /* FAISS messages look like "Error in void faiss::f(...) at file.cpp:12: the reason". */
-    const char *reason = std::strstr(msg, "Error in ") == msg ? std::strstr(msg, ": ") : nullptr;
-    std::snprintf(err, size, "%s", reason ? reason + 2 : msg);
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-}
-
-template <typename F>
-int guarded(char *err, size_t size, F body)
-{
-    try {
-        body();
-        return 0;
-    } catch (const std::bad_alloc &) {
-        set_error(err, size, "out of memory");
-        return -3;
-    } catch (const std::exception &e) {
-        set_error(err, size, e.what());
-        return -2;
-    } catch (...) {
-        set_error(err, size, "unknown error");
-        return -1;
-    }
-}
+using raddino_faiss_guard::guarded;
 
 faiss::IndexIVF *graph_ivf(FaissIndex *index)
 {
