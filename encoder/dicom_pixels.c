@@ -345,6 +345,12 @@ raddino_status dicom_check_structure(const uint8_t *data, size_t size, const cha
     }
     layout->implicit = w.implicit;
     layout->big_endian = w.big;
+    /* Pixel data straight after the file meta information: no attribute says what the pixels
+     * are, and GDCM, reading the header up to the pixel data, would meet the end of its input
+     * where it expects a tag, and assert. */
+    if (meta_end + 4 <= size && rd16(&w, meta_end) == 0x7FE0 && rd16(&w, meta_end + 2) == 0x0010)
+        return status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the pixel data comes first in the "
+                            "data set (no image attributes)", name);
     pos = meta_end;
     if (walk_elements(&w, &pos, size, 0, false)) return check_codestream(&w, ts);
     /* Trailing zero bytes (padding some writers leave) are accepted. */
