@@ -128,6 +128,9 @@ static bool walk_items(dicom_walk *w, size_t *pos, size_t end, bool undefined, b
         *pos += 8;
         if (g == 0xFFFE && e == 0xE0DD) {
             if (!undefined) return walk_fail(w, at, "sequence delimiter in a defined length");
+            /* The standard says 0; GDCM reads another length as a fragment of that size and
+             * allocates it (4 GB for a 1 kB file). */
+            if (len != 0) return walk_fail(w, at, "sequence delimiter with a non-zero length");
             return true;
         }
         if (g != 0xFFFE || e != 0xE000) return walk_fail(w, at, "expected an item");
@@ -160,6 +163,8 @@ static bool walk_elements(dicom_walk *w, size_t *pos, size_t end, int depth, boo
         uint16_t g = rd16(w, at), e = rd16(w, at + 2);
         if (g == 0xFFFE) {
             if (e == 0xE00D && in_item) {
+                if (rd32(w, at + 4) != 0)   /* as for the sequence delimiter (walk_items) */
+                    return walk_fail(w, at, "item delimiter with a non-zero length");
                 *pos += 8;
                 return true;
             }

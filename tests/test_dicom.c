@@ -441,6 +441,24 @@ START_TEST(test_malformed)
         d[rows + 6] = 0xF0, d[rows + 7] = 0x7F;
         expect_error(d, n, 0, "rows length");
 
+        /* A sequence delimiter with a length (the standard says 0): GDCM read it as a fragment
+         * of that many bytes and allocated them (4 GB for a 1 kB fuzzer input). Refused before
+         * any decoder sees it. */
+        if (d[px + 8] == 0xFF && d[px + 9] == 0xFF) {
+            static const uint8_t delimiter[4] = {0xFE, 0xFF, 0xDD, 0xE0};
+            long at = -1;
+            for (size_t i = (size_t)px; i + 8 <= n; i++)
+                if (!memcmp(orig + i, delimiter, 4)) at = (long)i;
+            ck_assert_int_gt(at, px);
+            memcpy(d, orig, n);
+            d[at + 7] = 0xFC;
+            expect_error(d, n, RADDINO_ERR_FORMAT, "delimiter length");
+            raddino_image img;
+            raddino_status st = load_bytes(d, n, &img);
+            ck_assert_msg(strstr(st.message, "sequence delimiter with a non-zero length"), "%s",
+                          st.message);
+        }
+
         /* Corrupted compressed stream (bytes inside the pixel data flipped): an error or an
          * image, never a crash. */
         memcpy(d, orig, n);
