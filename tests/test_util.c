@@ -1,6 +1,8 @@
+#define _XOPEN_SOURCE 700    /* nftw */
 #include "test_util.h"
 
 #include <check.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,12 +66,47 @@ double *test_read_f64(const char *path, size_t *n)
     return data;
 }
 
+/* The folders test_temp_dir made, each with the process that made it. Check runs every test in
+ * a child process, so a folder belongs to its test: it is removed when that process exits
+ * (RADDINO_TEST_KEEP=1 keeps them, to look at after a failure). */
+typedef struct {
+    char path[4096];
+    pid_t owner;
+} temp_dir;
+
+static temp_dir *temp_dirs;
+static size_t n_temp_dirs;
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_temp_dirs(void)
+{
+    const char *keep = getenv("RADDINO_TEST_KEEP");
+    if (keep && *keep) return;
+    pid_t self = getpid();
+    for (size_t i = 0; i < n_temp_dirs; i++)
+        if (temp_dirs[i].owner == self) nftw(temp_dirs[i].path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *test_temp_dir(void)
 {
     char *slot = next_slot();
     const char *base = getenv("TMPDIR");
     snprintf(slot, 4096, "%s/raddino-test-XXXXXX", base && *base ? base : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(slot));
+    temp_dir *grown = realloc(temp_dirs, (n_temp_dirs + 1) * sizeof *temp_dirs);
+    ck_assert_ptr_nonnull(grown);
+    temp_dirs = grown;
+    if (n_temp_dirs == 0) atexit(remove_temp_dirs);
+    snprintf(temp_dirs[n_temp_dirs].path, sizeof temp_dirs->path, "%s", slot);
+    temp_dirs[n_temp_dirs++].owner = getpid();
     return slot;
 }
 
