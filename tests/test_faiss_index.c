@@ -19,15 +19,7 @@
 
 /* ---- Synthetic data ------------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s) { return ((rng_next(s) >> 11) + 0.5) * 0x1.0p-53; }
+static double rng_uniform(uint64_t *s) { return ((test_rng_next(s) >> 11) + 0.5) * 0x1.0p-53; }
 
 static float rng_gauss(uint64_t *s)
 {
@@ -46,7 +38,7 @@ static float *clustered(size_t n, int d, int n_centres, float noise, uint64_t se
     float scale = 1.0f / sqrtf((float)d);
     for (size_t i = 0; i < (size_t)n_centres * d; i++) c[i] = rng_gauss(&s) * scale;
     for (size_t i = 0; i < n; i++) {
-        int k = (int)(rng_next(&s) % (uint64_t)n_centres);
+        int k = (int)(test_rng_next(&s) % (uint64_t)n_centres);
         if (labels) labels[i] = k;
         for (int j = 0; j < d; j++)
             x[i * d + j] = c[(size_t)k * d + j] + noise * scale * rng_gauss(&s);

@@ -28,20 +28,6 @@
         ck_assert_msg(!st_.code, "%s: %s", #expr, st_.message);                                \
     } while (0)
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_gauss(uint64_t *s)
-{
-    double u = ((rng_next(s) >> 11) + 0.5) * 0x1.0p-53, v = ((rng_next(s) >> 11) + 0.5) * 0x1.0p-53;
-    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
-}
-
 /* n vectors around 200 random centres with noise of the centres' norm (as bench_million's
  * generator, smaller); a second seed draws queries near the data, not from it. */
 static float *clustered(size_t n, uint64_t seed)
@@ -49,11 +35,11 @@ static float *clustered(size_t n, uint64_t seed)
     float *c = malloc(200 * DIM * sizeof *c), *x = malloc(n * DIM * sizeof *x);
     ck_assert(c && x);
     uint64_t s = 77;
-    for (size_t i = 0; i < 200 * DIM; i++) c[i] = rng_gauss(&s);
+    for (size_t i = 0; i < 200 * DIM; i++) c[i] = test_rng_gauss(&s);
     s = seed;
     for (size_t i = 0; i < n; i++) {
-        size_t k = rng_next(&s) % 200;
-        for (int j = 0; j < DIM; j++) x[i * DIM + j] = c[k * DIM + j] + rng_gauss(&s);
+        size_t k = test_rng_next(&s) % 200;
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = c[k * DIM + j] + test_rng_gauss(&s);
     }
     free(c);
     return x;

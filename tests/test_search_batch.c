@@ -19,33 +19,18 @@
 #define N 10000     /* above the scan's one-thread limit: several threads' heaps are merged */
 #define NQ 37
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_normal(uint64_t *s)
-{
-    double u = ((double)(rng_next(s) >> 11) + 0.5) * 0x1.0p-53;
-    double v = ((double)(rng_next(s) >> 11) + 0.5) * 0x1.0p-53;
-    return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
-}
-
 /* n clustered vectors: 50 centres, each vector a centre plus noise (close neighbours exist). */
 static float *make_vectors(size_t n, uint64_t seed)
 {
     uint64_t s = 12345;
     float centres[50 * DIM];
-    for (int i = 0; i < 50 * DIM; i++) centres[i] = rng_normal(&s);
+    for (int i = 0; i < 50 * DIM; i++) centres[i] = test_rng_gauss(&s);
     s = seed;
     float *x = malloc(n * DIM * sizeof *x);
     ck_assert_ptr_nonnull(x);
     for (size_t i = 0; i < n; i++) {
-        int c = (int)(rng_next(&s) % 50);
-        for (int j = 0; j < DIM; j++) x[i * DIM + j] = centres[c * DIM + j] + 0.6f * rng_normal(&s);
+        int c = (int)(test_rng_next(&s) % 50);
+        for (int j = 0; j < DIM; j++) x[i * DIM + j] = centres[c * DIM + j] + 0.6f * test_rng_gauss(&s);
     }
     return x;
 }

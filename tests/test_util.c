@@ -122,6 +122,21 @@ const char *test_write_temp(const void *data, size_t size, const char *suffix)
     return slot;
 }
 
+uint64_t test_rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float test_rng_gauss(uint64_t *state)
+{
+    double u = ((double)(test_rng_next(state) >> 11) + 0.5) * 0x1.0p-53;
+    double v = ((double)(test_rng_next(state) >> 11) + 0.5) * 0x1.0p-53;
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
 static test_diff compare(const float *a, const float *bf, const double *bd, size_t n, size_t cols)
 {
     test_diff d = {0, 0, 1.0};

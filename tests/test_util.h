@@ -29,6 +29,11 @@ typedef struct {
 test_diff test_compare_f32(const float *a, const float *b, size_t n, size_t cols);
 test_diff test_compare_f32_f64(const float *a, const double *b, size_t n, size_t cols);
 
+/* The tests' deterministic random numbers: splitmix64 steps of *state, and a standard normal
+ * draw from two of them (Box-Muller, the first for the radius, the second for the angle). */
+uint64_t test_rng_next(uint64_t *state);
+float test_rng_gauss(uint64_t *state);
+
 /* Golden keys: image file name with '.' -> '_'. */
 extern const char *const test_golden_images[];   /* NULL-terminated, all 17 */
 const char *test_golden_key(const char *image_name);
