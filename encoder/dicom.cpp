@@ -373,9 +373,13 @@ int lossy_jpeg_precision(const gdcm::DataElement &pixel_data)
 /* Width and height the codestream of the first fragment declares: JPEG (any SOF) and JPEG-LS
  * (SOF55) frame headers, JPEG 2000 SIZ. false when there is none to read (RLE, native). GDCM's
  * codecs write what the stream holds into a buffer sized from Rows x Columns, so a stream larger
- * than the header says would overflow it: the sizes must agree before decoding. */
-bool codestream_size(const gdcm::DataElement &pixel_data, uint32_t *w, uint32_t *h)
+ * than the header says would overflow it: the sizes must agree before decoding. j2k_components:
+ * the component count of a JPEG 2000 SIZ (GDCM's codec asserts when it is not Samples per
+ * Pixel), 0 for other streams. */
+bool codestream_size(const gdcm::DataElement &pixel_data, uint32_t *w, uint32_t *h,
+                     uint32_t *j2k_components)
 {
+    *j2k_components = 0;
     const gdcm::SequenceOfFragments *sf = pixel_data.GetSequenceOfFragments();
     if (!sf || sf->GetNumberOfFragments() < 1) return false;
     const gdcm::ByteValue *bv = sf->GetFragment(0).GetByteValue();
@@ -388,6 +392,7 @@ bool codestream_size(const gdcm::DataElement &pixel_data, uint32_t *w, uint32_t 
     for (size_t at = 0; at + 24 <= n && at < 4096; at++) {
         if (p[at] == 0xFF && p[at + 1] == 0x4F && p[at + 2] == 0xFF && p[at + 3] == 0x51) {
             uint32_t xs = be32(at + 8), ys = be32(at + 12), xo = be32(at + 16), yo = be32(at + 20);
+            if (at + 42 <= n) *j2k_components = be16(at + 40);    /* Csiz, after YTOsiz */
             if (xo > xs || yo > ys) return *w = *h = 0, true;
             *w = xs - xo;
             *h = ys - yo;
@@ -669,12 +674,19 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
                              "(truncated or malformed)", name);
         return;
     }
-    uint32_t stream_w, stream_h;
-    if (codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h) &&
-        (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows)) {
+    uint32_t stream_w, stream_h, components;
+    bool sized = codestream_size(ds.GetDataElement(TAG_PIXEL_DATA), &stream_w, &stream_h,
+                                 &components);
+    if (sized && (stream_w != (uint32_t)h->columns || stream_h != (uint32_t)h->rows)) {
         r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the codestream in the pixel data "
                              "declares %ux%u, the header says %dx%d (a damaged stream)", name,
                              stream_w, stream_h, h->columns, h->rows);
+        return;
+    }
+    if (sized && components && components != (uint32_t)h->samples_per_pixel) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the JPEG 2000 codestream has %u "
+                             "component%s, the header says %d samples per pixel", name,
+                             components, components == 1 ? "" : "s", h->samples_per_pixel);
         return;
     }
     decoded d;

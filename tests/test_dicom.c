@@ -632,6 +632,16 @@ START_TEST(test_refused)
                       "%s: '%s'", cases[i].file, st.message);
         ck_assert_ptr_null(img.rgb);
     }
+    /* A fuzzer's JPEG 2000 file whose codestream has one component under Samples per Pixel 3:
+     * GDCM's codec asserted (an abort, or a dead decoder process); refused before it runs. */
+    const char *path = test_path("../fuzz/corpus/dicom/crash_j2k_components_vs_samples.dcm");
+    raddino_image img;
+    memset(&img, 0, sizeof img);
+    raddino_status st = load(path, 0, 0, &img);
+    ck_assert_msg(st.code == RADDINO_ERR_FORMAT &&
+                      strstr(st.message, "codestream has 1 component, the header says 3 "
+                                         "samples per pixel"),
+                  "%s", st.message);
 }
 END_TEST
 
