@@ -689,6 +689,18 @@ void codec_decode(const uint8_t *data, size_t size, const char *name, int frame,
                              components, components == 1 ? "" : "s", h->samples_per_pixel);
         return;
     }
+    /* GDCM's codec also asserts on a count other than the one of the photometric
+     * interpretation as it reads it. */
+    gdcm::PhotometricInterpretation header_pi =
+        gdcm::PhotometricInterpretation::GetPIType(h->photometric);
+    if (sized && components && header_pi != gdcm::PhotometricInterpretation::PI_END &&
+        header_pi.GetSamplesPerPixel() != components) {
+        r->st = status_error(RADDINO_ERR_FORMAT, "%s: DICOM: the JPEG 2000 codestream has %u "
+                             "component%s, photometric interpretation '%s' has %u", name,
+                             components, components == 1 ? "" : "s", h->photometric,
+                             (unsigned)header_pi.GetSamplesPerPixel());
+        return;
+    }
     decoded d;
     bool ok, size_mismatch = false, known = true;
     int precision = lossy_jpeg_precision(ds.GetDataElement(TAG_PIXEL_DATA));

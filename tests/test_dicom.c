@@ -642,6 +642,14 @@ START_TEST(test_refused)
                       strstr(st.message, "codestream has 1 component, the header says 3 "
                                          "samples per pixel"),
                   "%s", st.message);
+    /* The same with Samples per Pixel 1 but a photometric interpretation GDCM reads as 3
+     * samples ('YBR_FULL_42'): its codec asserted on that count too. */
+    path = test_path("../fuzz/corpus/dicom/crash_j2k_components_vs_photometric.dcm");
+    st = load(path, 0, 0, &img);
+    ck_assert_msg(st.code == RADDINO_ERR_FORMAT &&
+                      strstr(st.message, "codestream has 1 component, photometric "
+                                         "interpretation 'YBR_FULL_42' has 3"),
+                  "%s", st.message);
 }
 END_TEST
 
